@@ -1,0 +1,67 @@
+"""Engine, sessions and automatic migration of the SQLite catalog."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from migrations import MIGRATIONS_DIR
+
+
+def _alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url)
+    return config
+
+
+def _set_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers (the web service) never block the ingest writer, and a killed
+    # process leaves the database at its last committed transaction.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_catalog_engine(database: Path) -> Engine:
+    """An engine on ``database`` with the catalog's connection settings."""
+    database.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(f"sqlite:///{database}", connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _set_pragmas)
+    return engine
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(_alembic_config("sqlite://"))
+    return script.get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration (``alembic upgrade head``)."""
+    if current_revision(engine) == head_revision():
+        return
+    config = _alembic_config(str(engine.url))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def open_database(database: Path) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory on a migrated catalog database."""
+    engine = create_catalog_engine(database)
+    migrate(engine)
+    return engine, sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,44 @@
+"""Where a catalog keeps its files: one data directory holds all of them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+DATA_DIR_ENV = "SONIC_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """``$SONIC_DATA_DIR``, else the platform's user data directory."""
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("sonic-catalog", appauthor=False))
+
+
+@dataclass(frozen=True)
+class CatalogPaths:
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "catalog.db"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.faiss"
+
+    @property
+    def heatmaps(self) -> Path:
+        return self.root / "heatmaps"
+
+    @property
+    def stems(self) -> Path:
+        return self.root / "stems"
+
+    def ensure(self) -> CatalogPaths:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self

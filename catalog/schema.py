@@ -1,0 +1,121 @@
+"""SQLAlchemy models of the catalog.
+
+These classes describe the tables for queries; the tables themselves are created
+and changed only by the Alembic migrations in ``migrations/``. SQLite is the source
+of truth: each analysed track keeps its embedding as a float32 blob, and the FAISS
+index on disk is a fast copy that can always be rebuilt from it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class TrackStatus:
+    """Values of ``tracks.status``."""
+
+    OK = "ok"  # analysed; embedding stored and indexed
+    FAILED = "failed"  # could not be analysed; ``error`` says why; retried when the file changes
+    MISSING = "missing"  # the file is gone; row kept so a reappearing/moved file keeps its id
+
+    ALL = (OK, FAILED, MISSING)
+
+
+class Track(Base):
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    format: Mapped[str | None] = mapped_column(String(16))
+
+    title: Mapped[str | None] = mapped_column(Text)
+    artist: Mapped[str | None] = mapped_column(Text, index=True)
+    album: Mapped[str | None] = mapped_column(Text, index=True)
+    track_number: Mapped[int | None] = mapped_column(Integer)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    warning: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(String(64))
+    genre: Mapped[str | None] = mapped_column(String(64), index=True)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    n_segments: Mapped[int | None] = mapped_column(Integer)
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_version: Mapped[int | None] = mapped_column(Integer)
+
+    analysed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    added_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    genres: Mapped[list[TrackGenre]] = relationship(
+        back_populates="track",
+        cascade="all, delete-orphan",
+        order_by="TrackGenre.probability.desc()",
+    )
+    segments: Mapped[list[Segment]] = relationship(
+        back_populates="track", cascade="all, delete-orphan", order_by="Segment.idx"
+    )
+
+
+class TrackGenre(Base):
+    """Track-level (aggregated) probability of one genre."""
+
+    __tablename__ = "track_genres"
+    __table_args__ = (Index("ix_track_genres_genre_prob", "genre", "probability"),)
+
+    track_id: Mapped[int] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    genre: Mapped[str] = mapped_column(String(64), primary_key=True)
+    probability: Mapped[float] = mapped_column(Float)
+
+    track: Mapped[Track] = relationship(back_populates="genres")
+
+
+class Segment(Base):
+    """Prediction for one 3-second segment: the track's genre timeline."""
+
+    __tablename__ = "segments"
+
+    track_id: Mapped[int] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    genre: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)  # float32 per genre, model order
+
+    track: Mapped[Track] = relationship(back_populates="segments")
+
+
+class CatalogMeta(Base):
+    """Key/value facts about the catalog as a whole (index version, active model)."""
+
+    __tablename__ = "catalog_meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,400 @@
+"""The catalog: one SQLite database plus one FAISS index in a data directory.
+
+Every change to what should be in the index is one SQLite transaction that also
+bumps ``index_version``; the in-memory FAISS index is updated right after the
+commit and written to disk now and then. If the process dies between the two, the
+file on disk carries an older version, and the next :meth:`Catalog.index` call
+rebuilds it from the embeddings stored in SQLite. SQLite is always the truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from catalog.db import open_database
+from catalog.index import VectorIndex
+from catalog.paths import CatalogPaths
+from catalog.records import Analysis, AudioFacts, FileFacts, Tags
+from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
+
+INDEX_VERSION = "index_version"
+ACTIVE_MODEL = "active_model_id"
+EMBEDDING_DIM = "embedding_dim"
+
+
+class FileState(NamedTuple):
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str | None
+    status: str
+    model_id: str | None
+    analysed: bool  # an embedding is stored
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _model_genres_key(model_id: str) -> str:
+    return f"genres:{model_id}"
+
+
+class Catalog:
+    """Reads and writes one catalog; a single writer at a time (see ``ingest.lock``)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.paths = CatalogPaths(Path(data_dir)).ensure()
+        self.engine, self.sessions = open_database(self.paths.database)
+        self._index: VectorIndex | None = None
+        self.index_repaired = False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta -------------------------------------------------------------------------
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        with self.sessions() as s:
+            row = s.get(CatalogMeta, key)
+            return row.value if row else default
+
+    @staticmethod
+    def _set_meta(session: Session, key: str, value: str) -> None:
+        row = session.get(CatalogMeta, key)
+        if row is None:
+            session.add(CatalogMeta(key=key, value=value))
+        else:
+            row.value = value
+
+    @staticmethod
+    def _bump_version(session: Session) -> int:
+        row = session.get(CatalogMeta, INDEX_VERSION)
+        version = int(row.value) + 1 if row else 1
+        Catalog._set_meta(session, INDEX_VERSION, str(version))
+        return version
+
+    def index_version(self) -> int:
+        return int(self.meta(INDEX_VERSION, "0"))
+
+    @property
+    def active_model_id(self) -> str | None:
+        return self.meta(ACTIVE_MODEL)
+
+    def model_genres(self, model_id: str | None) -> list[str]:
+        raw = self.meta(_model_genres_key(model_id)) if model_id else None
+        return json.loads(raw) if raw else []
+
+    def activate_model(self, model_id: str, genres: list[str], embedding_dim: int) -> bool:
+        """Make ``model_id`` the model whose embeddings the index holds.
+
+        Returns True when this changed the active model: the index then holds only
+        tracks already analysed by the new model until the others are re-analysed.
+        """
+        with self.sessions.begin() as s:
+            self._set_meta(s, _model_genres_key(model_id), json.dumps(list(genres)))
+            current = s.get(CatalogMeta, ACTIVE_MODEL)
+            if current is not None and current.value == model_id:
+                return False
+            self._set_meta(s, ACTIVE_MODEL, model_id)
+            self._set_meta(s, EMBEDDING_DIM, str(embedding_dim))
+            self._bump_version(s)
+        self._index = None
+        return True
+
+    # -- the index --------------------------------------------------------------------
+
+    def index(self) -> VectorIndex:
+        """The FAISS index, loaded from disk or rebuilt when it disagrees with SQLite."""
+        if self._index is None:
+            self._index = self._load_or_rebuild_index()
+        return self._index
+
+    def _indexable(self):
+        return select(Track.id, Track.embedding).where(
+            Track.status == TrackStatus.OK,
+            Track.model_id == self.active_model_id,
+            Track.embedding.is_not(None),
+        )
+
+    def _load_or_rebuild_index(self) -> VectorIndex:
+        version, model_id = self.index_version(), self.active_model_id
+        dim = int(self.meta(EMBEDDING_DIM, "512"))
+        existed = self.paths.index.exists()
+        if existed:
+            try:
+                loaded = VectorIndex.load(self.paths.index)
+            except (ValueError, OSError):
+                loaded = None
+            if (
+                loaded is not None
+                and loaded.version == version
+                and loaded.model_id == model_id
+                and loaded.dim == dim
+            ):
+                return loaded
+        rebuilt = self.rebuild_index(dim, model_id, version)
+        self.index_repaired = existed or len(rebuilt) > 0
+        return rebuilt
+
+    def rebuild_index(self, dim: int, model_id: str | None, version: int) -> VectorIndex:
+        """Rebuild the index from SQLite's embedding blobs and write it to disk."""
+        index = VectorIndex(dim, model_id, version)
+        ids: list[int] = []
+        vectors: list[np.ndarray] = []
+        with self.sessions() as s:
+            for track_id, blob in s.execute(self._indexable()):
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (dim,):
+                    ids.append(track_id)
+                    vectors.append(vector)
+                if len(ids) >= 50_000:
+                    index.upsert(np.array(ids), np.stack(vectors))
+                    ids, vectors = [], []
+        if ids:
+            index.upsert(np.array(ids), np.stack(vectors))
+        index.save(self.paths.index)
+        return index
+
+    def save_index(self) -> None:
+        if self._index is not None:
+            self._index.save(self.paths.index)
+
+    def index_health(self) -> dict:
+        """How the index file on disk compares with SQLite (without repairing it)."""
+        with self.sessions() as s:
+            expected = s.scalar(select(func.count()).select_from(self._indexable().subquery()))
+        health: dict = {"expected_vectors": int(expected or 0), "db_version": self.index_version()}
+        try:
+            on_disk = VectorIndex.load(self.paths.index)
+        except FileNotFoundError:
+            return {**health, "file": "absent", "consistent": expected == 0}
+        except (ValueError, OSError) as exc:
+            return {**health, "file": f"unreadable: {exc}", "consistent": False}
+        consistent = (
+            on_disk.version == health["db_version"]
+            and on_disk.model_id == self.active_model_id
+            and len(on_disk) == health["expected_vectors"]
+        )
+        return {
+            **health,
+            "file": str(self.paths.index),
+            "file_version": on_disk.version,
+            "file_vectors": len(on_disk),
+            "consistent": consistent,
+        }
+
+    # -- lookups used by the scanner -----------------------------------------------------
+
+    def track_by_path(self, path: str) -> Track | None:
+        with self.sessions() as s:
+            return s.scalar(select(Track).where(Track.path == path))
+
+    def tracks_by_hash(self, content_hash: str) -> list[Track]:
+        with self.sessions() as s:
+            return list(s.scalars(select(Track).where(Track.content_hash == content_hash)))
+
+    def file_states(self) -> list[FileState]:
+        """The columns the scanner compares with the disk, for every track (no blobs)."""
+        columns = (
+            Track.id, Track.path, Track.size, Track.mtime_ns,
+            Track.content_hash, Track.status, Track.model_id,
+            Track.embedding.is_not(None),
+        )  # fmt: skip
+        with self.sessions() as s:
+            return [FileState(*row[:-1], bool(row[-1])) for row in s.execute(select(*columns))]
+
+    # -- writes -----------------------------------------------------------------------
+
+    @staticmethod
+    def _upsert_track(session: Session, facts: FileFacts, track_id: int | None) -> Track:
+        track = session.get(Track, track_id) if track_id else None
+        if track is None:
+            track = session.scalar(select(Track).where(Track.path == facts.path))
+        now = _now()
+        if track is None:
+            track = Track(path=facts.path, added_at=now, status=TrackStatus.FAILED)
+            session.add(track)
+        track.path = facts.path
+        track.size = facts.size
+        track.mtime_ns = facts.mtime_ns
+        track.content_hash = facts.content_hash
+        track.format = facts.format
+        track.updated_at = now
+        return track
+
+    @staticmethod
+    def _apply_tags(track: Track, tags: Tags | None, audio: AudioFacts | None) -> None:
+        if tags is not None:
+            track.title = tags.title
+            track.artist = tags.artist
+            track.album = tags.album
+            track.track_number = tags.track_number
+            track.duration_s = tags.duration_s
+        if audio is not None:
+            track.duration_s = audio.duration_s
+            track.sample_rate = audio.sample_rate
+            track.channels = audio.channels
+
+    def record_analysis(
+        self,
+        facts: FileFacts,
+        tags: Tags,
+        audio: AudioFacts,
+        analysis: Analysis,
+        track_id: int | None = None,
+    ) -> int:
+        """Store one analysed track in a single transaction and update the index."""
+        embedding = np.ascontiguousarray(analysis.embedding, dtype=np.float32)
+        self.index()  # load (or repair) before this transaction moves the version on
+        with self.sessions.begin() as s:
+            track = self._upsert_track(s, facts, track_id)
+            self._apply_tags(track, tags, audio)
+            track.status = TrackStatus.OK
+            track.error = None
+            track.warning = analysis.warning
+            track.model_id = analysis.model_id
+            track.genre = analysis.genre
+            track.confidence = analysis.confidence
+            track.n_segments = int(len(analysis.segment_probabilities))
+            track.embedding = embedding.tobytes()
+            track.analysed_at = _now()
+            s.flush()
+            tid = track.id
+            s.execute(delete(TrackGenre).where(TrackGenre.track_id == tid))
+            s.execute(delete(Segment).where(Segment.track_id == tid))
+            s.execute(
+                insert(TrackGenre),
+                [
+                    {"track_id": tid, "genre": g, "probability": float(p)}
+                    for g, p in zip(analysis.genres, analysis.probabilities, strict=True)
+                ],
+            )
+            seg_probs = np.asarray(analysis.segment_probabilities, dtype=np.float32)
+            if len(seg_probs):
+                best = seg_probs.argmax(axis=1)
+                step = analysis.segment_seconds
+                s.execute(
+                    insert(Segment),
+                    [
+                        {
+                            "track_id": tid,
+                            "idx": i,
+                            "start_s": i * step,
+                            "end_s": (i + 1) * step,
+                            "genre": analysis.genres[int(best[i])],
+                            "confidence": float(row[best[i]]),
+                            "probabilities": row.tobytes(),
+                        }
+                        for i, row in enumerate(seg_probs)
+                    ],
+                )
+            indexed = analysis.model_id == self.active_model_id
+            track.embedding_version = self._bump_version(s) if indexed else None
+            version = track.embedding_version
+        if indexed:
+            index = self.index()
+            index.upsert(np.array([tid]), embedding[None, :])
+            index.version = version
+        return tid
+
+    def record_failure(
+        self,
+        facts: FileFacts,
+        reason: str,
+        tags: Tags | None = None,
+        audio: AudioFacts | None = None,
+        track_id: int | None = None,
+    ) -> int:
+        """Store why a file could not be analysed; it is not retried until it changes."""
+        self.index()
+        with self.sessions.begin() as s:
+            track = self._upsert_track(s, facts, track_id)
+            self._apply_tags(track, tags, audio)
+            was_indexed = track.status == TrackStatus.OK
+            track.status = TrackStatus.FAILED
+            track.error = reason
+            track.warning = None
+            track.genre = None
+            track.confidence = None
+            track.n_segments = None
+            track.embedding = None
+            track.embedding_version = None
+            track.analysed_at = _now()
+            s.flush()
+            tid = track.id
+            s.execute(delete(TrackGenre).where(TrackGenre.track_id == tid))
+            s.execute(delete(Segment).where(Segment.track_id == tid))
+            version = self._bump_version(s) if was_indexed else None
+        if version is not None:
+            self._remove_from_index([tid], version)
+        return tid
+
+    def touch(self, track_id: int, facts: FileFacts) -> None:
+        """Same content under a new mtime or path: keep the analysis, refresh file facts."""
+        self.index()
+        with self.sessions.begin() as s:
+            was_missing = s.get(Track, track_id).status == TrackStatus.MISSING
+            s.execute(
+                update(Track)
+                .where(Track.id == track_id)
+                .values(
+                    path=facts.path,
+                    size=facts.size,
+                    mtime_ns=facts.mtime_ns,
+                    content_hash=facts.content_hash,
+                    updated_at=_now(),
+                )
+            )
+            if was_missing:
+                self._restore(s, track_id)
+
+    def _restore(self, session: Session, track_id: int) -> None:
+        """A missing track is back (same content): it is analysed again if it had been."""
+        track = session.get(Track, track_id)
+        track.status = TrackStatus.OK if track.embedding is not None else TrackStatus.FAILED
+        if track.status == TrackStatus.OK and track.error is None:
+            version = self._bump_version(session)
+            track.embedding_version = version
+            session.flush()
+            if track.model_id == self.active_model_id:
+                vector = np.frombuffer(track.embedding, dtype=np.float32)
+                index = self.index()
+                index.upsert(np.array([track_id]), vector[None, :])
+                index.version = version
+
+    def mark_missing(self, track_ids: Iterable[int]) -> int:
+        """Files that disappeared: keep their rows (a move may bring them back), unindex."""
+        ids = list(track_ids)
+        if not ids:
+            return 0
+        self.index()
+        with self.sessions.begin() as s:
+            s.execute(
+                update(Track)
+                .where(Track.id.in_(ids))
+                .values(status=TrackStatus.MISSING, updated_at=_now())
+            )
+            version = self._bump_version(s)
+        self._remove_from_index(ids, version)
+        return len(ids)
+
+    def _remove_from_index(self, ids: list[int], version: int) -> None:
+        index = self.index()
+        index.remove(np.array(ids))
+        index.version = version

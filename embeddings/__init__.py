@@ -1,0 +1,1 @@
+"""Audio front end, genre models, training and attributions (bottom layer)."""

@@ -1,0 +1,64 @@
+"""Network definitions, kept apart from weight loading and from inference.
+
+Every architecture exposes the same small interface so training, ingest and the
+explanations never special-case one:
+
+- ``embed(x)``: the penultimate-layer vector (the sound-alike embedding),
+- ``classify(embedding)``: genre logits from that vector,
+- ``forward(x)``: logits, for training and attribution methods,
+- ``embedding_dim``: length of the embedding,
+- ``cam_layer``: the last convolutional stage, for Grad-CAM.
+
+Inputs are ``(batch, 1, n_mels, frames)`` normalised log-mel segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torchvision.models import resnet18
+
+
+class GenreResNet18(nn.Module):
+    """torchvision's ResNet18 with a one-channel stem and an n-genre head."""
+
+    embedding_dim = 512
+
+    def __init__(self, n_genres: int) -> None:
+        super().__init__()
+        net = resnet18(weights=None, num_classes=n_genres)
+        net.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.net = net
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.net.layer4
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
+        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        return torch.flatten(n.avgpool(x), 1)
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.net.fc(embedding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))
+
+
+ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
+    "resnet18": GenreResNet18,
+}
+
+
+def build_model(arch: str, n_genres: int) -> nn.Module:
+    """Instantiate a registered architecture with freshly initialised weights."""
+    try:
+        factory = ARCHITECTURES[arch]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise ValueError(f"unknown architecture {arch!r}; choose one of: {known}") from None
+    return factory(n_genres)

@@ -1,0 +1,188 @@
+"""Streaming decode to mono at the model's sample rate, in bounded memory.
+
+libsndfile (soundfile) reads WAV, FLAC, OGG/Vorbis, Opus, MP3 and AIFF; anything it
+cannot open (M4A/AAC, odd containers) goes through FFmpeg via PyAV. Both paths
+yield blocks of mono float32 audio already resampled, so an hour-long file never
+sits in memory whole: only one block and the resampler's state do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.5 s at 44.1 kHz
+
+
+class DecodeError(Exception):
+    """The file could not be decoded at all; the message is shown to the user."""
+
+
+@dataclass
+class StreamInfo:
+    sample_rate: int
+    channels: int
+    duration_s: float | None  # as declared by the container; may be missing or wrong
+    decoder: str
+
+
+@dataclass
+class DecodedStream:
+    info: StreamInfo
+    blocks: Iterator[np.ndarray]  # mono float32 at the target rate
+    # Filled as decoding goes: source frames actually decoded, and a message if
+    # decoding stopped early (truncated or damaged file).
+    frames_decoded: int = 0
+    stopped_early: str | None = None
+
+    @property
+    def decoded_seconds(self) -> float:
+        return self.frames_decoded / self.info.sample_rate if self.info.sample_rate else 0.0
+
+
+def _downmix(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.ndim == 2 else block.astype(np.float32)
+
+
+class _Resampler:
+    def __init__(self, source_rate: int, target_rate: int) -> None:
+        self.passthrough = source_rate == target_rate
+        self.stream = (
+            None
+            if self.passthrough
+            else soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.passthrough:
+            return block
+        return self.stream.resample_chunk(np.ascontiguousarray(block), last=last)
+
+
+def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
+    handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError
+    if handle.samplerate <= 0 or handle.channels <= 0:
+        handle.close()
+        raise DecodeError("file declares no sample rate or channels")
+    frames = handle.frames if handle.frames and handle.frames > 0 else None
+    info = StreamInfo(
+        sample_rate=handle.samplerate,
+        channels=handle.channels,
+        duration_s=frames / handle.samplerate if frames else None,
+        decoder=f"libsndfile/{handle.format.lower()}",
+    )
+    stream = DecodedStream(info=info, blocks=iter(()))
+
+    def blocks() -> Iterator[np.ndarray]:
+        resample = _Resampler(handle.samplerate, target_rate)
+        try:
+            while True:
+                try:
+                    block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
+                except Exception as exc:  # a damaged frame deep inside the file
+                    stream.stopped_early = (
+                        f"decoding stopped at {stream.decoded_seconds:.1f} s: {exc}"
+                    )
+                    break
+                if len(block) == 0:
+                    break
+                stream.frames_decoded += len(block)
+                out = resample(_downmix(block))
+                if len(out):
+                    yield out
+            tail = resample(np.zeros(0, dtype=np.float32), last=True)
+            if len(tail):
+                yield tail
+        finally:
+            handle.close()
+
+    stream.blocks = blocks()
+    return stream
+
+
+def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
+    import av  # FFmpeg; imported only for files libsndfile cannot read
+
+    try:
+        container = av.open(str(path))
+    except Exception as exc:
+        raise DecodeError(str(exc)) from exc
+    if not container.streams.audio:
+        container.close()
+        raise DecodeError("no audio stream in the file")
+    audio = container.streams.audio[0]
+    ctx = audio.codec_context
+    rate = int(ctx.sample_rate or 0)
+    channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels) or 0)
+    if rate <= 0 or channels <= 0:
+        container.close()
+        raise DecodeError("audio stream declares no sample rate or channels")
+    duration = None
+    if audio.duration is not None and audio.time_base is not None:
+        duration = float(audio.duration * audio.time_base)
+    elif container.duration:
+        duration = container.duration / 1_000_000
+    info = StreamInfo(rate, channels, duration, f"ffmpeg/{ctx.name}")
+    stream = DecodedStream(info=info, blocks=iter(()))
+
+    def blocks() -> Iterator[np.ndarray]:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
+        try:
+            try:
+                for frame in container.decode(audio):
+                    stream.frames_decoded += frame.samples
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            except Exception as exc:
+                stream.stopped_early = f"decoding stopped at {stream.decoded_seconds:.1f} s: {exc}"
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+        finally:
+            container.close()
+
+    stream.blocks = blocks()
+    return stream
+
+
+def open_audio(path: Path, target_rate: int) -> DecodedStream:
+    """Open ``path`` for streaming decode; raises :class:`DecodeError` with both reasons."""
+    path = Path(path)
+    if path.stat().st_size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        return _soundfile_stream(path, target_rate)
+    except DecodeError:
+        raise
+    except Exception as sf_exc:
+        try:
+            return _pyav_stream(path, target_rate)
+        except DecodeError as av_exc:
+            raise DecodeError(
+                f"not a readable audio file (libsndfile: {_short(sf_exc)}; ffmpeg: {av_exc})"
+            ) from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return text.removeprefix("Error opening ").strip()
+
+
+def decode_all(path: Path, target_rate: int, max_seconds: float | None = None) -> np.ndarray:
+    """Whole-file decode for short clips (uploads, tests); bounded by ``max_seconds``."""
+    stream = open_audio(path, target_rate)
+    parts: list[np.ndarray] = []
+    total = 0
+    limit = int(max_seconds * target_rate) if max_seconds else None
+    for block in stream.blocks:
+        parts.append(block)
+        total += len(block)
+        if limit is not None and total >= limit:
+            stream.blocks.close()
+            break
+    audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    return audio[:limit] if limit is not None else audio

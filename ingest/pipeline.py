@@ -1,0 +1,393 @@
+"""The ingest pipeline: decode workers feed batched inference, results go to the catalog.
+
+Worker processes hash, read tags, decode and compute log-mel features; the main
+process batches segments from many tracks into one network call, aggregates each
+finished track and commits it in one SQLite transaction. Every committed track is
+complete, so a run killed at any point loses at most the tracks in flight, and
+the next run picks them up (see :mod:`ingest.scan`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from catalog.records import Analysis, AudioFacts, FileFacts, Tags
+from catalog.store import Catalog
+from embeddings.checkpoint import GenreModel
+from embeddings.inference import Predictor, aggregate, l2_normalise
+from ingest.lock import catalog_lock
+from ingest.scan import Plan, make_plan
+from ingest.worker import Task, file_facts, single_thread_env, worker_main
+
+INDEX_SAVE_SECONDS = 30.0
+POLL_SECONDS = 0.2
+
+
+@dataclass
+class IngestOptions:
+    workers: int = max(1, (os.cpu_count() or 2) - 1)
+    batch_size: int = 64
+    aggregation: str = "mean"
+    device: str | None = None
+    precision: str = "auto"
+
+
+@dataclass
+class IngestSummary:
+    files_seen: int = 0
+    analysed: int = 0
+    skipped: int = 0
+    reused: int = 0  # unchanged content under a new mtime or path (moves, touches)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    missing: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    index_repaired: bool = False
+    model_id: str = ""
+    model_trained: bool = True
+
+    @property
+    def processed(self) -> int:
+        return self.analysed + self.skipped + self.reused
+
+    def to_dict(self) -> dict:
+        return {
+            "files_seen": self.files_seen,
+            "analysed": self.analysed,
+            "skipped": self.skipped,
+            "reused": self.reused,
+            "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "missing": self.missing,
+            "audio_hours": self.audio_seconds / 3600,
+            "wall_seconds": self.wall_seconds,
+            "index_repaired": self.index_repaired,
+            "model_id": self.model_id,
+            "model_trained": self.model_trained,
+        }
+
+
+@dataclass
+class _TrackState:
+    """A track in flight: what the workers sent so far and what inference returned."""
+
+    task: Task
+    facts: FileFacts | None = None
+    tags: Tags | None = None
+    probs: dict[int, np.ndarray] = field(default_factory=dict)  # first segment -> probs
+    embedding_sum: np.ndarray | None = None
+    sent: int = 0
+    inferred: int = 0
+    end: tuple | None = None  # the worker's "done" message, once it arrived
+
+
+class ProgressSink:
+    """What the pipeline reports to: the CLI plugs a progress bar in here."""
+
+    def start(self, total_files: int) -> None: ...
+    def advance(self, audio_seconds: float) -> None: ...
+    def note(self, message: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class _WorkerPool:
+    """Decode worker processes with crash detection and replacement."""
+
+    def __init__(self, count: int, frontend: dict, moved_hashes: frozenset[str]) -> None:
+        self.ctx = mp.get_context("spawn")  # torch in the parent makes fork unsafe
+        self.tasks = self.ctx.Queue()
+        self.results = self.ctx.Queue(maxsize=max(4, 4 * count))
+        self.frontend = frontend
+        self.moved_hashes = moved_hashes
+        self.procs: dict[int, mp.process.BaseProcess] = {}
+        self.current: dict[int, int | None] = {}
+        self._next_id = 0
+        for _ in range(count):
+            self._spawn()
+
+    def _spawn(self) -> None:
+        worker_id = self._next_id
+        self._next_id += 1
+        saved = dict(os.environ)
+        os.environ.update(single_thread_env())
+        try:
+            proc = self.ctx.Process(
+                target=worker_main,
+                args=(worker_id, self.frontend, self.moved_hashes, self.tasks, self.results),
+                daemon=True,
+                name=f"sonic-decode-{worker_id}",
+            )
+            proc.start()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self.procs[worker_id] = proc
+        self.current[worker_id] = None
+
+    def submit(self, task: Task) -> None:
+        self.tasks.put(task)
+
+    def reap_dead(self) -> list[tuple[int | None, int]]:
+        """Replace crashed workers; returns (task id they held, exit code) for each."""
+        dead = []
+        for worker_id, proc in list(self.procs.items()):
+            if not proc.is_alive():
+                dead.append((self.current.pop(worker_id), proc.exitcode))
+                del self.procs[worker_id]
+                self._spawn()
+        return dead
+
+    def idle(self) -> bool:
+        return all(task is None for task in self.current.values())
+
+    def close(self) -> None:
+        for _ in self.procs:
+            self.tasks.put(None)
+        deadline = time.monotonic() + 5
+        for proc in self.procs.values():
+            proc.join(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=1)
+        for q in (self.tasks, self.results):
+            q.cancel_join_thread()
+            q.close()
+
+
+class IngestRun:
+    """One ``sonic ingest``: plan, analyse, record, then mark what vanished."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        model: GenreModel,
+        options: IngestOptions | None = None,
+        progress: ProgressSink | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.model = model
+        self.options = options or IngestOptions()
+        self.progress = progress or ProgressSink()
+        self.summary = IngestSummary(model_id=model.model_id, model_trained=model.trained)
+        self.predictor: Predictor | None = None
+        self.states: dict[int, _TrackState] = {}
+        self.batch: list[tuple[int, int, np.ndarray]] = []
+        self.plan = Plan()
+        self.claimed: set[int] = set()
+        self._last_save = time.monotonic()
+
+    # -- the run ----------------------------------------------------------------------
+
+    def run(self, roots: Iterable[Path]) -> IngestSummary:
+        started = time.monotonic()
+        roots = [Path(r) for r in roots]
+        with catalog_lock(self.catalog.paths.root):
+            self.catalog.activate_model(
+                self.model.model_id, self.model.genres, self.model.embedding_dim
+            )
+            self.catalog.index()
+            self.summary.index_repaired = self.catalog.index_repaired
+            self.plan = make_plan(roots, self.catalog.file_states(), self.model.model_id)
+            self.summary.files_seen = len(self.plan.seen_paths)
+            self.summary.skipped = self.plan.skipped
+            for row_id, path in self.plan.restore:
+                self._reuse(row_id, Path(path))
+            try:
+                if self.plan.tasks:
+                    self._analyse(self.plan.tasks)
+            finally:
+                self.catalog.save_index()
+            unclaimed = [i for i in self.plan.missing_candidates if i not in self.claimed]
+            self.summary.missing = self.catalog.mark_missing(unclaimed)
+            self.catalog.save_index()
+        self.summary.wall_seconds = time.monotonic() - started
+        return self.summary
+
+    def _analyse(self, tasks: list[Task]) -> None:
+        self.predictor = Predictor(self.model, self.options.device, self.options.precision)
+        pool = _WorkerPool(
+            max(1, self.options.workers), self.model.frontend.to_dict(), self.plan.moved_hashes
+        )
+        self.progress.start(len(tasks))
+        try:
+            for task in tasks:
+                self.states[task.task_id] = _TrackState(task)
+                pool.submit(task)
+            self._drain(pool)
+        finally:
+            self.progress.close()
+            pool.close()
+
+    def _drain(self, pool: _WorkerPool) -> None:
+        quiet_since = time.monotonic()
+        while self.states:
+            try:
+                message = pool.results.get(timeout=POLL_SECONDS if not self.batch else 0)
+            except queue.Empty:
+                if self.batch:
+                    self._infer()
+                    continue
+                for task_id, code in pool.reap_dead():
+                    if task_id is not None and task_id in self.states:
+                        self._fail(task_id, f"decoder process crashed (exit code {code})")
+                if pool.idle() and time.monotonic() - quiet_since > 10 and _empty(pool.tasks):
+                    for task_id in list(self.states):  # lost with a worker that died
+                        self._fail(task_id, "decoder process died before starting this file")
+                continue
+            quiet_since = time.monotonic()
+            self._handle(message, pool)
+            if sum(len(f) for _, _, f in self.batch) >= self.options.batch_size:
+                self._infer()
+            self._maybe_save_index()
+
+    # -- messages from workers -----------------------------------------------------------
+
+    def _handle(self, message: tuple, pool: _WorkerPool) -> None:
+        kind, task_id = message[0], message[1]
+        if kind == "begin":
+            pool.current[message[2]] = task_id
+            return
+        if kind in ("done", "fail") or (kind == "hashed" and message[3]):
+            for worker_id, current in pool.current.items():
+                if current == task_id:
+                    pool.current[worker_id] = None
+        state = self.states.get(task_id)
+        if state is None:
+            return
+        if kind == "hashed":
+            state.facts = message[2]
+            if message[3]:
+                self._reused_by_hash(state, pool)
+        elif kind == "meta":
+            state.tags = message[2]
+        elif kind == "chunk":
+            _, _, first, features = message
+            state.sent = max(state.sent, first + len(features))
+            self.batch.append((task_id, first, features))
+        elif kind == "done":
+            state.end = message
+            self._maybe_finish(task_id)
+        elif kind == "fail":
+            _, _, reason, audio = message
+            self._fail(task_id, reason, audio)
+
+    def _reused_by_hash(self, state: _TrackState, pool: _WorkerPool) -> None:
+        task, facts = state.task, state.facts
+        del self.states[task.task_id]
+        row_id = self.plan.task_rows.get(task.task_id)
+        if row_id is None:  # a new path: claim a vanished track with this content
+            candidates = [
+                i for i in self.plan.vanished.get(facts.content_hash, []) if i not in self.claimed
+            ]
+            if not candidates:  # another copy already claimed it: analyse this one
+                retry = Task(task.task_id, task.path, allow_move=False)
+                self.states[task.task_id] = _TrackState(retry)
+                pool.submit(retry)
+                return
+            row_id = candidates[0]
+        self.claimed.add(row_id)
+        self.catalog.touch(row_id, facts)
+        self.summary.reused += 1
+        self.progress.advance(0.0)
+
+    def _reuse(self, row_id: int, path: Path) -> None:
+        self.catalog.touch(row_id, file_facts(path))
+        self.claimed.add(row_id)
+        self.summary.reused += 1
+
+    # -- inference and recording ------------------------------------------------------------
+
+    def _infer(self) -> None:
+        batch, self.batch = self.batch, []
+        features = np.concatenate([f for _, _, f in batch])
+        out = self.predictor.predict(features)
+        offset = 0
+        finished = set()
+        for task_id, first, feats in batch:
+            n = len(feats)
+            state = self.states.get(task_id)
+            if state is not None:
+                state.probs[first] = out.probabilities[offset : offset + n]
+                emb = out.embeddings[offset : offset + n].sum(axis=0, dtype=np.float64)
+                state.embedding_sum = (
+                    emb if state.embedding_sum is None else state.embedding_sum + emb
+                )
+                state.inferred += n
+                finished.add(task_id)
+            offset += n
+        for task_id in finished:
+            self._maybe_finish(task_id)
+
+    def _maybe_finish(self, task_id: int) -> None:
+        state = self.states.get(task_id)
+        if state is None or state.end is None:
+            return
+        _, _, audio, n_segments, _peak, warning = state.end
+        if state.inferred < n_segments:
+            return
+        del self.states[task_id]
+        seg_probs = np.concatenate([state.probs[k] for k in sorted(state.probs)])
+        analysis = Analysis(
+            model_id=self.model.model_id,
+            genres=self.model.genres,
+            probabilities=aggregate(seg_probs, self.options.aggregation),
+            embedding=l2_normalise((state.embedding_sum / n_segments).astype(np.float32)),
+            segment_probabilities=seg_probs,
+            segment_seconds=self.model.frontend.segment_seconds,
+            warning=warning,
+        )
+        self.catalog.record_analysis(
+            state.facts, state.tags or Tags(), audio, analysis, self.plan.task_rows.get(task_id)
+        )
+        self.summary.analysed += 1
+        self.summary.audio_seconds += audio.duration_s
+        self.progress.advance(audio.duration_s)
+
+    def _fail(self, task_id: int, reason: str, audio: AudioFacts | None = None) -> None:
+        state = self.states.pop(task_id)
+        facts = state.facts or _facts_without_hash(Path(state.task.path))
+        if facts is not None:
+            self.catalog.record_failure(
+                facts, reason, state.tags, audio, self.plan.task_rows.get(task_id)
+            )
+        self.summary.failed.append((state.task.path, reason))
+        self.progress.note(f"failed: {state.task.path}: {reason}")
+        self.progress.advance(0.0)
+
+    def _maybe_save_index(self) -> None:
+        if time.monotonic() - self._last_save >= INDEX_SAVE_SECONDS:
+            self.catalog.save_index()
+            self._last_save = time.monotonic()
+
+
+def _facts_without_hash(path: Path) -> FileFacts | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return FileFacts(str(path), stat.st_size, stat.st_mtime_ns, None, path.suffix.lower()[1:])
+
+
+def _empty(q) -> bool:
+    try:
+        return q.empty()
+    except (NotImplementedError, OSError):
+        return True
+
+
+def ingest(
+    roots: Iterable[Path],
+    catalog: Catalog,
+    model: GenreModel,
+    options: IngestOptions | None = None,
+    progress: ProgressSink | None = None,
+) -> IngestSummary:
+    """Index every audio file under ``roots`` into ``catalog`` (library entry point)."""
+    return IngestRun(catalog, model, options, progress).run(roots)

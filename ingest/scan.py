@@ -1,0 +1,125 @@
+"""Finding audio files and deciding what each one needs.
+
+The plan is what makes re-runs cheap: a file whose size and mtime match its row
+and whose analysis came from the current model is skipped without being opened.
+Files whose size or mtime changed are hashed (by a worker) and re-analysed only if
+the content changed; new paths whose content matches a vanished track are moves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from catalog.schema import TrackStatus
+from catalog.store import FileState
+from ingest.worker import Task
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
+     ".m4a", ".aac", ".mp4", ".aif", ".aiff", ".aifc"}
+)  # fmt: skip
+
+
+def iter_audio_files(roots: Iterable[Path]) -> Iterator[Path]:
+    """Audio files under ``roots`` (files or folders), absolute, in a stable order.
+
+    Hidden files and folders are skipped: they include macOS ``._`` resource forks,
+    which carry an audio extension but no audio.
+    """
+    seen: set[str] = set()
+    for root in roots:
+        root = Path(root).expanduser().absolute()
+        if root.is_file():
+            candidates: Iterable[Path] = [root]
+        else:
+            candidates = _walk(root)
+        for path in candidates:
+            if path.suffix.lower() in AUDIO_EXTENSIONS and str(path) not in seen:
+                seen.add(str(path))
+                yield path
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield Path(dirpath) / name
+
+
+@dataclass
+class Plan:
+    """What an ingest run will do, decided before any file is opened."""
+
+    tasks: list[Task] = field(default_factory=list)
+    task_rows: dict[int, int] = field(default_factory=dict)  # task id -> existing row id
+    restore: list[tuple[int, Path]] = field(default_factory=list)  # missing rows back in place
+    skipped: int = 0
+    vanished: dict[str, list[int]] = field(default_factory=dict)  # hash -> row ids
+    missing_candidates: list[int] = field(default_factory=list)
+    seen_paths: set[str] = field(default_factory=set)
+
+    @property
+    def moved_hashes(self) -> frozenset[str]:
+        return frozenset(self.vanished)
+
+
+def _reusable(row: FileState, model_id: str) -> bool:
+    """Whether the stored outcome stands for the current model (failures always do)."""
+    if row.status == TrackStatus.FAILED:
+        return True
+    return row.analysed and row.model_id == model_id
+
+
+def _under(path: str, roots: list[str]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
+
+
+def make_plan(
+    roots: Iterable[Path], rows: list[FileState], model_id: str, files: Iterable[Path] | None = None
+) -> Plan:
+    """Compare the files under ``roots`` with the catalog rows."""
+    root_list = [str(Path(r).expanduser().absolute()) for r in roots]
+    by_path = {row.path: row for row in rows}
+    plan = Plan()
+    for path in files if files is not None else iter_audio_files(root_list):
+        key = str(path)
+        plan.seen_paths.add(key)
+        row = by_path.get(key)
+        task_id = len(plan.tasks)
+        if row is None:
+            plan.tasks.append(Task(task_id, key, allow_move=True))
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        same_file = row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns
+        reusable = _reusable(row, model_id)
+        if same_file and reusable:
+            if row.status == TrackStatus.MISSING:
+                plan.restore.append((row.id, path))
+            else:
+                plan.skipped += 1
+            continue
+        expected = row.content_hash if reusable else None
+        plan.tasks.append(Task(task_id, key, expected_hash=expected, allow_move=False))
+        plan.task_rows[task_id] = row.id
+
+    vanished: dict[str, list[int]] = defaultdict(list)
+    for row in rows:
+        if row.path in plan.seen_paths:
+            continue
+        gone = row.status == TrackStatus.MISSING or not os.path.exists(row.path)
+        if not gone:
+            continue
+        if row.content_hash and _reusable(row, model_id):
+            vanished[row.content_hash].append(row.id)
+        if row.status != TrackStatus.MISSING and _under(row.path, root_list):
+            plan.missing_candidates.append(row.id)
+    plan.vanished = dict(vanished)
+    return plan

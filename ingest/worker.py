@@ -1,0 +1,147 @@
+"""Decode workers: hashing, tags, decoding, resampling and log-mel features.
+
+Each worker is a separate process (so decoding runs on other cores while the main
+process runs the network, and a decoder crash on a hostile file takes down one
+worker, not the ingest). Workers never import torch. They stream a track as chunks
+of features through a bounded queue, so a long track costs a few chunks of memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalog.records import AudioFacts, FileFacts
+from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
+from ingest.decode import DecodeError, open_audio
+from ingest.hashing import content_hash
+from ingest.tags import read_tags
+
+CHUNK_SEGMENTS = 32
+SILENCE_PEAK = 1e-4  # -80 dBFS: below one 16-bit LSB of dither counts as silence
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: int
+    path: str
+    expected_hash: str | None = None  # this path's stored hash, if its analysis is reusable
+    allow_move: bool = True  # may match a vanished track's hash (a moved file)
+
+
+# Messages sent to the main process, as tuples (kind, task_id, ...):
+#   ("begin", task_id, worker_id)
+#   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
+#   ("meta", task_id, Tags)
+#   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
+#   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
+#   ("fail", task_id, reason, AudioFacts | None)
+
+
+def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
+    stat = path.stat()
+    return FileFacts(
+        path=str(path),
+        size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+        content_hash=content_hash(path) if with_hash else None,
+        format=path.suffix.lower().lstrip(".") or None,
+    )
+
+
+def analyse_file(
+    task: Task, config: FrontendConfig, send, moved_hashes: frozenset[str] = frozenset()
+) -> None:
+    """Run one task, reporting through ``send``; never raises for a bad file.
+
+    ``moved_hashes`` are the content hashes of catalogued tracks whose files have
+    vanished: a new path with one of them is a move, and needs no decoding.
+    """
+    path = Path(task.path)
+    try:
+        facts = file_facts(path)
+    except OSError as exc:
+        send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
+        return
+    reusable = facts.content_hash == task.expected_hash or (
+        task.allow_move and facts.content_hash in moved_hashes
+    )
+    send(("hashed", task.task_id, facts, reusable))
+    if reusable:
+        return
+    send(("meta", task.task_id, read_tags(path)))
+    try:
+        stream = open_audio(path, config.sample_rate)
+    except DecodeError as exc:
+        send(("fail", task.task_id, str(exc), None))
+        return
+    except OSError as exc:
+        send(("fail", task.task_id, f"cannot read file: {exc}", None))
+        return
+    segmenter = StreamingSegmenter(config)
+    peak = 0.0
+    pending: list[np.ndarray] = []
+    sent = 0
+
+    def flush(force: bool) -> None:
+        nonlocal pending, sent
+        while pending and (force or sum(len(p) for p in pending) >= CHUNK_SEGMENTS):
+            stacked = np.concatenate(pending)
+            chunk, rest = stacked[:CHUNK_SEGMENTS], stacked[CHUNK_SEGMENTS:]
+            pending = [rest] if len(rest) else []
+            features = batch_features(chunk, config).astype(np.float16)
+            send(("chunk", task.task_id, sent, features))
+            sent += len(chunk)
+
+    for block in stream.blocks:
+        if len(block):
+            peak = max(peak, float(np.max(np.abs(block))))
+        segments = segmenter.push(block)
+        if len(segments):
+            pending.append(segments)
+            flush(force=False)
+    tail = segmenter.finish()
+    if len(tail):
+        pending.append(tail)
+    flush(force=True)
+
+    audio = AudioFacts(
+        duration_s=stream.decoded_seconds,
+        sample_rate=stream.info.sample_rate,
+        channels=stream.info.channels,
+    )
+    if stream.frames_decoded == 0:
+        reason = stream.stopped_early or "no audio frames could be decoded"
+        send(("fail", task.task_id, f"no audio decoded ({reason})", audio))
+    elif peak <= SILENCE_PEAK:
+        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
+        send(("fail", task.task_id, f"silent: peak level {level} dBFS", audio))
+    else:
+        send(("done", task.task_id, audio, sent, peak, stream.stopped_early))
+
+
+def worker_main(worker_id: int, config: dict, moved_hashes: frozenset[str], tasks, results) -> None:
+    """Process entry point: take tasks until a ``None`` arrives."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    frontend = FrontendConfig.from_dict(config)
+    while True:
+        task = tasks.get()
+        if task is None:
+            return
+        results.put(("begin", task.task_id, worker_id))
+        try:
+            analyse_file(task, frontend, results.put, moved_hashes)
+        except Exception as exc:  # a bug or a decoder surprise: record it, keep going
+            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            results.put(("fail", task.task_id, f"analysis error: {detail}", None))
+
+
+def single_thread_env() -> dict[str, str]:
+    """Environment for workers: one BLAS/OpenMP thread each, the cores are theirs."""
+    env = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    return {**os.environ, **env}

@@ -1,0 +1,332 @@
+"""The ``sonic`` command line: a thin face over the ingest and catalog layers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalog.paths import DATA_DIR_ENV, default_data_dir
+
+app = typer.Typer(
+    help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar=DATA_DIR_ENV,
+        help="Where the catalog lives (default: $SONIC_DATA_DIR, else the user data dir).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _open_catalog(data_dir: Path | None):
+    from catalog.store import Catalog
+
+    return Catalog(data_dir or default_data_dir())
+
+
+def _emit(data, as_json: bool, render) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _resolve(catalog, ref: str) -> int:
+    from catalog.queries import TrackNotFound, resolve_track
+
+    try:
+        return resolve_track(catalog, ref)
+    except TrackNotFound as exc:
+        _fail(str(exc))
+
+
+class _TqdmProgress:
+    """Files done, audio hours analysed, rate and ETA on one line (stderr)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.audio_seconds = 0.0
+
+    def start(self, total_files: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total_files, unit="file", desc="ingest", disable=not self.enabled,
+            dynamic_ncols=True, file=sys.stderr,
+        )  # fmt: skip
+
+    def advance(self, audio_seconds: float) -> None:
+        self.audio_seconds += audio_seconds
+        if self.bar is None:
+            return
+        elapsed = max(1e-9, self.bar.format_dict["elapsed"])
+        self.bar.set_postfix_str(
+            f"{self.audio_seconds / 3600:.2f} h audio, "
+            f"{self.audio_seconds / 60 / (elapsed / 60):.0f} audio-min/min",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def note(self, message: str) -> None:
+        if self.bar is not None and self.enabled:
+            self.bar.write(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _load_model(model_path: Path | None):
+    from embeddings.checkpoint import UntrainedModelWarning, load_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrainedModelWarning)
+        try:
+            model = load_model(model_path)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+    return model
+
+
+def _print_ingest_summary(data: dict) -> None:
+    typer.echo(
+        f"indexed {data['analysed']}, unchanged {data['skipped']}, "
+        f"moved/touched {data['reused']}, failed {len(data['failed'])}, "
+        f"missing {data['missing']} "
+        f"({data['audio_hours']:.2f} h of audio in {data['wall_seconds']:.1f} s)"
+    )
+    if data["index_repaired"]:
+        typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
+    shown = data["failed"][:20]
+    for item in shown:
+        typer.echo(f"  failed: {item['path']}: {item['reason']}")
+    if len(data["failed"]) > len(shown):
+        typer.echo(
+            f"  ... and {len(data['failed']) - len(shown)} more "
+            "(`sonic tracks --status failed` lists them all)"
+        )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
+    data_dir: DataDir = None,
+    model: Annotated[
+        Path | None, typer.Option(help="A genre-model checkpoint (default: the shipped one).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Decode worker processes.", min=1)] = max(
+        1, (os.cpu_count() or 2) - 1
+    ),
+    batch_size: Annotated[int, typer.Option(help="Segments per network call.", min=1)] = 64,
+    aggregate: Annotated[
+        str,
+        typer.Option(help="How segment probabilities become a track's: mean, median, max, vote."),
+    ] = "mean",
+    device: Annotated[
+        str, typer.Option(help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    ] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the hardware runs it natively), fp32 or bf16.")
+    ] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    as_json: JsonFlag = False,
+) -> None:
+    """Analyse every audio file under PATHS and add it to the catalog.
+
+    Re-runs skip unchanged files, re-analyse changed ones, and mark vanished ones missing.
+    """
+    from embeddings.inference import AGGREGATIONS
+    from ingest.lock import CatalogBusyError
+    from ingest.pipeline import IngestOptions
+    from ingest.pipeline import ingest as run_ingest
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}")
+    if aggregate not in AGGREGATIONS:
+        _fail(f"--aggregate must be one of {', '.join(AGGREGATIONS)}")
+    genre_model = _load_model(model)
+    options = IngestOptions(
+        workers=workers, batch_size=batch_size, aggregation=aggregate,
+        device=device, precision=precision,
+    )  # fmt: skip
+    with _open_catalog(data_dir) as catalog:
+        try:
+            summary = run_ingest(
+                paths, catalog, genre_model, options, _TqdmProgress(progress and not as_json)
+            )
+        except CatalogBusyError as exc:
+            _fail(str(exc))
+    data = summary.to_dict()
+    _emit(data, as_json, _print_ingest_summary)
+    if summary.files_seen == 0:
+        _fail(f"no audio files found under {', '.join(map(str, paths))}")
+    if summary.processed == 0 and summary.failed:
+        _fail("no file could be processed")
+
+
+@app.command()
+def genres(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Count tracks per predicted genre."""
+    from catalog.queries import genre_counts
+
+    with _open_catalog(data_dir) as catalog:
+        data = genre_counts(catalog)
+
+    def render(rows: list[dict]) -> None:
+        if not rows:
+            typer.echo("no analysed tracks yet: run `sonic ingest PATH`")
+        for row in rows:
+            conf = row["mean_confidence"]
+            typer.echo(f"{row['genre']:<12} {row['tracks']:>7}  (mean confidence {conf:.2f})")
+
+    _emit(data, as_json, render)
+
+
+def _render_tracks(rows: list[dict], score: bool = False) -> None:
+    for t in rows:
+        lead = f"{t['score']:.3f}  " if score else ""
+        conf = f" {t['confidence']:.2f}" if t.get("confidence") is not None else ""
+        who = " - ".join(x for x in (t.get("artist"), t.get("title")) if x)
+        typer.echo(
+            f"{lead}#{t['id']:<6} {t.get('genre') or t['status']:<10}{conf}  {who}  [{t['path']}]"
+        )
+
+
+@app.command()
+def tracks(
+    data_dir: DataDir = None,
+    genre: Annotated[str | None, typer.Option(help="Only this predicted genre.")] = None,
+    status: Annotated[str | None, typer.Option(help="ok, failed or missing.")] = None,
+    artist: Annotated[str | None, typer.Option()] = None,
+    album: Annotated[str | None, typer.Option()] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", "-q", help="Text in title/artist/album.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    offset: Annotated[int, typer.Option(min=0)] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Browse tracks, by genre (most confident first), status, artist, album or text."""
+    from catalog.queries import browse
+
+    with _open_catalog(data_dir) as catalog:
+        page = browse(catalog, genre, status, artist, album, query, limit, offset)
+
+    def render(data: dict) -> None:
+        _render_tracks(data["tracks"])
+        if status == "failed":
+            with _open_catalog(data_dir) as catalog:
+                from catalog.queries import track_details
+
+                for t in data["tracks"]:
+                    typer.echo(f"    reason: {track_details(catalog, t['id'])['error']}")
+        shown = data["offset"] + len(data["tracks"])
+        typer.echo(f"({shown} of {data['total']})")
+
+    _emit(page, as_json, render)
+
+
+@app.command()
+def similar(
+    track: Annotated[str, typer.Argument(help="Track id or file path.")],
+    k: Annotated[int, typer.Option("-k", help="How many neighbours.", min=1)] = 10,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Sound-alike tracks: nearest neighbours by cosine similarity of embeddings."""
+    from catalog.queries import similar as find_similar
+
+    with _open_catalog(data_dir) as catalog:
+        track_id = _resolve(catalog, track)
+        try:
+            rows = find_similar(catalog, track_id, k)
+        except LookupError as exc:
+            _fail(str(exc))
+    _emit(
+        {"track_id": track_id, "neighbours": rows},
+        as_json,
+        lambda d: _render_tracks(d["neighbours"], score=True),
+    )
+
+
+@app.command()
+def show(
+    track: Annotated[str, typer.Argument(help="Track id or file path.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Everything the catalog holds for one track."""
+    from catalog.queries import track_details
+
+    with _open_catalog(data_dir) as catalog:
+        data = track_details(catalog, _resolve(catalog, track))
+
+    def render(d: dict) -> None:
+        for key in ("id", "path", "title", "artist", "album", "track_number", "duration_s",
+                    "sample_rate", "channels", "format", "status", "error", "warning",
+                    "model_id", "genre", "confidence", "n_segments", "in_index"):  # fmt: skip
+            if d.get(key) is not None:
+                typer.echo(f"{key:<13} {d[key]}")
+        if d["probabilities"]:
+            typer.echo("probabilities:")
+            for genre, p in sorted(d["probabilities"].items(), key=lambda x: -x[1]):
+                typer.echo(f"  {genre:<12} {p:6.3f} {'#' * round(p * 40)}")
+        if d["timeline"]:
+            typer.echo("timeline:")
+            for seg in d["timeline"]:
+                span = f"{seg['start_s']:7.1f}-{seg['end_s']:<7.1f}"
+                typer.echo(f"  {span} {seg['genre']:<10} {seg['confidence']:.2f}")
+        typer.echo("artefacts:")
+        for name, value in d["artefacts"].items():
+            typer.echo(f"  {name:<8} {value or '-'}")
+
+    _emit(data, as_json, render)
+
+
+@app.command()
+def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Catalog statistics and the health of the FAISS index."""
+    from catalog.queries import stats
+
+    with _open_catalog(data_dir) as catalog:
+        data = stats(catalog)
+
+    def render(d: dict) -> None:
+        typer.echo(f"data dir      {d['data_dir']}")
+        typer.echo("tracks        " + ", ".join(f"{k} {v}" for k, v in d["tracks"].items()))
+        typer.echo(f"audio         {d['audio_hours']:.2f} h analysed")
+        typer.echo(f"model         {d['active_model_id'] or '-'}")
+        idx = d["index"]
+        state = "consistent" if idx["consistent"] else "INCONSISTENT (repaired on next use)"
+        typer.echo(f"index         {idx.get('file_vectors', 0)} vectors, {state}")
+        for item in d["top_failure_reasons"]:
+            typer.echo(f"  failed x{item['tracks']}: {item['reason']}")
+
+    _emit(data, as_json, render)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
