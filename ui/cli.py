@@ -328,5 +328,5 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
-def main() -> None:  # pragma: no cover - console entry point
+if __name__ == "__main__":  # `python -m ui.cli` runs the checkout's code
     app()
