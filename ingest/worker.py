@@ -122,7 +122,20 @@ def analyse_file(
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         send(("fail", task.task_id, f"silent: peak level {level} dBFS", audio))
     else:
-        send(("done", task.task_id, audio, sent, peak, stream.stopped_early))
+        send(("done", task.task_id, audio, sent, peak, _truncation_warning(stream)))
+
+
+def _truncation_warning(stream) -> str | None:
+    """Say so when a file decodes to much less than it declares (a cut-off download)."""
+    if stream.stopped_early:
+        return f"truncated or damaged: {stream.stopped_early}"
+    declared = stream.info.duration_s
+    if declared and stream.decoded_seconds < 0.9 * declared - 1.0:
+        return (
+            f"truncated: decoded {stream.decoded_seconds:.1f} s of the "
+            f"{declared:.1f} s the file declares"
+        )
+    return None
 
 
 def worker_main(worker_id: int, config: dict, moved_hashes: frozenset[str], tasks, results) -> None:

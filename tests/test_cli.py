@@ -1,0 +1,123 @@
+"""The sonic CLI: every read command answers in text and in JSON; exit codes mean something."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import run_ingest, tracks_by_path
+from typer.testing import CliRunner
+
+from ui.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def catalog_dir(library, data_dir, model):
+    run_ingest([library.root], data_dir, model)
+    return data_dir
+
+
+def sonic(*args: str):
+    result = runner.invoke(app, list(args))
+    return result
+
+
+def test_genres_counts_every_analysed_track(catalog_dir, library):
+    result = sonic("genres", "--data-dir", str(catalog_dir), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert sum(row["tracks"] for row in data) == len(library.good)
+    text = sonic("genres", "--data-dir", str(catalog_dir))
+    assert data[0]["genre"] in text.stdout
+
+
+def test_tracks_browses_by_genre_and_lists_failures(catalog_dir, library):
+    genres = json.loads(sonic("genres", "--data-dir", str(catalog_dir), "--json").stdout)
+    top = genres[0]
+    page = json.loads(
+        sonic("tracks", "--genre", top["genre"], "--data-dir", str(catalog_dir), "--json").stdout
+    )
+    assert page["total"] == top["tracks"]
+    confidences = [t["confidence"] for t in page["tracks"]]
+    assert confidences == sorted(confidences, reverse=True)
+    failed = sonic("tracks", "--status", "failed", "--data-dir", str(catalog_dir))
+    assert failed.exit_code == 0
+    assert "reason: empty file (0 bytes)" in failed.stdout
+    by_text = json.loads(
+        sonic("tracks", "-q", "Noisemakers", "--data-dir", str(catalog_dir), "--json").stdout
+    )
+    found = {t["path"] for t in by_text["tracks"]}  # the FLAC and its truncated copy
+    assert found == {str(library.good["noise_flac"]), str(library.good["truncated_flac"])}
+
+
+def test_similar_accepts_an_id_or_a_path(catalog_dir, library):
+    path = str(library.good["chord_mp3"])
+    track_id = tracks_by_path(catalog_dir)[path].id
+    by_path = json.loads(
+        sonic("similar", path, "-k", "3", "--data-dir", str(catalog_dir), "--json").stdout
+    )
+    by_id = json.loads(
+        sonic("similar", str(track_id), "-k", "3", "--data-dir", str(catalog_dir), "--json").stdout
+    )
+    assert by_path == by_id
+    assert by_id["track_id"] == track_id and len(by_id["neighbours"]) == 3
+    text = sonic("similar", path, "-k", "3", "--data-dir", str(catalog_dir))
+    assert text.stdout.count("#") >= 3
+
+
+def test_similar_on_a_failed_track_explains_why(catalog_dir, library):
+    result = sonic("similar", str(library.bad["silent"]), "--data-dir", str(catalog_dir))
+    assert result.exit_code == 1
+    assert "no embedding" in result.output and "silent" in result.output
+
+
+def test_show_prints_everything_the_catalog_holds(catalog_dir, library, model):
+    path = str(library.good["noise_flac"])
+    data = json.loads(sonic("show", path, "--data-dir", str(catalog_dir), "--json").stdout)
+    assert data["title"] == "Static" and data["artist"] == "The Noisemakers"
+    assert set(data["probabilities"]) == set(model.genres)
+    assert sum(data["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert len(data["timeline"]) == data["n_segments"] == 2
+    assert data["artefacts"]["audio"] == path
+    assert data["in_index"] is True
+    text = sonic("show", path, "--data-dir", str(catalog_dir))
+    assert "timeline:" in text.stdout and "probabilities:" in text.stdout
+    missing = sonic("show", "/no/such/file.mp3", "--data-dir", str(catalog_dir))
+    assert missing.exit_code == 1 and "no track" in missing.output
+
+
+def test_status_reports_counts_and_index_health(catalog_dir, library):
+    data = json.loads(sonic("status", "--data-dir", str(catalog_dir), "--json").stdout)
+    assert data["tracks"]["ok"] == len(library.good)
+    assert data["tracks"]["failed"] == len(library.bad)
+    assert data["index"]["consistent"] is True
+    assert data["index"]["file_vectors"] == len(library.good)
+    (catalog_dir / "index.faiss").unlink()
+    broken = json.loads(sonic("status", "--data-dir", str(catalog_dir), "--json").stdout)
+    assert broken["index"]["consistent"] is False
+
+
+def test_ingest_exit_codes(tmp_path, library):
+    data_dir = str(tmp_path / "data")
+    nothing = sonic("ingest", str(tmp_path / "nope"), "--data-dir", data_dir)
+    assert nothing.exit_code == 1 and "no such file" in nothing.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = sonic("ingest", str(empty), "--data-dir", data_dir, "--no-progress")
+    assert result.exit_code == 1 and "no audio files" in result.output
+    only_bad = sonic("ingest", str(library.root / "bad"), "--data-dir", data_dir, "--json")
+    assert only_bad.exit_code == 1
+    summary = json.loads(only_bad.stdout)
+    assert len(summary["failed"]) == len(library.bad)
+    mixed = sonic("ingest", str(library.root), "--data-dir", data_dir, "--no-progress")
+    assert mixed.exit_code == 0, mixed.output
+    assert f"indexed {len(library.good)}" in mixed.stdout
+
+
+def test_every_command_has_help():
+    for command in ("ingest", "genres", "tracks", "similar", "show", "status"):
+        result = sonic(command, "--help")
+        assert result.exit_code == 0
+        assert "--json" in result.stdout
