@@ -6,8 +6,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-from audio_fixtures import Library, build_library, copy_library
 
+from audio_fixtures import Library, build_library, copy_library
 from embeddings.checkpoint import GenreModel, UntrainedModelWarning, load_model
 
 

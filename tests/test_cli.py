@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import run_ingest, tracks_by_path
 from typer.testing import CliRunner
 
+from helpers import run_ingest, tracks_by_path
 from ui.cli import app
 
 runner = CliRunner()

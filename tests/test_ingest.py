@@ -7,14 +7,14 @@ import shutil
 
 import numpy as np
 import pytest
-from audio_fixtures import chord, write
-from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from sqlalchemy import func, select
 
+from audio_fixtures import chord, write
 from catalog.index import VectorIndex
 from catalog.queries import similar
 from catalog.schema import Segment, TrackGenre
 from catalog.store import Catalog
+from helpers import assert_index_consistent, run_ingest, tracks_by_path
 
 
 def test_every_format_is_analysed_with_tags_and_embeddings(library, data_dir, model):

@@ -179,6 +179,8 @@ def ingest(
             )
         except CatalogBusyError as exc:
             _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted: finished tracks are saved; run the same command to continue", 130)
     data = summary.to_dict()
     _emit(data, as_json, _print_ingest_summary)
     if summary.files_seen == 0:
