@@ -12,12 +12,10 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
+from catalog.errors import TrackNotFound
+from catalog.explanations import band_focus_of, band_focus_sentence
 from catalog.schema import Track, TrackStatus
 from catalog.store import Catalog
-
-
-class TrackNotFound(LookupError):
-    """No track matches the id or path given."""
 
 
 def track_summary(track: Track) -> dict:
@@ -171,8 +169,22 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
             "in_index": catalog.index().vector(track.id) is not None,
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
-            "artefacts": {"audio": track.path, "heatmap": None, "stems": {}},
+            "explanation": _explanation(track),
+            "artefacts": {"audio": track.path, "heatmap": track.heatmap_path, "stems": {}},
         }
+
+
+def _explanation(track: Track) -> dict | None:
+    focus = band_focus_of(track)
+    if focus is None:
+        return None
+    return {
+        "genre": track.heatmap_genre,
+        "heatmap": track.heatmap_path,
+        "window_s": [track.heatmap_start_s, track.heatmap_end_s],
+        "band_focus": focus,
+        "sentence": band_focus_sentence(focus),
+    }
 
 
 def stats(catalog: Catalog) -> dict:

@@ -40,6 +40,17 @@ class AudioFacts:
 
 
 @dataclass
+class Explanation:
+    """Why the model predicted the track's genre: a heatmap and where it looked."""
+
+    heatmap_path: str | None
+    genre: str
+    start_s: float
+    end_s: float
+    focus: dict[str, float]  # low / mid / high shares of the heatmap's mass, sum to 1
+
+
+@dataclass
 class Analysis:
     """The result of running a genre model over one whole track."""
 
@@ -49,6 +60,8 @@ class Analysis:
     embedding: np.ndarray  # (dim,) float32, L2-normalised
     segment_probabilities: np.ndarray  # (n_segments, n_genres)
     segment_seconds: float
+    segment_embeddings: np.ndarray | None = None  # (n_segments, d) float16, unit length
+    explanation: Explanation | None = None
     warning: str | None = None  # e.g. a truncated file analysed as far as it decodes
     extra: dict = field(default_factory=dict)
 

@@ -65,6 +65,16 @@ class Track(Base):
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
     embedding_version: Mapped[int | None] = mapped_column(Integer)
 
+    # Explanation of the predicted genre (migration 0002): a Grad-CAM heatmap over a
+    # representative window and the share of its mass in each frequency band.
+    heatmap_path: Mapped[str | None] = mapped_column(Text)
+    heatmap_genre: Mapped[str | None] = mapped_column(String(64))
+    heatmap_start_s: Mapped[float | None] = mapped_column(Float)
+    heatmap_end_s: Mapped[float | None] = mapped_column(Float)
+    focus_low: Mapped[float | None] = mapped_column(Float)
+    focus_mid: Mapped[float | None] = mapped_column(Float)
+    focus_high: Mapped[float | None] = mapped_column(Float)
+
     analysed_at: Mapped[datetime | None] = mapped_column(DateTime)
     added_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
@@ -108,6 +118,7 @@ class Segment(Base):
     genre: Mapped[str] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float)
     probabilities: Mapped[bytes] = mapped_column(LargeBinary)  # float32 per genre, model order
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)  # fp16, projected (0002)
 
     track: Mapped[Track] = relationship(back_populates="segments")
 

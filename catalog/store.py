@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from catalog.db import open_database
 from catalog.index import VectorIndex
 from catalog.paths import CatalogPaths
-from catalog.records import Analysis, AudioFacts, FileFacts, Tags
+from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
 
 INDEX_VERSION = "index_version"
@@ -251,6 +251,17 @@ class Catalog:
             track.sample_rate = audio.sample_rate
             track.channels = audio.channels
 
+    @staticmethod
+    def _apply_explanation(track: Track, explanation: Explanation | None) -> None:
+        e = explanation
+        track.heatmap_path = e.heatmap_path if e else None
+        track.heatmap_genre = e.genre if e else None
+        track.heatmap_start_s = e.start_s if e else None
+        track.heatmap_end_s = e.end_s if e else None
+        track.focus_low = e.focus["low"] if e else None
+        track.focus_mid = e.focus["mid"] if e else None
+        track.focus_high = e.focus["high"] if e else None
+
     def record_analysis(
         self,
         facts: FileFacts,
@@ -273,6 +284,7 @@ class Catalog:
             track.confidence = analysis.confidence
             track.n_segments = int(len(analysis.segment_probabilities))
             track.embedding = embedding.tobytes()
+            self._apply_explanation(track, analysis.explanation)
             track.analysed_at = _now()
             s.flush()
             tid = track.id
@@ -286,6 +298,7 @@ class Catalog:
                 ],
             )
             seg_probs = np.asarray(analysis.segment_probabilities, dtype=np.float32)
+            seg_embs = analysis.segment_embeddings
             if len(seg_probs):
                 best = seg_probs.argmax(axis=1)
                 step = analysis.segment_seconds
@@ -300,6 +313,7 @@ class Catalog:
                             "genre": analysis.genres[int(best[i])],
                             "confidence": float(row[best[i]]),
                             "probabilities": row.tobytes(),
+                            "embedding": None if seg_embs is None else seg_embs[i].tobytes(),
                         }
                         for i, row in enumerate(seg_probs)
                     ],
@@ -335,6 +349,7 @@ class Catalog:
             track.n_segments = None
             track.embedding = None
             track.embedding_version = None
+            self._apply_explanation(track, None)
             track.analysed_at = _now()
             s.flush()
             tid = track.id

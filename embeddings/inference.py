@@ -65,6 +65,8 @@ class Predictor:
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)
         self.network = model.network.to(self.device).eval()
+        for parameter in self.network.parameters():  # inference only: record no graphs
+            parameter.requires_grad_(False)
         if self.device.type == "cpu":
             # oneDNN convolutions are markedly faster on NHWC tensors.
             self.network = self.network.to(memory_format=torch.channels_last)
@@ -86,6 +88,12 @@ class Predictor:
             probabilities=probs.cpu().numpy(),
             embeddings=embedding.float().cpu().numpy(),
         )
+
+    def grad_cam(self, features: np.ndarray, target: int) -> np.ndarray:
+        """Grad-CAM maps for ``target`` over (n, n_mels, frames) features (fp32)."""
+        from embeddings.gradcam import grad_cam
+
+        return grad_cam(self.network, features, target)
 
 
 def aggregate(probabilities: np.ndarray, method: str = "mean") -> np.ndarray:

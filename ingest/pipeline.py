@@ -19,10 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from catalog.records import Analysis, AudioFacts, FileFacts, Tags
+from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.store import Catalog
 from embeddings.checkpoint import GenreModel
+from embeddings.gradcam import band_focus
+from embeddings.heatmap_image import render_heatmap_png
 from embeddings.inference import Predictor, aggregate, l2_normalise
+from embeddings.projection import project_segments
+from embeddings.windows import BestWindowTracker
+from ingest.artefacts import heatmap_file, write_atomic
 from ingest.lock import catalog_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
@@ -38,6 +43,8 @@ class IngestOptions:
     aggregation: str = "mean"
     device: str | None = None
     precision: str = "auto"
+    heatmaps: bool = True  # Grad-CAM heatmap + band focus per track
+    heatmap_segments: int = 4  # length of the explained window, in segments
 
 
 @dataclass
@@ -82,6 +89,8 @@ class _TrackState:
     facts: FileFacts | None = None
     tags: Tags | None = None
     probs: dict[int, np.ndarray] = field(default_factory=dict)  # first segment -> probs
+    segment_embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # projected, fp16
+    window: BestWindowTracker | None = None  # features of the best window per genre
     embedding_sum: np.ndarray | None = None
     sent: int = 0
     inferred: int = 0
@@ -218,7 +227,7 @@ class IngestRun:
         self.progress.start(len(tasks))
         try:
             for task in tasks:
-                self.states[task.task_id] = _TrackState(task)
+                self.states[task.task_id] = self._new_state(task)
                 pool.submit(task)
             self._drain(pool)
         finally:
@@ -288,7 +297,7 @@ class IngestRun:
             ]
             if not candidates:  # another copy already claimed it: analyse this one
                 retry = Task(task.task_id, task.path, allow_move=False)
-                self.states[task.task_id] = _TrackState(retry)
+                self.states[task.task_id] = self._new_state(retry)
                 pool.submit(retry)
                 return
             row_id = candidates[0]
@@ -304,6 +313,12 @@ class IngestRun:
 
     # -- inference and recording ------------------------------------------------------------
 
+    def _new_state(self, task: Task) -> _TrackState:
+        window = None
+        if self.options.heatmaps:
+            window = BestWindowTracker(len(self.model.genres), self.options.heatmap_segments)
+        return _TrackState(task, window=window)
+
     def _infer(self) -> None:
         batch, self.batch = self.batch, []
         features = np.concatenate([f for _, _, f in batch])
@@ -314,7 +329,13 @@ class IngestRun:
             n = len(feats)
             state = self.states.get(task_id)
             if state is not None:
-                state.probs[first] = out.probabilities[offset : offset + n]
+                probs = out.probabilities[offset : offset + n]
+                state.probs[first] = probs
+                state.segment_embeddings[first] = project_segments(
+                    out.embeddings[offset : offset + n]
+                )
+                if state.window is not None:
+                    state.window.push(feats, probs)
                 emb = out.embeddings[offset : offset + n].sum(axis=0, dtype=np.float64)
                 state.embedding_sum = (
                     emb if state.embedding_sum is None else state.embedding_sum + emb
@@ -333,22 +354,50 @@ class IngestRun:
         if state.inferred < n_segments:
             return
         del self.states[task_id]
-        seg_probs = np.concatenate([state.probs[k] for k in sorted(state.probs)])
+        order = sorted(state.probs)
+        seg_probs = np.concatenate([state.probs[k] for k in order])
+        probabilities = aggregate(seg_probs, self.options.aggregation)
         analysis = Analysis(
             model_id=self.model.model_id,
             genres=self.model.genres,
-            probabilities=aggregate(seg_probs, self.options.aggregation),
+            probabilities=probabilities,
             embedding=l2_normalise((state.embedding_sum / n_segments).astype(np.float32)),
             segment_probabilities=seg_probs,
             segment_seconds=self.model.frontend.segment_seconds,
+            segment_embeddings=np.concatenate([state.segment_embeddings[k] for k in order]),
             warning=warning,
         )
+        if state.window is not None:
+            analysis.explanation = self._explain(state, int(np.argmax(probabilities)))
         self.catalog.record_analysis(
             state.facts, state.tags or Tags(), audio, analysis, self.plan.task_rows.get(task_id)
         )
         self.summary.analysed += 1
         self.summary.audio_seconds += audio.duration_s
         self.progress.advance(audio.duration_s)
+
+    def _explain(self, state: _TrackState, genre_index: int) -> Explanation:
+        """Grad-CAM for the predicted genre over the track's most confident window."""
+        config = self.model.frontend
+        first, window = state.window.best(genre_index)
+        features = window.astype(np.float32)
+        cam = self.predictor.grad_cam(features, genre_index)
+        focus = band_focus(cam, config)
+        start = first * config.segment_seconds
+        end = start + len(window) * config.segment_seconds
+        genre = self.model.genres[genre_index]
+        png = render_heatmap_png(
+            np.concatenate(list(features), axis=1),
+            np.concatenate(list(cam), axis=1),
+            config,
+            start,
+            f"Grad-CAM for '{genre}': {Path(state.task.path).name}",
+        )
+        path = heatmap_file(
+            self.catalog.paths.heatmaps, state.facts.content_hash, self.model.model_id
+        )
+        write_atomic(path, png)
+        return Explanation(str(path), genre, start, end, focus.as_dict())
 
     def _fail(self, task_id: int, reason: str, audio: AudioFacts | None = None) -> None:
         state = self.states.pop(task_id)

@@ -150,6 +150,9 @@ def ingest(
     precision: Annotated[
         str, typer.Option(help="auto (bf16 where the hardware runs it natively), fp32 or bf16.")
     ] = "auto",
+    heatmaps: Annotated[
+        bool, typer.Option(help="Draw a Grad-CAM heatmap and band focus for each track.")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -170,7 +173,7 @@ def ingest(
     genre_model = _load_model(model)
     options = IngestOptions(
         workers=workers, batch_size=batch_size, aggregation=aggregate,
-        device=device, precision=precision,
+        device=device, precision=precision, heatmaps=heatmaps,
     )  # fmt: skip
     with _open_catalog(data_dir) as catalog:
         try:
@@ -301,9 +304,75 @@ def show(
             for seg in d["timeline"]:
                 span = f"{seg['start_s']:7.1f}-{seg['end_s']:<7.1f}"
                 typer.echo(f"  {span} {seg['genre']:<10} {seg['confidence']:.2f}")
+        if d.get("explanation"):
+            e = d["explanation"]
+            typer.echo(f"why {e['genre']}: {e['sentence']}")
+            typer.echo(f"  heatmap over {e['window_s'][0]:.0f}-{e['window_s'][1]:.0f} s")
         typer.echo("artefacts:")
         for name, value in d["artefacts"].items():
             typer.echo(f"  {name:<8} {value or '-'}")
+
+    _emit(data, as_json, render)
+
+
+@app.command()
+def explain(
+    track: Annotated[str, typer.Argument(help="Track id or file path.")],
+    method: Annotated[
+        str, typer.Option(help="gradcam, ig (Integrated Gradients) or occlusion.")
+    ] = "gradcam",
+    genre: Annotated[
+        str | None, typer.Option(help="Genre to explain (default: the predicted one).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="The checkpoint that analysed the track (default: shipped).")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show which frequencies and moments drove a genre prediction (cached on disk)."""
+    from ingest.explain import ExplainError, explain_track
+
+    genre_model = _load_model(model)
+    with _open_catalog(data_dir) as catalog:
+        track_id = _resolve(catalog, track)
+        try:
+            data = explain_track(catalog, track_id, genre_model, method, genre)
+        except ExplainError as exc:
+            _fail(str(exc))
+
+    def render(d: dict) -> None:
+        start, end = d["window_s"]
+        typer.echo(f"{d['method']} for '{d['genre']}' over {start:.0f}-{end:.0f} s")
+        typer.echo(d["sentence"])
+        if d["convergence_delta"] is not None:
+            typer.echo(f"IG convergence delta {d['convergence_delta']:.4f}")
+        typer.echo(f"heatmap {d['heatmap']}{' (cached)' if d['cached'] else ''}")
+
+    _emit(data, as_json, render)
+
+
+@app.command("explain-similar")
+def explain_similar(
+    track: Annotated[str, typer.Argument(help="Track id or file path.")],
+    other: Annotated[str, typer.Argument(help="The track it was found similar to.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Why two tracks are close: genre overlap, band focus and their closest moments."""
+    from catalog.explanations import explain_similarity
+
+    with _open_catalog(data_dir) as catalog:
+        data = explain_similarity(catalog, _resolve(catalog, track), _resolve(catalog, other))
+
+    def render(d: dict) -> None:
+        if d["cosine"] is not None:
+            typer.echo(f"cosine {d['cosine']:.3f}")
+        typer.echo(d["sentence"])
+        for m in d["closest_moments"]:
+            typer.echo(
+                f"  {m['a_start_s']:7.1f} s ~ {m['b_start_s']:7.1f} s  cosine {m['cosine']:.3f}"
+            )
 
     _emit(data, as_json, render)
 

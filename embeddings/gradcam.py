@@ -1,0 +1,98 @@
+"""Grad-CAM over the last convolutional stage, and where in frequency it looks.
+
+Ingest runs it once per track on a short window of its most confident segments:
+one batched forward pass over those few segments and a backward pass through the
+layers after the cam layer only (for ResNet18: pooling and one linear layer). The
+map is upsampled to the mel grid (128 x 130 per segment), so it lines up with the
+spectrogram it explains.
+
+Band focus sums the heatmap's mass per mel band and splits it at 250 Hz and 4 kHz:
+low (bass and kick), mid (vocals and most instruments), high (cymbals, air, sibilance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embeddings.frontend import FrontendConfig
+
+LOW_HZ = 250.0
+HIGH_HZ = 4000.0
+BANDS = ("low", "mid", "high")
+
+
+def grad_cam(network: nn.Module, features: np.ndarray, target: int) -> np.ndarray:
+    """Grad-CAM maps (n, n_mels, frames) for class ``target`` over (n, n_mels, frames) features.
+
+    The cam layer's output is swapped for a leaf tensor during the forward pass, so
+    the backward pass runs only through the layers after it (for ResNet18: pooling
+    and one linear layer). Channel weights are spatially averaged gradients of the
+    target logit; the map is the ReLU of the weighted channel sum, upsampled to the
+    mel grid.
+    """
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(_module, _inputs, output):
+        leaf = output.detach().requires_grad_(True)
+        store["activation"] = leaf
+        return leaf
+
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).unsqueeze(1)
+    # With no parameter asking for gradients, autograd records nothing before the
+    # cam layer: the forward pass costs what inference costs.
+    frozen = [p for p in network.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    handle = network.cam_layer.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            logits = network(x.to(next(network.parameters()).device))
+            act = store["activation"]
+            grads = torch.autograd.grad(logits[:, target].sum(), act)[0]
+    finally:
+        handle.remove()
+        for p in frozen:
+            p.requires_grad_(True)
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * act.detach()).sum(dim=1, keepdim=True))
+    cam = F.interpolate(cam.float(), size=tuple(features.shape[1:]), mode="bilinear")
+    return cam[:, 0].cpu().numpy()
+
+
+@lru_cache(maxsize=8)
+def mel_band_centres(config: FrontendConfig) -> np.ndarray:
+    """Centre frequency in Hz of each mel band (as librosa's filter bank places them)."""
+    import librosa
+
+    edges = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmin=0.0, fmax=config.sample_rate / 2)
+    return edges[1:-1]
+
+
+@dataclass
+class BandFocus:
+    low: float
+    mid: float
+    high: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"low": self.low, "mid": self.mid, "high": self.high}
+
+
+def band_focus(cam: np.ndarray, config: FrontendConfig) -> BandFocus:
+    """Share of heatmap mass in the low, mid and high bands; shares sum to 1."""
+    per_band = np.asarray(cam, dtype=np.float64)
+    per_band = per_band.reshape(-1, config.n_mels, per_band.shape[-1]).sum(axis=(0, 2))
+    centres = mel_band_centres(config)
+    low = float(per_band[centres < LOW_HZ].sum())
+    high = float(per_band[centres > HIGH_HZ].sum())
+    mid = float(per_band.sum()) - low - high
+    total = low + mid + high
+    if total <= 0:  # a flat zero map: no evidence anywhere; say so evenly
+        return BandFocus(1 / 3, 1 / 3, 1 / 3)
+    return BandFocus(low / total, mid / total, high / total)
