@@ -5,7 +5,8 @@ Measures, on one folder of audio:
   2. features: log-mel of every segment (timed apart from decoding, same pass);
   3. model-only: the network over those same precomputed features at the best batch size;
   4. full ingest: ``sonic ingest`` in a fresh process on a fresh data directory,
-     with the peak RSS of its whole process tree (main process + decode workers).
+     with the peak RSS of its whole process tree (main process + decode workers);
+  5. the same ingest with ``--no-heatmaps``, for the cost of Grad-CAM.
 and prints tracks/minute, audio-hours/minute and the ratios the targets are set in.
 
     python bench/corpus.py /tmp/corpus --tracks 200 --seconds 180 --format mp3
@@ -127,12 +128,14 @@ def model_only(cache: Path, batch_sizes: list[int]) -> dict:
             "probe_segments_per_s": rates, "precision": str(predictor.dtype)}  # fmt: skip
 
 
-def full_ingest(folder: Path, workers: int | None) -> dict:
+def full_ingest(folder: Path, workers: int | None, heatmaps: bool = True) -> dict:
     with tempfile.TemporaryDirectory(prefix="sonic-bench-") as data_dir:
         cmd = [sys.executable, "-m", "ui.cli", "ingest", str(folder), "--data-dir", data_dir,
                "--json", "--no-progress"]  # fmt: skip
         if workers:
             cmd += ["--workers", str(workers)]
+        if not heatmaps:
+            cmd.append("--no-heatmaps")
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         monitor = PeakRss(proc.pid)
@@ -165,6 +168,9 @@ def main() -> None:
         parts = decode_and_features(files, config, cache)
         parts.update(model_only(cache, [int(b) for b in args.batch_sizes.split(",")]))
     parts.update(full_ingest(args.folder, args.workers))
+    bare = full_ingest(args.folder, args.workers, heatmaps=False)
+    parts["ingest_no_heatmaps_process_s"] = bare["ingest_process_s"]
+    parts["ingest_no_heatmaps_pipeline_s"] = bare["ingest_pipeline_s"]
 
     n, hours = len(files), parts["audio_s"] / 3600
     full = parts["ingest_process_s"]
@@ -182,6 +188,7 @@ def main() -> None:
         "ratio_full_to_decode_plus_model": full / baseline,
         "ratio_pipeline_to_decode_plus_model": parts["ingest_pipeline_s"] / baseline,
         "peak_rss_gib": parts["peak_rss_bytes"] / 2**30,
+        "heatmap_overhead": parts["ingest_pipeline_s"] / parts["ingest_no_heatmaps_pipeline_s"] - 1,
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -207,6 +214,10 @@ def main() -> None:
     print(f"full / decode-only               {result['ratio_full_to_decode']:.2f}x")
     print(f"full / (decode-only + model)     {result['ratio_full_to_decode_plus_model']:.2f}x")
     print(f"peak RSS (ingest process tree)   {result['peak_rss_gib']:.2f} GiB")
+    print(
+        f"without heatmaps (pipeline)      {parts['ingest_no_heatmaps_pipeline_s']:.1f} s; "
+        f"heatmaps add {result['heatmap_overhead']:+.0%}"
+    )
     if parts["failed"]:
         print(f"warning: {parts['failed']} files failed during ingest")
 
