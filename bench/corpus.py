@@ -10,6 +10,7 @@ see realistic amounts of work. Deterministic per seed.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,16 +56,27 @@ def synth_track(seconds: float, seed: int) -> np.ndarray:
     return (0.8 * stereo / max(1e-6, np.abs(stereo).max())).astype(np.float32)
 
 
-def generate(out: Path, tracks: int, seconds: float, fmt: str) -> list[Path]:
+def _write_one(job: tuple[Path, float, int, str]) -> Path:
+    path, seconds, seed, fmt = job
+    if not path.exists():  # re-running resumes an interrupted generation
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        sf.write(str(tmp), synth_track(seconds, seed=seed), SR, format=fmt.upper())
+        tmp.replace(path)
+    return path
+
+
+def generate(out: Path, tracks: int, seconds: float, fmt: str, jobs: int = 1) -> list[Path]:
+    """Write the corpus (MP3 encoding is the slow part: LAME runs ~20x real time)."""
+    from multiprocessing import Pool
+
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(tracks):
-        path = out / f"album{i // 10:03d}" / f"track{i:04d}.{fmt}"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(str(path), synth_track(seconds, seed=i), SR, format=fmt.upper())
-        paths.append(path)
-    return paths
+    work = [
+        (out / f"album{i // 10:03d}" / f"track{i:04d}.{fmt}", seconds, i, fmt)
+        for i in range(tracks)
+    ]
+    with Pool(jobs) as pool:
+        return list(pool.imap(_write_one, work))
 
 
 def main() -> None:
@@ -73,8 +85,9 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=180.0)
     parser.add_argument("--format", default="mp3", choices=["mp3", "flac", "wav", "ogg"])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    paths = generate(args.out, args.tracks, args.seconds, args.format)
+    paths = generate(args.out, args.tracks, args.seconds, args.format, args.jobs)
     print(f"{len(paths)} files under {args.out}")
 
 
