@@ -89,7 +89,9 @@ class GenreCRNN(nn.Module):
         x = self.conv(x)  # (b, c, f, t)
         b, c, f, t = x.shape
         x = x.permute(0, 3, 1, 2).reshape(b, t, c * f)
-        out, _ = self.gru(x.float() if not torch.is_autocast_enabled() else x)
+        # the recurrence runs in fp32: under autocast it gets the lower-precision
+        # conv output, and fp32 keeps the GRU's long sums stable
+        out, _ = self.gru(x.float())
         return out.mean(dim=1)
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
