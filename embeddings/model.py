@@ -49,8 +49,13 @@ class GenreResNet18(nn.Module):
         return self.classify(self.embed(x))
 
 
+from embeddings.architectures import GenreCRNN, GenreTransformer, GenreVGG  # noqa: E402
+
 ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
     "resnet18": GenreResNet18,
+    "vgg": GenreVGG,
+    "crnn": GenreCRNN,
+    "transformer": GenreTransformer,
 }
 
 

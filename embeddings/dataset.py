@@ -1,0 +1,217 @@
+"""Folder-per-genre training data: discovery, decoding and a feature cache.
+
+A dataset is a folder whose sub-folders are genres and whose audio files inside
+them are tracks (the GTZAN layout, or a user's own ``rnb/``, ``afrobeat/`` ...).
+Loose files beside the genre folders (GTZAN ships ``*.mf`` lists and a README) are
+ignored, and so are genre folders without audio.
+
+Decoding and the front end are the slow part of training on CPU, and every fold of
+a cross-validation needs the same features, so each track's features are computed
+once and cached on disk, keyed by the file's path, size and modification time and
+by the front-end parameters. What is cached per track:
+
+- ``log_power``: the whole clip's mel spectrogram in dB *before* referencing and
+  normalisation, so a random 3-second crop can be cut out and normalised exactly
+  as :func:`embeddings.frontend.segment_features` would (see ``augment.crop``);
+- ``segments``: the clip cut by :func:`embeddings.frontend.split_segments` and run
+  through the front end, i.e. precisely what ingest feeds the model, so that
+  clip-level evaluation measures the path users run;
+- optionally the 57 handcrafted features for the classical baselines.
+
+This module reads audio files with soundfile/soxr itself (the layering rule keeps
+``embeddings`` from importing ``ingest``); it only ever sees a dataset folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments
+
+AUDIO_EXTENSIONS: frozenset[str] = frozenset(
+    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff", ".m4a"}
+)
+CACHE_VERSION = 1
+AMIN = 1e-10
+
+
+@dataclass(frozen=True)
+class Track:
+    """One labelled audio file; ``key`` (``genre/file``) identifies it in splits."""
+
+    path: Path
+    genre: str
+    key: str
+
+
+@dataclass
+class Dataset:
+    root: Path
+    genres: list[str]
+    tracks: list[Track]
+
+    @property
+    def labels(self) -> np.ndarray:
+        index = {g: i for i, g in enumerate(self.genres)}
+        return np.array([index[t.genre] for t in self.tracks], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(self.genres, 0)
+        for t in self.tracks:
+            out[t.genre] += 1
+        return out
+
+
+def discover(root: Path, min_tracks_per_genre: int = 1) -> Dataset:
+    """Find genre folders and their audio files under ``root`` (sorted, reproducible)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder not found: {root}")
+    tracks: list[Track] = []
+    genres: list[str] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+        )
+        if len(files) < min_tracks_per_genre or not files:
+            continue
+        genres.append(folder.name)
+        tracks.extend(Track(f, folder.name, f.relative_to(root).as_posix()) for f in files)
+    if len(genres) < 2:
+        raise ValueError(
+            f"{root} needs at least two genre sub-folders with audio files "
+            f"(found {len(genres)}); expected layout: {root}/<genre>/<track>.wav"
+        )
+    return Dataset(root=root, genres=genres, tracks=tracks)
+
+
+def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int, float]:
+    """Mono float32 audio at ``sample_rate``, plus the file's own rate and duration."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        data = data.mean(axis=1)
+    except Exception:  # formats libsndfile lacks (m4a): fall back to librosa/audioread
+        import librosa
+
+        data, rate = librosa.load(str(path), sr=None, mono=True)
+        data = data.astype(np.float32)
+    duration = len(data) / rate if rate else 0.0
+    if rate != sample_rate:
+        import soxr
+
+        data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
+    return data, int(rate), float(duration)
+
+
+def log_power(audio: np.ndarray, config: FrontendConfig) -> np.ndarray:
+    """Unreferenced dB mel spectrogram of a whole clip, (n_mels, frames), float32."""
+    if len(audio) < config.n_fft:
+        audio = np.pad(audio, (0, config.n_fft - len(audio)))
+    power = power_mel(audio, config)
+    return (10.0 * np.log10(np.maximum(AMIN, power))).astype(np.float32)
+
+
+@dataclass
+class TrackFeatures:
+    """Everything training and evaluation need from one track."""
+
+    log_power: np.ndarray  # (n_mels, frames) dB, unreferenced
+    segments: np.ndarray  # (n_segments, n_mels, segment_frames), normalised
+    source_rate: int
+    duration_s: float
+    handcrafted: np.ndarray | None = None  # (57,)
+
+
+class FeatureCache:
+    """Per-track features on disk, recomputed only when the file or front end changes."""
+
+    def __init__(self, directory: Path, config: FrontendConfig) -> None:
+        self.directory = Path(directory)
+        self.config = config
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _key(self, path: Path) -> str:
+        stat = path.stat()
+        ident = json.dumps(
+            [
+                str(path.resolve()),
+                stat.st_size,
+                stat.st_mtime_ns,
+                self.config.to_dict(),
+                CACHE_VERSION,
+            ],
+            sort_keys=True,
+        )
+        return hashlib.sha256(ident.encode()).hexdigest()[:24]
+
+    def get(self, path: Path, handcrafted: bool = False) -> TrackFeatures:
+        """Cached features for ``path``; decodes and computes what is missing."""
+        base = self.directory / self._key(path)
+        mel_file = base.with_suffix(".mel.npz")
+        hand_file = base.with_suffix(".hand.npy")
+        audio = None
+        if mel_file.is_file():
+            with np.load(mel_file) as data:
+                feats = TrackFeatures(
+                    log_power=data["log_power"],
+                    segments=data["segments"],
+                    source_rate=int(data["source_rate"]),
+                    duration_s=float(data["duration_s"]),
+                )
+        else:
+            audio, rate, duration = load_audio(path, self.config.sample_rate)
+            segments = split_segments(audio, self.config)
+            feats = TrackFeatures(
+                log_power=log_power(audio, self.config),
+                segments=batch_features(segments, self.config),
+                source_rate=rate,
+                duration_s=duration,
+            )
+            _atomic_save(
+                mel_file,
+                lambda fh: np.savez(
+                    fh,
+                    log_power=feats.log_power,
+                    segments=feats.segments,
+                    source_rate=rate,
+                    duration_s=duration,
+                ),
+            )
+        if handcrafted:
+            if hand_file.is_file():
+                feats.handcrafted = np.load(hand_file)
+            else:
+                from embeddings.handcrafted import handcrafted_features
+
+                if audio is None:
+                    audio, _, _ = load_audio(path, self.config.sample_rate)
+                feats.handcrafted = handcrafted_features(audio, self.config.sample_rate)
+                _atomic_save(hand_file, lambda fh: np.save(fh, feats.handcrafted))
+        return feats
+
+    def load_all(
+        self,
+        tracks: Iterable[Track],
+        handcrafted: bool = False,
+        progress: Callable[[Iterable], Iterable] | None = None,
+    ) -> list[TrackFeatures]:
+        items = list(tracks)
+        iterator = progress(items) if progress else items
+        return [self.get(t.path, handcrafted) for t in iterator]
+
+
+def _atomic_save(path: Path, write: Callable) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        write(fh)
+    tmp.replace(path)

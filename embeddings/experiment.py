@@ -1,0 +1,260 @@
+"""A whole training experiment: cache, split by track, train, evaluate, report, save.
+
+``run_experiment`` is what ``sonic train`` calls. For every fold it trains each
+requested network and each handcrafted-feature baseline on the *same* training
+tracks and scores them on the *same* held-out tracks at clip level, then (unless
+told not to) trains the first architecture once more on every track for the
+number of epochs the folds' early stopping chose, and saves that checkpoint.
+
+Everything lands in one run folder: ``metrics.json``, ``comparison.md``,
+``confusion_<model>.png``, ``learning_curves_<arch>.png`` and the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from embeddings.checkpoint import save_checkpoint
+from embeddings.dataset import Dataset, FeatureCache, TrackFeatures, discover
+from embeddings.evaluate import clip_metrics, clip_probabilities, segment_probabilities, summarise
+from embeddings.frontend import FrontendConfig
+from embeddings.handcrafted import fit_predict_baseline
+from embeddings.splits import (
+    Fold,
+    fold_from_split,
+    inner_validation,
+    read_split_file,
+    stratified_folds,
+)
+from embeddings.train import TrainConfig, train_network, training_dtype
+
+Progress = Callable[..., object]
+
+
+@dataclass
+class ExperimentOptions:
+    """What to train and how to split; the ``TrainConfig`` is shared by every network."""
+
+    archs: list[str] = field(default_factory=lambda: ["resnet18"])
+    baselines: list[str] = field(default_factory=list)
+    folds: int = 5
+    split_file: Path | None = None
+    val_fraction: float = 0.125
+    aggregation: str = "mean"
+    train: TrainConfig = field(default_factory=TrainConfig)
+    final_model: bool = True
+    final_epochs: int | None = None  # default: median of the folds' best epochs
+    checkpoint: Path | None = None  # default: <run>/genre_<arch>.pt
+
+
+def make_folds(
+    dataset: Dataset, options: ExperimentOptions, log: Callable[[str], None]
+) -> list[Fold]:
+    labels = dataset.labels
+    if options.split_file:
+        parts = read_split_file(options.split_file)
+        fold, missing = fold_from_split([t.key for t in dataset.tracks], parts)
+        if missing:
+            log(f"split entries not in this dataset (skipped): {missing}")
+        return [fold]
+    return stratified_folds(labels, options.folds, options.train.seed)
+
+
+def _with_validation(fold: Fold, labels: np.ndarray, options: ExperimentOptions) -> Fold:
+    if fold.val is not None and len(fold.val):
+        return fold
+    fit, val = inner_validation(fold.train, labels, options.val_fraction, options.train.seed)
+    out = Fold(train=fit, test=fold.test, val=val)
+    out.check_disjoint()
+    return out
+
+
+def _environment() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def run_experiment(
+    dataset_root: Path,
+    run_dir: Path,
+    cache_dir: Path,
+    options: ExperimentOptions,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Cross-validate, write the run folder and return the metrics dictionary."""
+    from embeddings import report
+
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if options.train.threads:
+        torch.set_num_threads(options.train.threads)
+    frontend = FrontendConfig()
+    dataset = discover(dataset_root)
+    labels = dataset.labels
+    genres = dataset.genres
+    log(f"{len(dataset.tracks)} tracks in {len(genres)} genres: {dataset.counts()}")
+
+    cache = FeatureCache(cache_dir, frontend)
+    wrap = (lambda it: progress(it, desc="features", unit="track")) if progress else None
+    feats: list[TrackFeatures] = cache.load_all(
+        dataset.tracks, handcrafted=bool(options.baselines), progress=wrap
+    )
+
+    folds = [_with_validation(f, labels, options) for f in make_folds(dataset, options, log)]
+    models = [*options.archs, *options.baselines]
+    per_fold: dict[str, list[dict]] = {m: [] for m in models}
+    histories: dict[str, list[list[dict]]] = {a: [] for a in options.archs}
+    best_epochs: dict[str, list[int]] = {a: [] for a in options.archs}
+    seconds: dict[str, list[float]] = {m: [] for m in models}
+    fold_records = []
+    for k, fold in enumerate(folds, start=1):
+        fold_records.append(
+            {
+                "fold": k,
+                "train": [dataset.tracks[i].key for i in fold.train],
+                "val": [dataset.tracks[i].key for i in fold.val] if fold.val is not None else [],
+                "test": [dataset.tracks[i].key for i in fold.test],
+            }
+        )
+        y_test = labels[fold.test]
+        for arch in options.archs:
+            t0 = time.perf_counter()
+            config = replace(options.train, arch=arch, seed=options.train.seed + k)
+            result = train_network(
+                [feats[i].log_power for i in fold.train],
+                labels[fold.train],
+                len(genres),
+                frontend,
+                config,
+                val_segments=[feats[i].segments for i in fold.val],
+                val_labels=labels[fold.val],
+                progress=progress,
+                desc=f"fold {k}/{len(folds)} {arch}",
+            )
+            probs = segment_probabilities(
+                result.network,
+                [feats[i].segments for i in fold.test],
+                dtype=training_dtype(arch, config.precision),
+            )
+            y_pred = clip_probabilities(probs, options.aggregation).argmax(axis=1)
+            metrics = clip_metrics(y_test, y_pred, genres)
+            flat = np.concatenate(probs).argmax(axis=1)
+            truth = np.concatenate([np.full(len(p), y) for p, y in zip(probs, y_test, strict=True)])
+            metrics["segment_accuracy"] = float((flat == truth).mean())
+            metrics["best_epoch"] = result.best_epoch
+            metrics["epochs_run"] = len(result.history)
+            metrics["seconds"] = time.perf_counter() - t0
+            per_fold[arch].append(metrics)
+            histories[arch].append(result.history_dicts())
+            best_epochs[arch].append(result.best_epoch)
+            seconds[arch].append(metrics["seconds"])
+            log(
+                f"fold {k}/{len(folds)} {arch}: clip accuracy {metrics['accuracy']:.3f} "
+                f"(segments {metrics['segment_accuracy']:.3f}), best epoch {result.best_epoch}, "
+                f"{metrics['seconds']:.0f} s"
+            )
+        if options.baselines:
+            # the baselines tune themselves by inner CV, so they see train + val tracks
+            train_idx = (
+                np.concatenate([fold.train, fold.val]) if fold.val is not None else fold.train
+            )
+            x_train = np.stack([feats[i].handcrafted for i in train_idx])
+            x_test = np.stack([feats[i].handcrafted for i in fold.test])
+            for name in options.baselines:
+                t0 = time.perf_counter()
+                y_pred = fit_predict_baseline(
+                    name, x_train, labels[train_idx], x_test, options.train.seed + k
+                )
+                metrics = clip_metrics(y_test, y_pred, genres)
+                metrics["seconds"] = time.perf_counter() - t0
+                per_fold[name].append(metrics)
+                seconds[name].append(metrics["seconds"])
+                log(f"fold {k}/{len(folds)} {name}: clip accuracy {metrics['accuracy']:.3f}")
+
+    summary = {m: summarise(per_fold[m], genres) for m in models}
+    for m in models:
+        summary[m]["seconds_per_fold"] = float(np.mean(seconds[m]))
+        summary[m]["kind"] = "network" if m in options.archs else "handcrafted-57"
+    metrics_out: dict = {
+        "dataset": str(Path(dataset_root).resolve()),
+        "genres": genres,
+        "tracks": len(dataset.tracks),
+        "counts": dataset.counts(),
+        "protocol": {
+            "split": str(options.split_file)
+            if options.split_file
+            else f"stratified {len(folds)}-fold by track",
+            "early_stopping": "validation loss on held-out training tracks "
+            f"({options.val_fraction:.0%} of each training side, stratified)",
+            "evaluation": f"clip level, {options.aggregation} of segment probabilities",
+            "seed": options.train.seed,
+        },
+        "train_config": options.train.to_dict(),
+        "environment": _environment(),
+        "summary": summary,
+        "per_fold": per_fold,
+        "histories": histories,
+        "folds": fold_records,
+    }
+
+    for m in models:
+        report.confusion_png(
+            np.array(summary[m]["confusion"]), genres, run_dir / f"confusion_{m}.png",
+            title=f"{m}: pooled over {len(folds)} folds (clip level)",
+        )  # fmt: skip
+    for arch in options.archs:
+        report.learning_curves_png(histories[arch], run_dir / f"learning_curves_{arch}.png", arch)
+    (run_dir / "comparison.md").write_text(report.comparison_table(summary))
+
+    if options.final_model and options.archs:
+        arch = options.archs[0]
+        epochs = options.final_epochs or max(1, int(np.median(best_epochs[arch])))
+        log(f"final {arch}: training on all {len(dataset.tracks)} tracks for {epochs} epochs")
+        t0 = time.perf_counter()
+        config = replace(options.train, arch=arch)
+        result = train_network(
+            [f.log_power for f in feats], labels, len(genres), frontend, config,
+            epochs=epochs, progress=progress, desc=f"final {arch}",
+        )  # fmt: skip
+        path = Path(options.checkpoint) if options.checkpoint else run_dir / f"genre_{arch}.pt"
+        s = summary[arch]
+        model_id = save_checkpoint(
+            path, result.network, arch, genres, frontend, trained=True,
+            info={
+                "dataset": Path(dataset_root).name,
+                "tracks": len(dataset.tracks),
+                "epochs": epochs,
+                "cv_clip_accuracy_mean": s["accuracy_mean"],
+                "cv_clip_accuracy_std": s["accuracy_std"],
+                "cv_folds": len(folds),
+                "train_config": config.to_dict(),
+            },
+        )  # fmt: skip
+        metrics_out["final_model"] = {
+            "arch": arch,
+            "path": str(path),
+            "model_id": model_id,
+            "epochs": epochs,
+            "seconds": time.perf_counter() - t0,
+            "size_bytes": path.stat().st_size,
+        }
+        log(f"saved {path} ({path.stat().st_size / 1e6:.1f} MB, {model_id})")
+
+    metrics_out["wall_seconds"] = time.perf_counter() - started
+    (run_dir / "metrics.json").write_text(json.dumps(metrics_out, indent=2))
+    return metrics_out

@@ -1,0 +1,225 @@
+"""Training end to end on a tiny synthetic folder-per-genre dataset.
+
+Three "genres" that a network can tell apart in seconds: sustained tones, white
+noise and rhythmic clicks, a few short clips each, written as WAV (and one FLAC)
+in a temporary folder. Models are trained for one or two epochs on a handful of
+crops, so the whole file runs in well under a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from embeddings.checkpoint import load_checkpoint, save_checkpoint
+from embeddings.dataset import FeatureCache, discover
+from embeddings.evaluate import clip_metrics, clip_probabilities
+from embeddings.experiment import ExperimentOptions, run_experiment
+from embeddings.frontend import FrontendConfig, batch_features, split_segments
+from embeddings.model import ARCHITECTURES, build_model
+from embeddings.splits import fold_from_split, read_split_file, stratified_folds
+from embeddings.train import TrainConfig
+
+SR = 22_050
+GENRES = ("clicks", "noise", "tones")
+PER_GENRE = 4
+SECONDS = 4.0
+
+
+def _clip(genre: str, i: int) -> np.ndarray:
+    rng = np.random.default_rng(100 * GENRES.index(genre) + i)
+    t = np.arange(int(SECONDS * SR)) / SR
+    if genre == "tones":
+        f = 220.0 * (1 + i / 4)
+        return 0.3 * np.sin(2 * np.pi * f * t) + 0.2 * np.sin(2 * np.pi * 1.5 * f * t)
+    if genre == "noise":
+        return 0.2 * rng.standard_normal(len(t))
+    audio = np.zeros(len(t))
+    period = int(SR * (0.25 + 0.05 * i))
+    for start in range(0, len(t), period):
+        audio[start : start + 200] = rng.uniform(-0.8, 0.8, size=min(200, len(t) - start))
+    return audio
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("genres")
+    for genre in GENRES:
+        (root / genre).mkdir()
+        for i in range(PER_GENRE):
+            ext = "flac" if (genre == "tones" and i == 0) else "wav"
+            sf.write(
+                root / genre / f"{genre}.{i:05d}.{ext}", _clip(genre, i).astype(np.float32), SR
+            )
+    (root / "README.md").write_text("stray files beside the genre folders are ignored")
+    (root / "bl.mf").write_text("blues/blues.00000.wav\tblues\n")
+    (root / "empty").mkdir()
+    return root
+
+
+def _options(**kw) -> ExperimentOptions:
+    train = TrainConfig(max_epochs=2, crops_per_track=2, batch_size=8, patience=5, threads=2)
+    base = {"archs": ["resnet18"], "folds": 2, "val_fraction": 0.25, "train": train}
+    base.update(kw)
+    return ExperimentOptions(**base)
+
+
+def test_discover_ignores_stray_files(dataset: Path) -> None:
+    ds = discover(dataset)
+    assert ds.genres == list(GENRES)
+    assert len(ds.tracks) == len(GENRES) * PER_GENRE
+    assert ds.counts() == dict.fromkeys(GENRES, PER_GENRE)
+
+
+def test_cached_segments_match_the_inference_front_end(dataset: Path, tmp_path: Path) -> None:
+    ds = discover(dataset)
+    cache = FeatureCache(tmp_path / "cache", FrontendConfig())
+    track = ds.tracks[0]
+    first = cache.get(track.path)
+    again = cache.get(track.path)  # from disk this time
+    audio, _ = sf.read(track.path, dtype="float32")
+    expected = batch_features(split_segments(audio, FrontendConfig()), FrontendConfig())
+    np.testing.assert_allclose(first.segments, expected, atol=1e-5)
+    np.testing.assert_array_equal(first.log_power, again.log_power)
+
+
+def test_random_crop_equals_front_end_on_the_same_span() -> None:
+    from embeddings.augment import crop
+    from embeddings.dataset import log_power
+    from embeddings.frontend import segment_features
+
+    config = FrontendConfig()
+    audio = _clip("clicks", 1).astype(np.float32)
+    start = 40  # frames; aligned with the centred STFT frames of the segment
+    seg = audio[start * config.hop_length : start * config.hop_length + config.segment_samples]
+    ours = crop(log_power(audio, config), start, config.segment_frames, config.top_db)
+    ref = segment_features(seg, config)
+    # the only difference is the zero padding of the segment's first and last frames
+    inner = slice(5, -5)
+    assert np.corrcoef(ours[:, inner].ravel(), ref[:, inner].ravel())[0, 1] > 0.99
+
+
+def test_folds_never_share_a_track() -> None:
+    labels = np.repeat(np.arange(4), 10)
+    folds = stratified_folds(labels, k=5, seed=3)
+    tested = np.concatenate([f.test for f in folds])
+    assert sorted(tested.tolist()) == list(range(len(labels)))  # each track tested once
+    for f in folds:
+        assert not set(f.train.tolist()) & set(f.test.tolist())
+        assert np.bincount(labels[f.test]).tolist() == [2, 2, 2, 2]
+
+
+def test_split_file_forms(tmp_path: Path) -> None:
+    keys = ["a/a.0.wav", "a/a.1.wav", "b/b.0.wav", "b/b.1.wav"]
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "train_filtered.txt").write_text("a/a.0.wav\nb/b.0.wav\nc/c.9.wav\n")
+    (tmp_path / "split" / "test_filtered.txt").write_text("a/a.1.wav\nb/b.1.wav\n")
+    fold, missing = fold_from_split(keys, read_split_file(tmp_path / "split"))
+    assert fold.train.tolist() == [0, 2] and fold.test.tolist() == [1, 3]
+    assert missing == {"train": 1}
+    (tmp_path / "split.json").write_text(json.dumps({"train": keys[:2], "test": keys[2:]}))
+    fold, _ = fold_from_split(keys, read_split_file(tmp_path / "split.json"))
+    assert fold.test.tolist() == [2, 3]
+    (tmp_path / "bad.json").write_text(json.dumps({"train": keys[:3], "test": keys[2:]}))
+    with pytest.raises(AssertionError):
+        fold_from_split(keys, read_split_file(tmp_path / "bad.json"))
+
+
+def test_clip_level_metrics_count_each_track_once() -> None:
+    # track 0: 9 segments right, track 1: 1 segment, wrong -> 50% of tracks, not 90%
+    probs = [np.tile([[0.9, 0.1]], (9, 1)), np.array([[0.8, 0.2]])]
+    pred = clip_probabilities(probs).argmax(axis=1)
+    m = clip_metrics(np.array([0, 1]), pred, ["x", "y"])
+    assert m["accuracy"] == 0.5 and m["n_tracks"] == 2
+    assert m["per_genre_recall"] == {"x": 1.0, "y": 0.0}
+
+
+def test_training_runs_end_to_end(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    metrics = run_experiment(dataset, run, tmp_path / "cache", _options(), log=lambda _: None)
+    for name in ("metrics.json", "comparison.md", "confusion_resnet18.png",
+                 "learning_curves_resnet18.png", "genre_resnet18.pt"):  # fmt: skip
+        assert (run / name).is_file(), name
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["summary"]["resnet18"]["folds"] == 2
+    # clip level: the held-out sides together hold every track exactly once
+    n_test = sum(f["n_tracks"] for f in on_disk["per_fold"]["resnet18"])
+    assert n_test == len(GENRES) * PER_GENRE
+    assert set(on_disk["summary"]["resnet18"]["per_genre_recall"]) == set(GENRES)
+    assert np.array(on_disk["summary"]["resnet18"]["confusion"]).sum() == n_test
+    for record in on_disk["folds"]:
+        train, val, test = set(record["train"]), set(record["val"]), set(record["test"])
+        assert not (train & test) and not (val & test) and not (train & val)
+        assert len(train | val | test) == len(GENRES) * PER_GENRE
+    model = load_checkpoint(run / "genre_resnet18.pt")
+    assert model.trained and model.genres == list(GENRES) and model.arch == "resnet18"
+    assert model.info["cv_folds"] == 2
+    assert metrics["final_model"]["model_id"] == model.model_id
+
+
+def test_checkpoint_reloads_with_identical_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    for arch in ARCHITECTURES:
+        net = build_model(arch, 5).eval()
+        # fp16 on disk: give the live network the same rounded weights first
+        with torch.no_grad():
+            for p in net.state_dict().values():
+                if p.is_floating_point():
+                    p.copy_(p.half().float())
+        x = torch.randn(2, 1, 128, 130)
+        path = tmp_path / f"{arch}.pt"
+        save_checkpoint(path, net, arch, list("abcde"), FrontendConfig(), trained=True)
+        loaded = load_checkpoint(path)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.network(x), net(x), rtol=0, atol=0)
+            assert loaded.network.embed(x).shape == (2, net.embedding_dim)
+        assert loaded.network.cam_layer is not None
+
+
+def test_compare_produces_the_table(dataset: Path, tmp_path: Path) -> None:
+    from ui.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cmp"
+    result = runner.invoke(
+        app,
+        ["train", str(dataset), "--compare", "--folds", "2", "--epochs", "1", "--crops", "2",
+         "--batch-size", "8", "--no-final", "--out", str(out), "--cache-dir",
+         str(tmp_path / "cache"), "--no-progress", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    expected = {"resnet18", "vgg", "crnn", "transformer", "svm", "logreg", "mlp"}
+    assert set(data["summary"]) == expected
+    table = (out / "comparison.md").read_text()
+    for name in expected:
+        assert f"| {name} |" in table
+    assert not (out / "genre_resnet18.pt").exists()  # --no-final
+
+
+def test_dataset_report(dataset: Path, tmp_path: Path) -> None:
+    from ui.cli import app
+
+    result = CliRunner().invoke(
+        app, ["dataset-report", str(dataset), "--out", str(tmp_path / "r"), "--format", "html",
+              "--no-progress", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["genres"] == dict.fromkeys(GENRES, PER_GENRE)
+    assert data["sample_rates"] == {str(SR): len(GENRES) * PER_GENRE}
+    for name in ("report.html", "genre_counts.png", "durations.png", "example_spectrograms.png"):
+        assert (tmp_path / "r" / name).is_file()
+
+
+def test_train_cli_rejects_unknown_arch(dataset: Path) -> None:
+    from ui.cli import app
+
+    result = CliRunner().invoke(app, ["train", str(dataset), "--arch", "alexnet"])
+    assert result.exit_code == 2
