@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from catalog.schema import Track, TrackStatus
+from catalog.stems import latest_stems
 from catalog.store import Catalog
 
 
@@ -171,7 +172,11 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
             "in_index": catalog.index().vector(track.id) is not None,
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
-            "artefacts": {"audio": track.path, "heatmap": None, "stems": {}},
+            "artefacts": {
+                "audio": track.path,
+                "heatmap": None,
+                "stems": latest_stems(catalog, track.content_hash),
+            },
         }
 
 
