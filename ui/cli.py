@@ -328,5 +328,10 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
+from ui import stems_cli  # noqa: E402
+
+stems_cli.register(app)
+
+
 if __name__ == "__main__":  # `python -m ui.cli` runs the checkout's code
     app()
