@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 from catalog.errors import TrackNotFound
 from catalog.explanations import band_focus_of, band_focus_sentence
 from catalog.schema import Track, TrackStatus
+from catalog.stems import latest_stems
 from catalog.store import Catalog
 
 
@@ -170,7 +171,11 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
             "explanation": _explanation(track),
-            "artefacts": {"audio": track.path, "heatmap": track.heatmap_path, "stems": {}},
+            "artefacts": {
+                "audio": track.path,
+                "heatmap": track.heatmap_path,
+                "stems": latest_stems(catalog, track.content_hash),
+            },
         }
 
 

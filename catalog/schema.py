@@ -19,6 +19,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -130,3 +131,61 @@ class CatalogMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class StemStatus:
+    """Values of ``stem_sets.status``."""
+
+    OK = "ok"  # every stem file was written; ``stems`` lists them
+    FAILED = "failed"  # separation failed; ``error`` says why; batch runs skip it until retried
+
+    ALL = (OK, FAILED)
+
+
+class StemSet(Base):
+    """One separation of one audio content by one model with one group of settings.
+
+    Keyed by what determines the result (the content hash, not the track id or path),
+    so a moved or renamed file, or a second copy, reuses the stems and an edited file
+    does not. Paths are relative to the data directory, so the directory can move.
+    """
+
+    __tablename__ = "stem_sets"
+    __table_args__ = (
+        UniqueConstraint("content_hash", "model", "settings_hash", name="uq_stem_sets_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    settings_hash: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[str] = mapped_column(Text)  # JSON of the settings hashed into the key
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    directory: Mapped[str | None] = mapped_column(Text)  # relative to the data directory
+    format: Mapped[str | None] = mapped_column(String(8))
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    frames: Mapped[int | None] = mapped_column(Integer)
+    device: Mapped[str | None] = mapped_column(String(32))
+    compute_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+    stems: Mapped[list[Stem]] = relationship(
+        back_populates="stem_set", cascade="all, delete-orphan", order_by="Stem.name"
+    )
+
+
+class Stem(Base):
+    """One stem file (vocals, drums, bass, other, ...) of a stem set."""
+
+    __tablename__ = "stems"
+
+    stem_set_id: Mapped[int] = mapped_column(
+        ForeignKey("stem_sets.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the data directory
+
+    stem_set: Mapped[StemSet] = relationship(back_populates="stems")
