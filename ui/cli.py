@@ -330,5 +330,9 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
+from ui import serve_cli  # noqa: E402
+
+serve_cli.register(app)
+
 if __name__ == "__main__":  # `python -m ui.cli` runs the checkout's code
     app()
