@@ -434,7 +434,8 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
                 map_note = gr.Markdown()
                 scatter = gr.ScatterPlot(
                     x="x", y="y", color="genre", tooltip=["title", "artist", "album", "id"],
-                    height=560, label="Library map (hover for the track)", elem_id="map-plot",
+                    color_map=figures.GENRE_COLOURS,
+                    label="Library map (hover for the track)", elem_id="map-plot",
                 )  # fmt: skip
 
         # -- events -------------------------------------------------------------------------
