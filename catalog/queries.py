@@ -20,7 +20,14 @@ class TrackNotFound(LookupError):
     """No track matches the id or path given."""
 
 
-def track_summary(track: Track) -> dict:
+SUMMARY_COLUMNS = (
+    Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,
+    Track.duration_s, Track.status, Track.genre, Track.confidence,
+)  # fmt: skip
+
+
+def track_summary(track) -> dict:
+    """The short form of a track (a ``Track`` or a row of ``SUMMARY_COLUMNS``)."""
     return {
         "id": track.id,
         "path": track.path,
@@ -111,17 +118,19 @@ def similar(
     """
     index = catalog.index()
     vector = index.vector(track_id)
-    with catalog.sessions() as s:
-        track = s.get(Track, track_id)
-    if vector is None:
-        if track is None:
-            raise TrackNotFound(f"no track with id {track_id}")
-        raise LookupError(
-            f"track {track_id} has no embedding in the index (status: {track.status}"
-            + (f", {track.error}" if track.error else "")
-            + ")"
-        )
-    album = track.album if (exclude_same_album and track is not None) else None
+    album = None
+    if vector is None or exclude_same_album:
+        with catalog.sessions() as s:
+            track = s.get(Track, track_id)
+        if vector is None:
+            if track is None:
+                raise TrackNotFound(f"no track with id {track_id}")
+            raise LookupError(
+                f"track {track_id} has no embedding in the index (status: {track.status}"
+                + (f", {track.error}" if track.error else "")
+                + ")"
+            )
+        album = track.album if track is not None else None
     return similar_to_vector(catalog, vector, k, exclude={track_id}, genre=genre, album=album)
 
 
@@ -145,10 +154,9 @@ def similar_to_vector(
     fetch = k + len(exclude) if not filtered else 4 * k + len(exclude)
     while True:
         hits = [(i, sc) for i, sc in index.search(vector, fetch) if i not in exclude]
-        with catalog.sessions() as s:
-            tracks = {
-                t.id: t for t in s.scalars(select(Track).where(Track.id.in_([i for i, _ in hits])))
-            }
+        with catalog.sessions() as s:  # plain columns: no ORM objects, no embedding blobs
+            found = s.execute(select(*SUMMARY_COLUMNS).where(Track.id.in_([i for i, _ in hits])))
+            tracks = {t.id: t for t in found}
         rows = [
             {**track_summary(tracks[i]), "score": score}
             for i, score in hits

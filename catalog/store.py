@@ -135,6 +135,14 @@ class Catalog:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    @property
+    def index_loaded(self) -> bool:
+        return self._index is not None
+
+    def index_file_changed(self) -> bool:
+        """True when ``index.faiss`` was replaced since this catalog loaded it (one stat)."""
+        return self._index is not None and self._file_stat() != self._index_file_stat
+
     def refresh_index(self) -> bool:
         """For long-lived readers (the web service): pick up an index another process saved.
 

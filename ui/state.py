@@ -46,19 +46,40 @@ class ServiceState:
         self._lock = threading.RLock()
         self._model = model
         self._analyser: ClipAnalyser | None = None
+        self._reloading: threading.Thread | None = None
         self.features = features or Features.detect(settings.device)
         self.jobs = Jobs()
 
     # -- the catalog, kept fresh ------------------------------------------------------------
 
-    def fresh(self) -> Catalog:
-        """The catalog, with the index reloaded if an ingest saved a newer one."""
-        with self._lock:
-            self.catalog.refresh_index()
-            index = self.catalog.index()
+    def fresh(self, block: bool = True) -> Catalog:
+        """The catalog, with the index reloaded if an ingest saved a newer one.
+
+        ``block=False`` (the latency-critical routes, which run on the event loop)
+        never waits for a reload: it starts one in a thread and answers from the
+        index already in memory meanwhile.
+        """
+        catalog = self.catalog
+        if block or not catalog.index_loaded:
+            with self._lock:
+                catalog.refresh_index()
+                index = catalog.index()
+        else:
+            if catalog.index_file_changed():
+                self._reload_in_background()
+            index = catalog.index()
         if self.settings.build_ann:
             index.ensure_ann(background=True)
-        return self.catalog
+        return catalog
+
+    def _reload_in_background(self) -> None:
+        with self._lock:
+            if self._reloading is not None and self._reloading.is_alive():
+                return
+            self._reloading = threading.Thread(
+                target=self.fresh, name="sonic-index-reload", daemon=True
+            )
+            self._reloading.start()
 
     def roots(self) -> list[Path]:
         """Where audio may be served from: ingested roots plus any given to ``serve``."""
