@@ -287,10 +287,14 @@ def test_paths_cannot_escape_the_library_or_data_dir(api, served, tmp_path):
         "/ui/gradio_api/file=/etc/passwd",
         "/ui/gradio_api/file=" + str(served["data_dir"] / "catalog.db"),
         "/ui/file=/etc/passwd",
+        "/ui/gradio_api/file=pyproject.toml",
+        "/ui/gradio_api/file=" + str(REPO / "pyproject.toml"),
+        "/ui/gradio_api/file=" + str(served["library"].files["sine"]),
     ):
         response = api.get(url)
         assert response.status_code in (400, 403, 404, 422), url
         assert b"root:" not in response.content and b"SQLite format" not in response.content
+        assert b"[project]" not in response.content and b"OggS" not in response.content
     # A catalogued path outside the library roots (a tampered database, a stale row).
     outside = write(tmp_path / "outside" / "secret.wav", tone(300, 1.0), 22050)
     link = served["library"].root / "alpha" / "link.wav"

@@ -197,6 +197,7 @@ def create_app(
             path="/ui",
             ssr_mode=False,
             max_file_size=settings.max_upload_bytes,
+            blocked_paths=[str(settings.data_dir)],  # Gradio never serves the catalog's files
             footer_links=[],
             css=CSS,
         )
