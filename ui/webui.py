@@ -19,7 +19,7 @@ import pandas as pd
 from catalog import queries
 from catalog.projection import library_map, umap_available
 from embeddings.inference import AGGREGATIONS
-from ingest.clip import ClipError, preview, preview_file
+from ingest.clip import ClipError, decode_clip, preview, preview_file
 from ingest.remix import mix_stems
 from ui import figures
 from ui.optional import FeatureUnavailable
@@ -299,7 +299,8 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
             return "Upload an audio file first.", None, None, None, _segments_frame([]), "", ""
         analyser = state.analyser
         try:
-            result = analyser.analyse_file(Path(path), aggregation)
+            audio, truncated = decode_clip(Path(path), analyser.frontend.sample_rate)
+            result = analyser.analyse_audio(audio, aggregation, truncated)
         except ClipError as exc:
             return (f"**Cannot analyse this file:** {_esc(exc)}", None, None, None,
                     _segments_frame([]), "", "")  # fmt: skip
@@ -313,13 +314,8 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
             + ("" if data["model_trained"] else " (UNTRAINED: genres are meaningless)")
             + (" · only the start was analysed" if data["truncated"] else "")
         )
-        try:
-            from ingest.clip import decode_clip
-
-            audio, _ = decode_clip(Path(path), analyser.frontend.sample_rate, 600)
-            wave = figures.waveform_and_mel(preview(audio, analyser.frontend), Path(path).name)
-        except ClipError:
-            wave = None
+        view = preview(audio[: 600 * analyser.frontend.sample_rate], analyser.frontend)
+        wave = figures.waveform_and_mel(view, Path(path).name)
         bars = figures.genre_bars(data["probabilities"], int(top_k))
         line = figures.timeline(data["timeline"])
         ok, note = state.comparable()
