@@ -36,9 +36,10 @@ def test_approximate_search_agrees_with_exact(kind, monkeypatch):
     assert index.kind == kind
     assert index.ann_status()["searching_with"] == "flat"  # nothing built yet: exact
     index.ensure_ann(background=False)
-    assert index.ann_status() == {
-        "vectors": 4000, "wanted": kind, "searching_with": kind, "building": False,
-    }  # fmt: skip
+    status = index.ann_status()
+    assert status["searching_with"] == status["wanted"] == kind and not status["building"]
+    assert status["params"]["tuned_recall_at_10"] >= vi.TARGET_RECALL
+    assert set(status["params"]) >= {"efSearch" if kind == "hnsw" else "nprobe"}
     hits = 0
     for q in range(0, 4000, 40):
         exact = {i for i, _ in index.search(x[q], 11, exact=True)}
@@ -78,3 +79,14 @@ def test_file_format_is_unchanged_and_header_reads_alone(tmp_path, monkeypatch):
     (tmp_path / "bad.faiss").write_bytes(b"nonsense")
     with pytest.raises(ValueError):
         read_header(tmp_path / "bad.faiss")
+
+
+def test_tuning_takes_the_least_effort_that_reaches_the_target():
+    x = clustered(3000)
+    ids = np.arange(3000)
+    ann = vi.build_ann(x, ids, "ivf")
+    low = vi.tune_ann(ann, "ivf", x, ids, target=0.3)
+    high = vi.tune_ann(ann, "ivf", x, ids, target=0.999)
+    assert low["nprobe"] == vi.IVF_NPROBE_CHOICES[0] and low["tuned_recall_at_10"] >= 0.3
+    assert high["nprobe"] >= low["nprobe"] and high["tuned_recall_at_10"] >= 0.999
+    assert ann.nprobe == high["nprobe"]  # left at the tuned value
