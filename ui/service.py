@@ -418,7 +418,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
         return {"job_id": job.id, "status": job.status, "status_url": f"/jobs/{job.id}"}
 
     @app.get("/jobs/{job_id}", tags=["stems"])
-    def job(job_id: Annotated[str, PathParam(pattern="^[0-9a-f]{32}$")]) -> dict:
+    async def job(job_id: Annotated[str, PathParam(pattern="^[0-9a-f]{32}$")]) -> dict:
         """A background job's status, progress and result."""
         found = state.jobs.get(job_id)
         if found is None:
