@@ -6,6 +6,17 @@ serialised FAISS index; the catalog compares that version with its own to decide
 whether the file on disk can be trusted or must be rebuilt from SQLite. Saving
 writes a temporary file, fsyncs it and renames it over the old one, so a crash at
 any moment leaves either the old index or the new one, never half of one.
+
+Search is exact (``IndexFlatIP``) while that stays fast. Above
+``EXACT_MAX_VECTORS`` a single query scans more memory than a few milliseconds
+allow, so an approximate index is built beside the exact one, chosen by size
+(:func:`choose_kind`): HNSW up to ``HNSW_MAX_VECTORS``, IVF beyond (HNSW's build
+time grows too long there). The approximate index is derived data: it is never
+written to disk (the file format is unchanged), it is built on demand, possibly
+in a background thread, and until it is ready, or after a change it cannot
+follow (a removal or a replaced vector), searches are answered exactly. After each
+build its search effort (HNSW ``efSearch``, IVF ``nprobe``) is tuned on the
+library's own vectors to the least that reaches ``TARGET_RECALL`` recall@10.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +42,157 @@ class IndexHeader:
     dim: int
 
 
+# Where exact search stops being fast on one core (a single query reads every vector:
+# 25k x 512 floats is 51 MB, a few ms), and where HNSW's build time gets too long.
+EXACT_MAX_VECTORS = 25_000
+HNSW_MAX_VECTORS = 400_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 40
+HNSW_EF_SEARCH = 64  # starting points; tune_ann sets the ones this data needs
+IVF_NPROBE = 32
+IVF_TRAIN_PER_LIST = 40
+# Search effort is tuned on the library itself after each build: the smallest
+# setting whose recall@10 against exact search, on a sample of the library's own
+# tracks, reaches TARGET_RECALL (the effort a given recall needs depends on the data).
+TARGET_RECALL = 0.97
+TUNE_QUERIES = 256
+HNSW_EF_CHOICES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+IVF_NPROBE_CHOICES = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+# One query is a few ms of work: OpenMP threads only add start-up and contention.
+SEARCH_THREADS = 1
+
+
+def choose_kind(n_vectors: int) -> str:
+    """The search structure for an index of this size: ``flat``, ``hnsw`` or ``ivf``."""
+    if n_vectors <= EXACT_MAX_VECTORS:
+        return "flat"
+    if n_vectors <= HNSW_MAX_VECTORS:
+        return "hnsw"
+    return "ivf"
+
+
+def ivf_lists(n_vectors: int) -> int:
+    """Inverted lists for IVF: about 2 sqrt(n), a power of two, at least 256."""
+    target = 2 * int(np.sqrt(max(n_vectors, 1)))
+    return int(max(256, 1 << int(np.round(np.log2(target)))))
+
+
+def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
+    """An approximate inner-product index over ``vectors`` keyed by ``ids``."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    dim = vectors.shape[1]
+    if kind == "hnsw":
+        hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        hnsw.hnsw.efSearch = HNSW_EF_SEARCH
+        index = faiss.IndexIDMap(hnsw)
+        index.add_with_ids(vectors, ids)
+        return index
+    if kind == "ivf":
+        nlist = ivf_lists(len(vectors))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        n_train = min(len(vectors), nlist * IVF_TRAIN_PER_LIST)
+        sample = vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
+        index.train(sample)
+        index.add_with_ids(vectors, ids)
+        index.nprobe = IVF_NPROBE
+        return index
+    raise ValueError(f"unknown approximate index kind {kind!r}; choose hnsw or ivf")
+
+
+def _set_effort(index: faiss.Index, kind: str, value: int) -> None:
+    if kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = int(value)
+    else:
+        index.nprobe = int(value)
+
+
+def _others(found: np.ndarray, me: int, k: int) -> list[int]:
+    """The first k ids of a result row other than the query's own."""
+    return [int(i) for i in found if i != me][:k]
+
+
+def tune_ann(
+    index: faiss.Index,
+    kind: str,
+    vectors: np.ndarray,
+    ids: np.ndarray,
+    target: float = TARGET_RECALL,
+    n_queries: int = TUNE_QUERIES,
+) -> dict:
+    """Set the smallest search effort reaching ``target`` recall@10 on this data.
+
+    Queries are a fixed sample of the indexed vectors themselves (as in "tracks
+    like this one"); the truth is exact search over all of them. Returns the
+    chosen parameter and the recall measured with it.
+    """
+    k = 10
+    rng = np.random.default_rng(1)
+    pick = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
+    queries = np.ascontiguousarray(vectors[pick])
+    _, rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    own = ids[pick]
+    truth = [set(_others(ids[r[r >= 0]], me, k)) for r, me in zip(rows, own, strict=True)]
+    choices = HNSW_EF_CHOICES if kind == "hnsw" else IVF_NPROBE_CHOICES
+    name = "efSearch" if kind == "hnsw" else "nprobe"
+    recall = 0.0
+    for value in choices:
+        _set_effort(index, kind, value)
+        _, found = index.search(queries, k + 1)
+        hits = sum(
+            len(want & set(_others(got[got >= 0], me, k)))
+            for want, got, me in zip(truth, found, own, strict=True)
+        )
+        recall = hits / max(1, sum(len(t) for t in truth))
+        if recall >= target:
+            break
+    return {name: int(value), "tuned_recall_at_10": round(recall, 4), "target": target}
+
+
+def read_header(path: Path) -> IndexHeader:
+    """The header of an index file, without reading the vectors."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + _HEADER_LEN.size)
+        if not head.startswith(MAGIC) or len(head) < len(MAGIC) + _HEADER_LEN.size:
+            raise ValueError(f"{path} is not a Sonic Catalog index file")
+        (length,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+        try:
+            return IndexHeader(**json.loads(fh.read(length)))
+        except Exception as exc:
+            raise ValueError(f"{path} has a damaged header: {exc}") from exc
+
+
+def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int):
+    """``index.search`` with ``SEARCH_THREADS`` OpenMP threads in this thread only."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(SEARCH_THREADS)
+    try:
+        return index.search(queries, k)
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 class VectorIndex:
-    """Exact inner-product search keyed by track id (``IndexIDMap2`` over ``IndexFlatIP``)."""
+    """Inner-product search keyed by track id (``IndexIDMap2`` over ``IndexFlatIP``).
+
+    The exact index is the one saved and loaded; an approximate one (see
+    :func:`choose_kind`) is derived from it in memory when the index is large.
+    """
 
     def __init__(self, dim: int, model_id: str | None = None, version: int = 0) -> None:
         self.dim = dim
         self.model_id = model_id
         self.version = version
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._ann: faiss.Index | None = None
+        self._ann_kind: str | None = None
+        self._ann_info: dict = {}
+        self._ann_lock = threading.Lock()
+        self._generation = 0  # bumped by changes the approximate index cannot follow
+        self._building: threading.Thread | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -53,11 +208,85 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
         self.remove(ids)
         self.index.add_with_ids(vectors, ids)
+        with self._ann_lock:
+            if self._ann is not None:  # new ids only (replaced ones dropped it in remove)
+                self._ann.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and len(self):
-            self.index.remove_ids(ids)
+            if self.index.remove_ids(ids):
+                self._drop_ann()
+
+    # -- the approximate index --------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        """The structure this index's size calls for (see :func:`choose_kind`)."""
+        return choose_kind(len(self))
+
+    def ann_status(self) -> dict:
+        """Which structure answers searches now, and which one the size calls for."""
+        with self._ann_lock:
+            ready = self._ann is not None and self._ann.ntotal == len(self)
+            return {
+                "vectors": len(self),
+                "wanted": self.kind,
+                "searching_with": self._ann_kind if ready else "flat",
+                "params": dict(self._ann_info) if ready else {},
+                "building": self._building is not None and self._building.is_alive(),
+            }
+
+    def _drop_ann(self) -> None:
+        with self._ann_lock:
+            self._ann = None
+            self._ann_kind = None
+            self._generation += 1
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, vectors) in storage order (a copy)."""
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        flat = faiss.downcast_index(self.index.index)
+        data = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)
+        return self.ids(), np.array(data, dtype=np.float32).reshape(n, self.dim)
+
+    def build_ann(self, kind: str | None = None) -> str:
+        """Build the approximate index now (in this thread); returns the kind built.
+
+        ``kind`` defaults to what the size calls for; ``flat`` drops any approximate
+        index so that every search is exact.
+        """
+        kind = kind or self.kind
+        if kind == "flat":
+            self._drop_ann()
+            return kind
+        with self._ann_lock:
+            generation = self._generation
+            ids, vectors = self.vectors()
+        ann = build_ann(vectors, ids, kind)
+        info = tune_ann(ann, kind, vectors, ids)
+        with self._ann_lock:
+            if generation == self._generation and ann.ntotal == len(self):
+                self._ann, self._ann_kind, self._ann_info = ann, kind, info
+        return kind
+
+    def ensure_ann(self, background: bool = True) -> None:
+        """Build the approximate index if the size calls for one and none is ready."""
+        status = self.ann_status()
+        if status["wanted"] == "flat" or status["searching_with"] == status["wanted"]:
+            return
+        if not background:
+            self.build_ann()
+            return
+        with self._ann_lock:
+            if self._building is not None and self._building.is_alive():
+                return
+            self._building = threading.Thread(
+                target=self.build_ann, name="sonic-ann-build", daemon=True
+            )
+            self._building.start()
 
     def vector(self, track_id: int) -> np.ndarray | None:
         try:
@@ -65,12 +294,21 @@ class VectorIndex:
         except RuntimeError:  # faiss raises when the id is absent
             return None
 
-    def search(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The k best (id, cosine) pairs for one query vector, best first."""
+    def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
+        """The k best (id, cosine) pairs for one query vector, best first.
+
+        Uses the approximate index when one is ready and complete, unless ``exact``.
+        """
         if len(self) == 0 or k <= 0:
             return []
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
-        scores, ids = self.index.search(q, min(k, len(self)))
+        k = min(k, len(self))
+        ann = None
+        if not exact:
+            with self._ann_lock:
+                if self._ann is not None and self._ann.ntotal == len(self):
+                    ann = self._ann
+        scores, ids = _search_single_threaded(ann if ann is not None else self.index, q, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def save(self, path: Path) -> None:

@@ -18,8 +18,14 @@ from catalog.schema import Track, TrackStatus
 from catalog.stems import latest_stems
 from catalog.store import Catalog
 
+SUMMARY_COLUMNS = (
+    Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,
+    Track.duration_s, Track.status, Track.genre, Track.confidence,
+)  # fmt: skip
 
-def track_summary(track: Track) -> dict:
+
+def track_summary(track) -> dict:
+    """The short form of a track (a ``Track`` or a row of ``SUMMARY_COLUMNS``)."""
     return {
         "id": track.id,
         "path": track.path,
@@ -96,37 +102,136 @@ def browse(
     }
 
 
-def similar(catalog: Catalog, track_id: int, k: int = 10) -> list[dict]:
-    """The k nearest tracks by cosine similarity, excluding the query, best first."""
+def similar(
+    catalog: Catalog,
+    track_id: int,
+    k: int = 10,
+    genre: str | None = None,
+    exclude_same_album: bool = False,
+) -> list[dict]:
+    """The k nearest tracks by cosine similarity, excluding the query, best first.
+
+    ``genre`` keeps only neighbours predicted as that genre; ``exclude_same_album``
+    drops neighbours from the query track's album (when it has one).
+    """
     index = catalog.index()
     vector = index.vector(track_id)
-    if vector is None:
+    album = None
+    if vector is None or exclude_same_album:
         with catalog.sessions() as s:
             track = s.get(Track, track_id)
-        if track is None:
-            raise TrackNotFound(f"no track with id {track_id}")
-        raise LookupError(
-            f"track {track_id} has no embedding in the index (status: {track.status}"
-            + (f", {track.error}" if track.error else "")
-            + ")"
-        )
-    return similar_to_vector(catalog, vector, k, exclude={track_id})
+        if vector is None:
+            if track is None:
+                raise TrackNotFound(f"no track with id {track_id}")
+            raise LookupError(
+                f"track {track_id} has no embedding in the index (status: {track.status}"
+                + (f", {track.error}" if track.error else "")
+                + ")"
+            )
+        album = track.album if track is not None else None
+    return similar_to_vector(catalog, vector, k, exclude={track_id}, genre=genre, album=album)
 
 
 def similar_to_vector(
-    catalog: Catalog, vector: np.ndarray, k: int = 10, exclude: set[int] | None = None
+    catalog: Catalog,
+    vector: np.ndarray,
+    k: int = 10,
+    exclude: set[int] | None = None,
+    genre: str | None = None,
+    album: str | None = None,
 ) -> list[dict]:
-    """Nearest catalogued tracks to an arbitrary embedding (e.g. an uploaded clip)."""
+    """Nearest catalogued tracks to an arbitrary embedding (e.g. an uploaded clip).
+
+    With ``genre`` only tracks of that predicted genre count; with ``album`` tracks
+    from that album are left out. Filtered searches ask the index for more
+    candidates, widening until k pass the filters or the index is exhausted.
+    """
     exclude = exclude or set()
-    hits = [
-        (i, sc) for i, sc in catalog.index().search(vector, k + len(exclude)) if i not in exclude
-    ]
-    hits = hits[:k]
-    with catalog.sessions() as s:
-        tracks = {
-            t.id: t for t in s.scalars(select(Track).where(Track.id.in_([i for i, _ in hits])))
-        }
-    return [{**track_summary(tracks[i]), "score": score} for i, score in hits if i in tracks]
+    index = catalog.index()
+    filtered = genre is not None or album is not None
+    fetch = k + len(exclude) if not filtered else 4 * k + len(exclude)
+    while True:
+        hits = [(i, sc) for i, sc in index.search(vector, fetch) if i not in exclude]
+        with catalog.sessions() as s:  # plain columns: no ORM objects, no embedding blobs
+            found = s.execute(select(*SUMMARY_COLUMNS).where(Track.id.in_([i for i, _ in hits])))
+            tracks = {t.id: t for t in found}
+        rows = [
+            {**track_summary(tracks[i]), "score": score}
+            for i, score in hits
+            if i in tracks
+            and (genre is None or tracks[i].genre == genre)
+            and (album is None or tracks[i].album != album)
+        ]
+        if len(rows) >= k or fetch >= len(index) or not filtered:
+            return rows[:k]
+        fetch = min(len(index), fetch * 4)
+
+
+def compare_tracks(catalog: Catalog, track_id: int, other_id: int) -> dict:
+    """Why two tracks come out similar, from what the catalog stores.
+
+    The sound-alike score is the cosine of the two embeddings. The stored genre
+    predictions say in which terms the model hears them alike: the genres both are
+    predicted as (the overlap of the two distributions), and how much of each
+    track's timeline falls in the genres they share.
+    """
+    index = catalog.index()
+    a, b = track_details(catalog, track_id), track_details(catalog, other_id)
+    va, vb = index.vector(track_id), index.vector(other_id)
+    cosine = float(np.dot(va, vb)) if va is not None and vb is not None else None
+    pa, pb = a["probabilities"], b["probabilities"]
+    shared = sorted(
+        ({"genre": g, "probability_a": pa[g], "probability_b": pb.get(g, 0.0),
+          "shared": min(pa[g], pb.get(g, 0.0))} for g in pa),
+        key=lambda row: -row["shared"],
+    )  # fmt: skip
+    overlap = float(sum(row["shared"] for row in shared))
+    top = [row for row in shared if row["shared"] >= 0.1][:3]
+
+    def timeline_share(details: dict, genres: set[str]) -> float | None:
+        segments = details["timeline"]
+        if not segments:
+            return None
+        return sum(seg["genre"] in genres for seg in segments) / len(segments)
+
+    top_genres = {row["genre"] for row in top}
+    if cosine is None:
+        summary = "one of the tracks has no embedding in the index, so no similarity score"
+    elif top:
+        names = ", ".join(f"{r['genre']} ({r['probability_a']:.0%} / {r['probability_b']:.0%})"
+                          for r in top)  # fmt: skip
+        summary = (
+            f"cosine similarity {cosine:.3f}; the model hears both mostly as {names}; "
+            f"their genre predictions overlap by {overlap:.0%}"
+        )
+    else:
+        summary = (
+            f"cosine similarity {cosine:.3f}; their genre predictions barely overlap "
+            f"({overlap:.0%}), so the likeness is in timbre or texture the genre labels miss"
+        )
+    return {
+        "track": track_summary_from_details(a),
+        "other": track_summary_from_details(b),
+        "score": cosine,
+        "genre_overlap": overlap,
+        "shared_genres": shared,
+        "timeline_share": {
+            "track": timeline_share(a, top_genres),
+            "other": timeline_share(b, top_genres),
+        },
+        "summary": summary,
+    }
+
+
+def track_summary_from_details(details: dict) -> dict:
+    keys = ("id", "path", "title", "artist", "album", "track_number", "duration_s",
+            "status", "genre", "confidence")  # fmt: skip
+    return {key: details.get(key) for key in keys}
+
+
+def embeddings(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of every indexed track, L2-normalised 512-dim float32."""
+    return catalog.index().vectors()
 
 
 def track_details(catalog: Catalog, track_id: int) -> dict:
@@ -192,8 +297,12 @@ def _explanation(track: Track) -> dict | None:
     }
 
 
-def stats(catalog: Catalog) -> dict:
-    """Counts by status, audio hours, the active model and the index's health."""
+def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
+    """Counts by status, audio hours, the active model and the index's health.
+
+    ``check_index_file=False`` describes the index in memory instead of reading the
+    file on disk (a long-lived reader asks often; the file may be gigabytes).
+    """
     with catalog.sessions() as s:
         by_status = dict(s.execute(select(Track.status, func.count()).group_by(Track.status)).all())
         hours = s.scalar(select(func.sum(Track.duration_s)).where(Track.status == TrackStatus.OK))
@@ -211,5 +320,16 @@ def stats(catalog: Catalog) -> dict:
         "audio_hours": float(hours or 0) / 3600,
         "active_model_id": catalog.active_model_id,
         "top_failure_reasons": [{"reason": r, "tracks": int(n)} for r, n in failures],
-        "index": catalog.index_health(),
+        "index": catalog.index_health() if check_index_file else _index_in_memory(catalog),
+    }
+
+
+def _index_in_memory(catalog: Catalog) -> dict:
+    index = catalog.index()
+    db_version = catalog.index_version()
+    return {
+        "vectors": len(index),
+        "version": index.version,
+        "db_version": db_version,
+        "current": index.version == db_version,
     }

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog.db import open_database
-from catalog.index import VectorIndex
+from catalog.index import VectorIndex, read_header
 from catalog.paths import CatalogPaths
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
@@ -28,6 +28,7 @@ from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
 INDEX_VERSION = "index_version"
 ACTIVE_MODEL = "active_model_id"
 EMBEDDING_DIM = "embedding_dim"
+LIBRARY_ROOTS = "library_roots"
 
 
 class FileState(NamedTuple):
@@ -56,6 +57,7 @@ class Catalog:
         self.paths = CatalogPaths(Path(data_dir)).ensure()
         self.engine, self.sessions = open_database(self.paths.database)
         self._index: VectorIndex | None = None
+        self._index_file_stat: tuple[int, int, int] | None = None
         self.index_repaired = False
 
     def close(self) -> None:
@@ -123,7 +125,66 @@ class Catalog:
         """The FAISS index, loaded from disk or rebuilt when it disagrees with SQLite."""
         if self._index is None:
             self._index = self._load_or_rebuild_index()
+            self._index_file_stat = self._file_stat()
         return self._index
+
+    def _file_stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.paths.index.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    @property
+    def index_loaded(self) -> bool:
+        return self._index is not None
+
+    def index_file_changed(self) -> bool:
+        """True when ``index.faiss`` was replaced since this catalog loaded it (one stat)."""
+        return self._index is not None and self._file_stat() != self._index_file_stat
+
+    def refresh_index(self) -> bool:
+        """For long-lived readers (the web service): pick up an index another process saved.
+
+        An ingest in another process saves ``index.faiss`` as it goes. When the file
+        on disk carries a different catalog version (or model) than the index held
+        here, it is loaded in place of it; the check costs one ``stat`` while the file
+        is unchanged. The reader never writes the file. Returns True if it reloaded.
+        """
+        if self._index is None:
+            return False
+        stat = self._file_stat()
+        if stat is None or stat == self._index_file_stat:
+            return False
+        self._index_file_stat = stat
+        try:
+            header = read_header(self.paths.index)
+            if header.version == self._index.version and header.model_id == self._index.model_id:
+                return False
+            loaded = VectorIndex.load(self.paths.index)
+        except (OSError, ValueError):
+            return False  # replaced mid-read or damaged: keep serving what we have
+        if loaded.model_id != self.active_model_id:
+            return False
+        self._index = loaded
+        return True
+
+    # -- library roots ----------------------------------------------------------------
+
+    def library_roots(self) -> list[Path]:
+        """The folders ingests were run on: the only places the service serves audio from."""
+        raw = self.meta(LIBRARY_ROOTS)
+        return [Path(p) for p in json.loads(raw)] if raw else []
+
+    def add_library_roots(self, roots: Iterable[Path]) -> None:
+        """Remember the folders (or files) an ingest was pointed at."""
+        new = [str(Path(r).expanduser().absolute()) for r in roots]
+        with self.sessions.begin() as s:
+            row = s.get(CatalogMeta, LIBRARY_ROOTS)
+            known = json.loads(row.value) if row else []
+            merged = list(dict.fromkeys(known + new))
+            if merged != known:
+                self._set_meta(s, LIBRARY_ROOTS, json.dumps(merged))
 
     def _indexable(self):
         return select(Track.id, Track.embedding).where(

@@ -203,6 +203,7 @@ class IngestRun:
             )
             self.catalog.index()
             self.summary.index_repaired = self.catalog.index_repaired
+            self.catalog.add_library_roots(roots)
             self.plan = make_plan(roots, self.catalog.file_states(), self.model.model_id)
             self.summary.files_seen = len(self.plan.seen_paths)
             self.summary.skipped = self.plan.skipped

@@ -399,11 +399,11 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
-from ui import stems_cli, train_cli  # noqa: E402
+from ui import serve_cli, stems_cli, train_cli  # noqa: E402
 
 train_cli.register(app)
 stems_cli.register(app)
-
+serve_cli.register(app)
 
 if __name__ == "__main__":  # `python -m ui.cli` runs the checkout's code
     app()

@@ -1,0 +1,92 @@
+"""Exact search while small, an approximate index chosen by size beyond; reloads by version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import catalog.index as vi
+from catalog.index import VectorIndex, choose_kind, read_header
+
+
+def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim)).astype(np.float32)
+    x = centres[rng.integers(0, 20, n)] + 0.4 * rng.standard_normal((n, dim)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_kind_is_chosen_by_size():
+    assert choose_kind(0) == choose_kind(vi.EXACT_MAX_VECTORS) == "flat"
+    assert choose_kind(vi.EXACT_MAX_VECTORS + 1) == "hnsw"
+    assert choose_kind(vi.HNSW_MAX_VECTORS) == "hnsw"
+    assert choose_kind(vi.HNSW_MAX_VECTORS + 1) == "ivf"
+    assert vi.ivf_lists(1_000_000) == 2048 and vi.ivf_lists(10) == 256
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_search_agrees_with_exact(kind, monkeypatch):
+    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 1000)
+    monkeypatch.setattr(vi, "HNSW_MAX_VECTORS", 5000 if kind == "hnsw" else 2000)
+    monkeypatch.setattr(vi, "IVF_TRAIN_PER_LIST", 10)
+    x = clustered(4000)
+    index = VectorIndex(64, "m", 1)
+    ids = np.arange(100, 4100)
+    index.upsert(ids, x)
+    assert index.kind == kind
+    assert index.ann_status()["searching_with"] == "flat"  # nothing built yet: exact
+    index.ensure_ann(background=False)
+    status = index.ann_status()
+    assert status["searching_with"] == status["wanted"] == kind and not status["building"]
+    assert status["params"]["tuned_recall_at_10"] >= vi.TARGET_RECALL
+    assert set(status["params"]) >= {"efSearch" if kind == "hnsw" else "nprobe"}
+    hits = 0
+    for q in range(0, 4000, 40):
+        exact = {i for i, _ in index.search(x[q], 11, exact=True)}
+        approx = index.search(x[q], 11)
+        assert approx[0][0] == ids[q]  # a track is its own nearest neighbour
+        hits += len(exact & {i for i, _ in approx})
+    assert hits / (100 * 11) >= 0.95
+    # New ids are added to the approximate index; replacing or removing drops it.
+    index.upsert(np.array([9000]), clustered(1, seed=5))
+    assert index.ann_status()["searching_with"] == kind
+    assert index.search(clustered(1, seed=5)[0], 1)[0][0] == 9000
+    index.upsert(np.array([100]), clustered(1, seed=6))
+    assert index.ann_status()["searching_with"] == "flat"
+    assert index.search(clustered(1, seed=6)[0], 1)[0][0] == 100
+    index.ensure_ann(background=True)
+    index._building.join(timeout=60)
+    assert index.ann_status()["searching_with"] == kind
+    index.remove(np.array([9000]))
+    assert index.ann_status()["searching_with"] == "flat"
+    assert 9000 not in {i for i, _ in index.search(clustered(1, seed=5)[0], 5)}
+
+
+def test_file_format_is_unchanged_and_header_reads_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 10)
+    x = clustered(300)
+    index = VectorIndex(64, "model-x", version=42)
+    index.upsert(np.arange(300), x)
+    index.ensure_ann(background=False)
+    index.save(tmp_path / "index.faiss")
+    header = read_header(tmp_path / "index.faiss")
+    assert (header.version, header.model_id, header.dim) == (42, "model-x", 64)
+    loaded = VectorIndex.load(tmp_path / "index.faiss")
+    assert len(loaded) == 300 and loaded.ann_status()["searching_with"] == "flat"
+    ids, vectors = loaded.vectors()
+    np.testing.assert_array_equal(ids, np.arange(300))
+    np.testing.assert_allclose(vectors, x)
+    (tmp_path / "bad.faiss").write_bytes(b"nonsense")
+    with pytest.raises(ValueError):
+        read_header(tmp_path / "bad.faiss")
+
+
+def test_tuning_takes_the_least_effort_that_reaches_the_target():
+    x = clustered(3000)
+    ids = np.arange(3000)
+    ann = vi.build_ann(x, ids, "ivf")
+    low = vi.tune_ann(ann, "ivf", x, ids, target=0.3)
+    high = vi.tune_ann(ann, "ivf", x, ids, target=0.999)
+    assert low["nprobe"] == vi.IVF_NPROBE_CHOICES[0] and low["tuned_recall_at_10"] >= 0.3
+    assert high["nprobe"] >= low["nprobe"] and high["tuned_recall_at_10"] >= 0.999
+    assert ann.nprobe == high["nprobe"]  # left at the tuned value

@@ -1,0 +1,100 @@
+"""Background jobs for the service (stem separation): one at a time, polled by id.
+
+One worker thread runs jobs in order, so two heavy separations never share the
+memory at once; a request for the same work while it is queued or running gets the
+existing job back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+KEEP_FINISHED = 200
+
+
+@dataclass
+class Job:
+    id: str
+    kind: str
+    key: str
+    status: str = "queued"  # queued, running, done, failed
+    progress: float | None = None  # 0..1 when known
+    result: dict | None = None
+    error: str | None = None
+    status_code: int | None = None  # an HTTP status that describes the failure
+    created_at: float = field(default_factory=time.time)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "progress": self.progress,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }
+
+
+class Jobs:
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sonic-job")
+
+    def submit(
+        self,
+        kind: str,
+        key: str,
+        work: Callable[[Callable[[float | None], None]], dict],
+        error_status: Callable[[BaseException], int | None] = lambda exc: None,
+    ) -> Job:
+        """Queue ``work(set_progress)``; returns the job (an unfinished one for ``key``)."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job.key == key and job.status in ("queued", "running"):
+                    return job
+            job = Job(id=uuid.uuid4().hex, kind=kind, key=key)
+            self._jobs[job.id] = job
+            self._trim()
+
+        def set_progress(fraction: float | None) -> None:
+            job.progress = None if fraction is None else max(0.0, min(1.0, float(fraction)))
+
+        def run() -> None:
+            job.status, job.started_at = "running", time.time()
+            try:
+                job.result = work(set_progress)
+                job.status, job.progress = "done", 1.0
+            except Exception as exc:  # reported through GET /jobs/{id}
+                job.error = str(exc) or traceback.format_exception_only(type(exc), exc)[-1]
+                job.status_code = error_status(exc)
+                job.status = "failed"
+            finally:
+                job.finished_at = time.time()
+
+        self._pool.submit(run)
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _trim(self) -> None:
+        finished = [j.id for j in self._jobs.values() if j.status in ("done", "failed")]
+        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._jobs[job_id]
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,88 @@
+"""``sonic serve``: the REST API and the web UI in one uvicorn process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from catalog.paths import DATA_DIR_ENV, default_data_dir
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        envvar=DATA_DIR_ENV,
+        help="Where the catalog lives (default: $SONIC_DATA_DIR, else the user data dir).",
+        show_default=False,
+    ),
+]
+
+
+def serve(
+    data_dir: DataDir = None,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to your network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Genre-model checkpoint for uploads (default: the shipped one)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto (GPU when present), cpu, cuda...")] = "auto",
+    library: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Extra folder audio may be served from (the folders ingested are allowed "
+            "already); repeatable."
+        ),
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Upload size limit (MB).", min=0.1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
+) -> None:
+    """Serve the REST API (docs at /docs) and the web UI (/ui) on the catalog.
+
+    With SONIC_API_TOKEN set, every route requires the token: an
+    `Authorization: Bearer TOKEN` header, or open /ui?token=TOKEN once in a browser.
+    """
+    import json
+    import os
+
+    import uvicorn
+
+    from ui.service import create_app
+    from ui.state import TOKEN_ENV, Settings
+
+    settings = Settings(
+        data_dir=data_dir or default_data_dir(),
+        model_path=model,
+        device=device,
+        library_roots=[p.expanduser().absolute() for p in library or []],
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        token=os.environ.get(TOKEN_ENV) or None,
+    )
+    info = {
+        "url": f"http://{host}:{port}/ui/",
+        "api_docs": f"http://{host}:{port}/docs",
+        "data_dir": str(settings.data_dir),
+        "token_required": settings.token is not None,
+    }
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        typer.echo(f"Sonic Catalog on {info['url']} (API docs {info['api_docs']})")
+        if settings.token:
+            typer.echo(f"{TOKEN_ENV} is set: open {info['url']}?token=... once in the browser")
+        if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
+            typer.secho(
+                f"warning: listening on {host} without {TOKEN_ENV}: anyone who can reach "
+                "this port can browse and stream the library",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
+    uvicorn.run(create_app(settings.data_dir, settings=settings), host=host, port=port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,493 @@
+"""The REST API (FastAPI) with the Gradio UI mounted at ``/ui``.
+
+Thin: each route parses its arguments, asks a function of ``catalog``, ``ingest``
+or ``ui.optional`` and returns its JSON. Security defaults: the CLI binds to
+127.0.0.1; audio is served only from the library roots, heatmaps and stems only
+from the data directory, ids are integers and stem names a closed alphabet, so no
+request names a file; request bodies are limited (413); with ``SONIC_API_TOKEN``
+set, every route (the UI, the docs and ``/health`` included) requires the token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import mimetypes
+import os
+from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import parse_qs, quote
+
+import anyio
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from catalog import queries
+from catalog.playlists import radio, to_m3u
+from catalog.projection import METHODS, library_map
+from embeddings.inference import AGGREGATIONS
+from ingest.clip import ClipError
+from ui.optional import FeatureUnavailable, valid_stem_name
+from ui.state import TOKEN_ENV, ServiceState, Settings
+
+TOKEN_COOKIE = "sonic_token"
+AUDIO_TYPES = {
+    ".mp3": "audio/mpeg", ".flac": "audio/flac", ".wav": "audio/wav", ".ogg": "audio/ogg",
+    ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
+    ".aif": "audio/aiff", ".aiff": "audio/aiff", ".wma": "audio/x-ms-wma",
+}  # fmt: skip
+
+TrackId = Annotated[int, PathParam(ge=1, le=2**62, description="Track id.")]
+
+
+# -- middleware: token and body size -------------------------------------------------------
+
+
+class _TooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than the {limit} byte limit")
+
+
+class Guard:
+    """Pure ASGI middleware: the API token (when set) and the request body limit.
+
+    The token is accepted as ``Authorization: Bearer``, an ``X-API-Token`` header,
+    a ``token`` query parameter (for players and M3U links) or the cookie that a
+    query-token visit sets (so the browser UI keeps working after ``/ui?token=``).
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+        self.app = app
+        self.token = token.encode() if token else None
+        self.max_body = max_body
+
+    def _presented(self, scope: Scope) -> tuple[bytes | None, bool]:
+        headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
+        auth = headers.get("authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            return auth[7:].strip(), False
+        if "x-api-token" in headers:
+            return headers["x-api-token"].strip(), False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if "token" in query:
+            return query["token"][0].encode("latin-1"), True
+        cookie = SimpleCookie(headers.get("cookie", b"").decode("latin-1"))
+        if TOKEN_COOKIE in cookie:
+            return cookie[TOKEN_COOKIE].value.encode("latin-1"), False
+        return None, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        from_query = False
+        if self.token is not None:
+            presented, from_query = self._presented(scope)
+            if presented is None or not hmac.compare_digest(presented, self.token):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                response = JSONResponse(
+                    {"detail": "missing or invalid API token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send)
+                return
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                response = JSONResponse(
+                    {"detail": f"request body larger than the {self.max_body} byte limit"},
+                    status_code=413,
+                )
+                await response(scope, receive, send)
+                return
+            receive = self._counting(receive)
+        if from_query:
+            send = self._setting_cookie(send)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except _TooLarge as exc:
+            if started:
+                raise
+            await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+
+    def _counting(self, receive: Receive) -> Receive:
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge(self.max_body)
+            return message
+
+        return counted
+
+    def _setting_cookie(self, send: Send) -> Send:
+        token = self.token.decode("latin-1")
+
+        async def with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"set-cookie", cookie.encode())]
+            await send(message)
+
+        return with_cookie
+
+
+# -- the app ------------------------------------------------------------------------------
+
+
+def create_app(
+    data_dir: Path,
+    *,
+    settings: Settings | None = None,
+    state: ServiceState | None = None,
+    mount_ui: bool = True,
+) -> FastAPI:
+    """The FastAPI app on the catalog in ``data_dir`` (Gradio UI at ``/ui``)."""
+    if state is None:
+        settings = settings or Settings(data_dir=Path(data_dir))
+        if settings.token is None and os.environ.get(TOKEN_ENV):
+            settings.token = os.environ[TOKEN_ENV]
+        state = ServiceState(settings)
+    settings = state.settings
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        # Load the index (and start the approximate one) before accepting requests.
+        await anyio.to_thread.run_sync(state.fresh)
+        yield
+        state.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Sonic Catalog",
+        summary="Sound-alike search, genre browsing and analysis of a music library.",
+        version="0.1.0",
+    )
+    app.state.sonic = state
+    _add_errors(app)
+    _add_routes(app, state)
+    if mount_ui:
+        import gradio as gr
+
+        from ui.webui import CSS, build_ui
+
+        gr.mount_gradio_app(
+            app,
+            build_ui(state),
+            path="/ui",
+            ssr_mode=False,
+            max_file_size=settings.max_upload_bytes,
+            blocked_paths=[str(settings.data_dir)],  # Gradio never serves the catalog's files
+            footer_links=[],
+            css=CSS,
+        )
+    app.add_middleware(Guard, token=settings.token, max_body=settings.max_upload_bytes)
+
+    return app
+
+
+def _add_errors(app: FastAPI) -> None:
+    @app.exception_handler(queries.TrackNotFound)
+    async def _not_found(_: Request, exc: queries.TrackNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(FeatureUnavailable)
+    async def _unavailable(_: Request, exc: FeatureUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(ClipError)
+    async def _bad_clip(_: Request, exc: ClipError) -> JSONResponse:
+        return JSONResponse({"detail": f"cannot analyse the upload: {exc}"}, status_code=422)
+
+
+def _audio_type(path: Path) -> str:
+    return (
+        AUDIO_TYPES.get(path.suffix.lower())
+        or mimetypes.guess_type(path.name)[0]
+        or ("application/octet-stream")
+    )
+
+
+def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one route each)
+    def catalog():
+        return state.fresh()
+
+    def details(track_id: int) -> dict:
+        return queries.track_details(catalog(), track_id)
+
+    def exists(track_id: int) -> None:
+        queries.track_details(catalog(), track_id)  # raises TrackNotFound -> 404
+
+    def links(track: dict) -> dict:
+        return {
+            **track,
+            "url": f"/tracks/{track['id']}",
+            "audio_url": f"/tracks/{track['id']}/audio",
+        }
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict:
+        """Liveness plus what this process serves: tracks, index, device, model."""
+        cat = catalog()
+        index = cat.index()
+        return {
+            "status": "ok",
+            "tracks_indexed": len(index),
+            "index_version": index.version,
+            "search": index.ann_status(),
+            "device": state.device(),
+            "catalog_model_id": cat.active_model_id,
+            "features": {
+                "explanations": state.features.explanations.available,
+                "stems": state.features.stems.available,
+            },
+        }
+
+    @app.get("/stats", tags=["service"])
+    def stats() -> dict:
+        """Catalog statistics, the running device and the models."""
+        return state.summary()
+
+    @app.get("/tracks", tags=["tracks"])
+    def tracks(
+        genre: str | None = None,
+        artist: str | None = None,
+        album: str | None = None,
+        q: Annotated[str | None, Query(description="Text in title, artist or album.")] = None,
+        status: Annotated[str | None, Query(pattern="^(ok|failed|missing)$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        """A page of tracks; within a genre, most confident first."""
+        page = queries.browse(catalog(), genre, status, artist, album, q, limit, offset)
+        page["tracks"] = [links(t) for t in page["tracks"]]
+        return page
+
+    @app.get("/tracks/{track_id}", tags=["tracks"])
+    def track(track_id: TrackId) -> dict:
+        """Tags, probabilities, the per-segment timeline, explanations and stems."""
+        cat = catalog()
+        data = details(track_id)
+        explanations, stems = state.features.explanations, state.features.stems
+        heatmap = explanations.heatmap(cat, data)
+        cached = stems.cached(cat, data)
+        data.update(
+            {
+                "audio_url": f"/tracks/{track_id}/audio",
+                "heatmap_url": f"/tracks/{track_id}/heatmap.png" if heatmap else None,
+                "band_focus": explanations.band_focus(data),
+                "explanations_available": explanations.available,
+                "stems": {name: f"/tracks/{track_id}/stems/{name}" for name in cached},
+                "stems_available": stems.available,
+            }
+        )
+        if not explanations.available:
+            data["explanations_note"] = explanations.ABSENT
+        if not stems.available:
+            data["stems_note"] = stems.why_not
+        return data
+
+    @app.get("/tracks/{track_id}/similar", tags=["similar"])
+    async def similar(
+        track_id: TrackId,
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        genre: str | None = None,
+        exclude_same_album: bool = False,
+    ) -> JSONResponse:
+        """Nearest tracks by cosine similarity of embeddings, best first."""
+        # On the event loop, not in a worker thread: one query is about a millisecond
+        # of CPU (an in-memory search and a WAL read that never waits for a writer),
+        # less than the two thread wake-ups a worker costs on a busy machine. Index
+        # reloads happen in the background (``fresh(block=False)``).
+        try:
+            rows = queries.similar(state.fresh(block=False), track_id, k, genre, exclude_same_album)
+        except queries.TrackNotFound:
+            raise
+        except LookupError as exc:
+            raise HTTPException(409, str(exc)) from None
+        # The hot path: plain JSON, no response-model validation of an untyped dict.
+        return JSONResponse({"track_id": track_id, "neighbours": [links(r) for r in rows]})
+
+    @app.post("/similar", tags=["similar"])
+    def similar_to_upload(
+        file: Annotated[UploadFile, File(description="An audio clip (MP3, WAV, FLAC, ...).")],
+        k: Annotated[int, Query(ge=1, le=100)] = 10,
+        aggregation: Annotated[str, Query(pattern="^(" + "|".join(AGGREGATIONS) + ")$")] = "mean",
+        top_k: Annotated[int, Query(ge=1, le=50)] = 3,
+        genre: str | None = None,
+    ) -> dict:
+        """Analyse an uploaded clip on the fly (nothing is stored) and find its neighbours."""
+        data = file.file.read(state.settings.max_upload_bytes + 1)
+        if len(data) > state.settings.max_upload_bytes:
+            raise _TooLarge(state.settings.max_upload_bytes)
+        analysis = state.analyser.analyse_bytes(data, file.filename or "upload", aggregation)
+        ok, note = state.comparable()
+        neighbours = []
+        if ok:
+            rows = queries.similar_to_vector(catalog(), analysis.embedding, k, genre=genre)
+            neighbours = [links(r) for r in rows]
+        return {
+            "analysis": analysis.to_dict(top_k),
+            "neighbours": neighbours,
+            "note": note,
+        }
+
+    @app.get("/tracks/{track_id}/explain-similar/{other_id}", tags=["similar"])
+    def explain_similar(track_id: TrackId, other_id: TrackId) -> dict:
+        """Why two tracks are similar: score, shared genres, attributions when available."""
+        cat = catalog()
+        data = queries.compare_tracks(cat, track_id, other_id)
+        try:
+            data["attributions"] = state.features.explanations.explain_pair(cat, track_id, other_id)
+        except FeatureUnavailable as exc:
+            data["attributions"] = None
+            data["attributions_note"] = exc.message
+        return data
+
+    @app.get("/genres", tags=["tracks"])
+    def genres() -> list[dict]:
+        """Tracks per predicted genre, most common first."""
+        return queries.genre_counts(catalog())
+
+    @app.get("/tracks/{track_id}/audio", tags=["files"])
+    def audio(track_id: TrackId) -> FileResponse:
+        """The track's file (HTTP range requests supported); only from library roots."""
+        path = Path(details(track_id)["path"])
+        if not path.is_file():
+            raise HTTPException(404, f"track {track_id}'s file is missing")
+        if not state.may_serve_audio(path):
+            raise HTTPException(403, "this file is outside the library roots")
+        return FileResponse(path, media_type=_audio_type(path), filename=None)
+
+    @app.get("/tracks/{track_id}/heatmap.png", tags=["files"])
+    def heatmap(track_id: TrackId) -> FileResponse:
+        """The Grad-CAM heatmap of the track's prediction, when one was computed."""
+        cat = catalog()
+        path = state.features.explanations.heatmap(cat, details(track_id))
+        if path is None:
+            reason = (
+                "" if state.features.explanations.available
+                else f": {state.features.explanations.ABSENT}"
+            )  # fmt: skip
+            raise HTTPException(404, f"no heatmap for track {track_id}{reason}")
+        return FileResponse(path, media_type="image/png")
+
+    @app.post("/tracks/{track_id}/stems", tags=["stems"], status_code=202)
+    def separate(track_id: TrackId) -> dict:
+        """Start separating the track into stems (a background job; cached stems return at once)."""
+        exists(track_id)
+        stems = state.features.stems
+        if not stems.available:
+            raise FeatureUnavailable(stems.why_not or stems.ABSENT)
+
+        def work(set_progress) -> dict:
+            def progress(done: float, total: float | None) -> None:
+                set_progress(done / total if total else None)
+
+            result = stems.separate(state.catalog, track_id, progress)
+            result["urls"] = {
+                name: f"/tracks/{track_id}/stems/{name}" for name in result.get("stems", {})
+            }
+            return result
+
+        job = state.jobs.submit("stems", f"stems:{track_id}", work)
+        return {"job_id": job.id, "status": job.status, "status_url": f"/jobs/{job.id}"}
+
+    @app.get("/jobs/{job_id}", tags=["stems"])
+    async def job(job_id: Annotated[str, PathParam(pattern="^[0-9a-f]{32}$")]) -> dict:
+        """A background job's status, progress and result."""
+        found = state.jobs.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return found.to_dict()
+
+    @app.get("/tracks/{track_id}/stems/{stem}", tags=["stems"])
+    def stem(track_id: TrackId, stem: str) -> FileResponse:
+        """One cached stem of the track (HTTP range requests supported)."""
+        if not valid_stem_name(stem):
+            raise HTTPException(404, f"no stem named {stem!r}")
+        cat = catalog()
+        cached = state.features.stems.cached(cat, details(track_id))
+        path = cached.get(stem)
+        if path is None or not path.is_file():
+            if not cached and not state.features.stems.available:
+                raise HTTPException(
+                    404, f"no stems for track {track_id}: {state.features.stems.why_not}"
+                )
+            raise HTTPException(404, f"no cached stem {stem!r} for track {track_id}")
+        return FileResponse(path, media_type=_audio_type(path))
+
+    def _radio(seed: int, n: int) -> dict:
+        try:
+            data = radio(catalog(), seed, n)
+        except queries.TrackNotFound:
+            raise
+        except LookupError as exc:
+            raise HTTPException(409, str(exc)) from None
+        data["tracks"] = [links(t) for t in data["tracks"]]
+        return data
+
+    @app.get("/playlists/radio", tags=["playlists"])
+    def radio_json(
+        seed: Annotated[int, Query(ge=1, description="Seed track id.")],
+        n: Annotated[int, Query(ge=1, le=500)] = 20,
+    ) -> dict:
+        """A sound-alike playlist from a seed track; no artist or album twice in a row."""
+        return _radio(seed, n)
+
+    @app.get("/playlists/radio.m3u", tags=["playlists"], response_class=PlainTextResponse)
+    def radio_m3u(
+        request: Request,
+        seed: Annotated[int, Query(ge=1)],
+        n: Annotated[int, Query(ge=1, le=500)] = 20,
+        paths: Annotated[bool, Query(description="File paths instead of URLs.")] = False,
+    ) -> PlainTextResponse:
+        """The radio playlist as extended M3U (URLs to this service, or local paths)."""
+        data = _radio(seed, n)
+        base = str(request.base_url).rstrip("/")
+        token = request.query_params.get("token")
+        suffix = f"?token={quote(token)}" if token else ""
+
+        def location(t: dict) -> str:
+            return t["path"] if paths else f"{base}/tracks/{t['id']}/audio{suffix}"
+
+        return PlainTextResponse(
+            to_m3u(data["tracks"], location),
+            media_type="audio/x-mpegurl",
+            headers={"Content-Disposition": f'inline; filename="radio-{seed}.m3u"'},
+        )
+
+    @app.get("/map", tags=["tracks"])
+    def library_map_route(
+        method: Annotated[str, Query(pattern="^(" + "|".join(METHODS) + ")$")] = "pca",
+        max_points: Annotated[int, Query(ge=10, le=100_000)] = 20_000,
+    ) -> dict:
+        """Every indexed track projected to 2-D (PCA, or UMAP when installed)."""
+        try:
+            return library_map(catalog(), method, max_points)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
