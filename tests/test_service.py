@@ -127,9 +127,11 @@ def test_track_details_answer_honestly_about_explanations_and_stems(api, served)
     assert set(data["probabilities"]) == set(served["model"].genres)
     assert len(data["timeline"]) == data["n_segments"] == 2
     assert data["audio_url"] == f"/tracks/{track_id}/audio"
-    assert data["heatmap_url"] is None and data["band_focus"] is None
-    assert data["explanations_note"] == "Grad-CAM explanations are not available in this build"
-    assert data["stems"] == {} and "not available" in data["stems_note"]
+    assert data["heatmap_url"] == f"/tracks/{track_id}/heatmap.png"
+    assert data["band_focus"].startswith("The model listened")
+    assert sum(data["explanation"]["band_focus"].values()) == pytest.approx(1)
+    assert "explanations_note" not in data
+    assert data["stems"] == {} and data["stems_available"] is True  # none separated yet
     missing = api.get("/tracks/99999")
     assert missing.status_code == 404 and "no track" in missing.json()["detail"]
     assert api.get("/tracks/abc").status_code == 422
@@ -173,8 +175,10 @@ def test_explain_similar(api, served):
     assert data["track"]["id"] == a and data["other"]["id"] == b
     assert 0 <= data["genre_overlap"] <= 1.0001 and data["summary"].startswith("cosine")
     assert len(data["shared_genres"]) == len(served["model"].genres)
-    assert data["attributions"] is None
-    assert data["attributions_note"] == "Grad-CAM explanations are not available in this build"
+    why = data["attributions"]
+    assert why["cosine"] == pytest.approx(score, abs=1e-5)
+    assert why["closest_moments"] and why["sentence"].endswith(".")
+    assert "attributions_note" not in data
     assert api.get(f"/tracks/{a}/explain-similar/99999").status_code == 404
 
 
@@ -257,20 +261,38 @@ def test_audio_streams_with_range_requests(api, served):
     assert api.get("/tracks/99999/audio").status_code == 404
 
 
-def test_heatmap_is_404_until_explanations_exist(api, served):
+def test_heatmap_is_served_as_png(api, served):
     response = api.get(f"/tracks/{served['id']['sine']}/heatmap.png")
-    assert response.status_code == 404
-    assert "Grad-CAM explanations are not available in this build" in response.json()["detail"]
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"
+    assert response.content.startswith(b"\x89PNG")
     assert api.get("/tracks/99999/heatmap.png").status_code == 404
 
 
-def test_stems_are_not_faked_in_this_build(api, served):
+def test_stems_without_weights_fail_with_the_clear_error(api, served, tmp_path):
+    """Real Demucs wiring, no weights on this machine: the job fails and says what to do."""
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    state = ServiceState(
+        Settings(data_dir=served["data_dir"]), model=served["model"],
+        features=Features(Explanations(), Stems(device="cpu", models_dir=empty)),
+    )  # fmt: skip
     track_id = served["id"]["sine"]
-    started = api.post(f"/tracks/{track_id}/stems")
-    assert started.status_code == 501
-    assert started.json()["detail"].startswith("stem separation is not available in this build")
+    with running_server(create_app(served["data_dir"], state=state, mount_ui=False)) as base:
+        with httpx.Client(base_url=base, timeout=60) as client:
+            started = client.post(f"/tracks/{track_id}/stems")
+            assert started.status_code == 202
+            deadline = time.monotonic() + 60
+            while (job := client.get(started.json()["status_url"]).json())["status"] in (
+                "queued", "running",
+            ):  # fmt: skip
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert job["status"] == "failed"
+            assert "--models-dir" in job["error"] and "SONIC_DEMUCS_DIR" in job["error"]
+    track_id = served["id"]["sine"]
     stem = api.get(f"/tracks/{track_id}/stems/vocals")
-    assert stem.status_code == 404 and "not available" in stem.json()["detail"]
+    assert stem.status_code == 404 and "no cached stem" in stem.json()["detail"]
     assert api.post("/tracks/99999/stems").status_code == 404
     assert api.get(f"/jobs/{'0' * 32}").status_code == 404
     assert api.get("/jobs/not-a-job").status_code == 422
