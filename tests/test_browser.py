@@ -76,14 +76,18 @@ def test_browse_a_genre_and_open_a_track(page, site):
     expect(header).to_contain_text("5 tracks analysed, 1 failed")
     genres = page.locator("#genres label")
     expect(genres.first).to_be_visible()
-    label = genres.first.inner_text()
-    genre, count = re.match(r"(\S+) \((\d+)\)", label).groups()
-    genres.first.click()
-    expect(page.locator("#listing-note")).to_contain_text(f"genre {genre}: 1–{count} of {count}")
+    for i in range(genres.count()):  # browse genre by genre until the Chord track shows up
+        label = genres.nth(i).inner_text()
+        genre, count = re.match(r"(\S+) \((\d+)\)", label).groups()
+        genres.nth(i).click()
+        note = f"genre {genre}: 1–{count} of {count}"
+        expect(page.locator("#listing-note")).to_contain_text(note)
+        if "Chord" in page.locator("#listing").inner_text():
+            break
     expect(page.locator("#listing")).to_contain_text("Chord")
     shot(page, "1-library-genre")
 
-    page.locator("#listing").get_by_text("Chord", exact=True).click()
+    page.locator("#listing").get_by_text("Chord", exact=True).filter(visible=True).first.click()
     summary = page.locator("#track-summary")
     expect(summary).to_contain_text("Alpha - Chord")
     expect(summary).to_contain_text("album First")

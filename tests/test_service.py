@@ -80,7 +80,7 @@ def test_health_stats_and_openapi(api):
     health = api.get("/health").json()
     assert health["status"] == "ok" and health["tracks_indexed"] == 5
     assert health["device"] in ("cpu", "cuda", "cuda:0")
-    assert health["features"] == {"explanations": False, "stems": False}
+    assert health["features"] == {"explanations": True, "stems": True}
     stats = api.get("/stats").json()
     assert stats["tracks"] == {"ok": 5, "failed": 1, "missing": 0}
     assert stats["device"] == health["device"] and stats["search"]["searching_with"] == "flat"
