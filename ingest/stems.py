@@ -462,8 +462,8 @@ class StemSeparator:
                     resampled = to_model(block)
                     if len(resampled):
                         write(splitter.push(torch.from_numpy(resampled.T.copy())))
-                    if self.progress:
-                        self.progress(decoded / audio.sample_rate, total_s)
+                    if self.progress:  # stems written so far: the separation's own pace
+                        self.progress(writer.written / audio.sample_rate, total_s)
                 tail = to_model(np.zeros((0, channels), np.float32), last=True)
                 if len(tail):
                     write(splitter.push(torch.from_numpy(tail.T.copy())))
@@ -472,6 +472,8 @@ class StemSeparator:
                 writer.limit = decoded
                 write(splitter.finish(), last=True)
             frames = writer.close()
+            if self.progress:
+                self.progress(frames / audio.sample_rate, total_s or frames / audio.sample_rate)
         except BaseException:
             writer.abort()
             raise
