@@ -53,14 +53,46 @@ class FrontendConfig:
         return cls(**known)
 
 
+def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's default): linear below 1 kHz, logarithmic above."""
+    hz = np.asarray(hz, dtype=np.float64)
+    mels = hz / _MEL_F_SP
+    log_part = hz >= _MEL_MIN_LOG_HZ
+    mels[log_part] = _MEL_MIN_LOG_MEL + np.log(hz[log_part] / _MEL_MIN_LOG_HZ) / _MEL_LOGSTEP
+    return mels
+
+
+def mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    hz = mels * _MEL_F_SP
+    log_part = mels >= _MEL_MIN_LOG_MEL
+    hz[log_part] = _MEL_MIN_LOG_HZ * np.exp(_MEL_LOGSTEP * (mels[log_part] - _MEL_MIN_LOG_MEL))
+    return hz
+
+
+_MEL_F_SP = 200.0 / 3
+_MEL_MIN_LOG_HZ = 1000.0
+_MEL_MIN_LOG_MEL = _MEL_MIN_LOG_HZ / _MEL_F_SP
+_MEL_LOGSTEP = np.log(6.4) / 27.0
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(config: FrontendConfig) -> np.ndarray:
-    """Slaney-normalised mel filters, identical to librosa's defaults."""
-    import librosa  # imported lazily: worker start-up should not pay for it twice
+    """Slaney-normalised triangular mel filters, the same as ``librosa.filters.mel``.
 
-    return librosa.filters.mel(
-        sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels
-    ).astype(np.float32)
+    Written out rather than imported: importing librosa costs each decode worker
+    about 110 MB of memory for this one small matrix (``tests`` check equality).
+    """
+    fft_hz = np.linspace(0.0, config.sample_rate / 2.0, 1 + config.n_fft // 2)
+    top_mel = hz_to_mel(np.array([config.sample_rate / 2.0]))[0]
+    edges = mel_to_hz(np.linspace(0.0, top_mel, config.n_mels + 2))
+    widths = np.diff(edges)
+    ramps = edges[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per filter (Slaney)
+    return weights.astype(np.float32)
 
 
 @lru_cache(maxsize=8)

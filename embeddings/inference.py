@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from embeddings.checkpoint import GenreModel
+from embeddings.model import inference_copy
 
 Aggregation = Literal["mean", "median", "max", "vote"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "median", "max", "vote")
@@ -55,6 +56,13 @@ def pick_precision(device: torch.device, requested: str = "auto") -> torch.dtype
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
+def op_threads(count: int) -> int:
+    """Set how many threads one torch call may use; returns the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(count)))
+    return previous
+
+
 class Predictor:
     """Runs a :class:`GenreModel` over batches of normalised log-mel segments."""
 
@@ -70,6 +78,9 @@ class Predictor:
         if self.device.type == "cpu":
             # oneDNN convolutions are markedly faster on NHWC tensors.
             self.network = self.network.to(memory_format=torch.channels_last)
+        # predict() runs on its own folded copy: faster, and safe to call from
+        # several threads while grad_cam() hooks into self.network.
+        self.inference_network = inference_copy(self.network)
 
     @torch.inference_mode()
     def predict(self, features: np.ndarray) -> BatchOutput:
@@ -81,8 +92,8 @@ class Predictor:
         with torch.autocast(
             self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32
         ):
-            embedding = self.network.embed(x)
-            logits = self.network.classify(embedding)
+            embedding = self.inference_network.embed(x)
+            logits = self.inference_network.classify(embedding)
         probs = torch.softmax(logits.float(), dim=1)
         return BatchOutput(
             probabilities=probs.cpu().numpy(),

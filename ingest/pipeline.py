@@ -13,7 +13,9 @@ import multiprocessing as mp
 import os
 import queue
 import time
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from catalog.store import Catalog
 from embeddings.checkpoint import GenreModel
 from embeddings.gradcam import band_focus
 from embeddings.heatmap_image import render_heatmap_png
-from embeddings.inference import Predictor, aggregate, l2_normalise
+from embeddings.inference import BatchOutput, Predictor, aggregate, l2_normalise, op_threads
 from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
 from ingest.artefacts import heatmap_file, write_atomic
@@ -38,8 +40,12 @@ POLL_SECONDS = 0.2
 
 @dataclass
 class IngestOptions:
-    workers: int = max(1, (os.cpu_count() or 2) - 1)
-    batch_size: int = 64
+    workers: int = os.cpu_count() or 1
+    # Inference calls run side by side, one core each, rather than one call spread
+    # over all cores: a multi-threaded call stalls whenever a decode worker holds one
+    # of its cores, while independent single-threaded calls just share the CPU.
+    inference_threads: int = os.cpu_count() or 1
+    batch_size: int = 32
     aggregation: str = "mean"
     device: str | None = None
     precision: str = "auto"
@@ -188,6 +194,9 @@ class IngestRun:
         self.predictor: Predictor | None = None
         self.states: dict[int, _TrackState] = {}
         self.batch: list[tuple[int, int, np.ndarray]] = []
+        self.inflight: deque[tuple[list, Future]] = deque()
+        self.executor: ThreadPoolExecutor | None = None
+        self.threads = 1
         self.plan = Plan()
         self.claimed: set[int] = set()
         self._last_save = time.monotonic()
@@ -222,9 +231,13 @@ class IngestRun:
 
     def _analyse(self, tasks: list[Task]) -> None:
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
+        threads = max(1, self.options.inference_threads)
         pool = _WorkerPool(
             max(1, self.options.workers), self.model.frontend.to_dict(), self.plan.moved_hashes
         )
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
+        self.threads = threads
+        previous_threads = op_threads(1) if threads > 1 else None
         self.progress.start(len(tasks))
         try:
             for task in tasks:
@@ -233,16 +246,25 @@ class IngestRun:
             self._drain(pool)
         finally:
             self.progress.close()
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.inflight.clear()
+            if previous_threads is not None:
+                op_threads(previous_threads)
             pool.close()
 
     def _drain(self, pool: _WorkerPool) -> None:
         quiet_since = time.monotonic()
         while self.states:
+            self._collect()
+            busy = bool(self.batch or self.inflight)
             try:
-                message = pool.results.get(timeout=POLL_SECONDS if not self.batch else 0)
+                message = pool.results.get(timeout=0 if busy else POLL_SECONDS)
             except queue.Empty:
-                if self.batch:
-                    self._infer()
+                if self.batch and len(self.inflight) < self.threads:
+                    self._submit()  # an inference thread is free: give it what there is
+                    continue
+                if self.inflight:
+                    wait([self.inflight[0][1]], timeout=POLL_SECONDS / 10)
                     continue
                 for task_id, code in pool.reap_dead():
                     if task_id is not None and task_id in self.states:
@@ -254,7 +276,7 @@ class IngestRun:
             quiet_since = time.monotonic()
             self._handle(message, pool)
             if sum(len(f) for _, _, f in self.batch) >= self.options.batch_size:
-                self._infer()
+                self._submit()
             self._maybe_save_index()
 
     # -- messages from workers -----------------------------------------------------------
@@ -320,10 +342,26 @@ class IngestRun:
             window = BestWindowTracker(len(self.model.genres), self.options.heatmap_segments)
         return _TrackState(task, window=window)
 
-    def _infer(self) -> None:
+    def _submit(self) -> None:
+        """Hand the pending segments to an inference thread (waiting if all are busy)."""
+        while len(self.inflight) > self.threads:
+            self._collect(block=True)
         batch, self.batch = self.batch, []
         features = np.concatenate([f for _, _, f in batch])
-        out = self.predictor.predict(features)
+        self.inflight.append((batch, self.executor.submit(self.predictor.predict, features)))
+
+    def _collect(self, block: bool = False) -> None:
+        """Apply finished inference results, strictly in submission order.
+
+        Order matters: a track's chunks must reach its best-window tracker in the
+        order they were cut. ``block`` waits for the oldest call.
+        """
+        while self.inflight and (block or self.inflight[0][1].done()):
+            batch, future = self.inflight.popleft()
+            self._apply(batch, future.result())
+            block = False
+
+    def _apply(self, batch: list[tuple[int, int, np.ndarray]], out: BatchOutput) -> None:
         offset = 0
         finished = set()
         for task_id, first, feats in batch:

@@ -10,6 +10,7 @@ from audio_fixtures import chord, noise
 from embeddings.frontend import (
     FrontendConfig,
     StreamingSegmenter,
+    mel_filterbank,
     normalise,
     power_mel,
     segment_features,
@@ -18,6 +19,31 @@ from embeddings.frontend import (
 )
 
 CONFIG = FrontendConfig()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [CONFIG, FrontendConfig(sample_rate=16_000, n_fft=512, n_mels=64),
+     FrontendConfig(sample_rate=44_100, n_fft=4096, n_mels=96)],
+)  # fmt: skip
+def test_mel_filterbank_equals_librosa(config):
+    ours = mel_filterbank(config)
+    theirs = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
+
+
+def test_decode_workers_do_not_import_librosa():
+    """librosa would cost every decode worker about 110 MB for one small matrix."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ingest import worker; from embeddings.frontend import *; "
+        "mel_filterbank(FrontendConfig()); print('librosa' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_segment_shape_is_128_by_130():

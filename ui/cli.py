@@ -136,10 +136,14 @@ def ingest(
     model: Annotated[
         Path | None, typer.Option(help="A genre-model checkpoint (default: the shipped one).")
     ] = None,
-    workers: Annotated[int, typer.Option(help="Decode worker processes.", min=1)] = max(
-        1, (os.cpu_count() or 2) - 1
-    ),
-    batch_size: Annotated[int, typer.Option(help="Segments per network call.", min=1)] = 64,
+    workers: Annotated[
+        int, typer.Option(help="Decode worker processes (default: one per core).", min=1)
+    ] = os.cpu_count() or 1,
+    inference_threads: Annotated[
+        int,
+        typer.Option(help="Network calls run side by side, one core each.", min=1),
+    ] = os.cpu_count() or 1,
+    batch_size: Annotated[int, typer.Option(help="Segments per network call.", min=1)] = 32,
     aggregate: Annotated[
         str,
         typer.Option(help="How segment probabilities become a track's: mean, median, max, vote."),
@@ -172,7 +176,8 @@ def ingest(
         _fail(f"--aggregate must be one of {', '.join(AGGREGATIONS)}")
     genre_model = _load_model(model)
     options = IngestOptions(
-        workers=workers, batch_size=batch_size, aggregation=aggregate,
+        workers=workers, inference_threads=inference_threads, batch_size=batch_size,
+        aggregation=aggregate,
         device=device, precision=precision, heatmaps=heatmaps,
     )  # fmt: skip
     with _open_catalog(data_dir) as catalog:
