@@ -264,8 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
 
     split = json.loads(SPLIT_FILE.read_text()) if SPLIT_FILE.exists() else {}
-    present = {p.name for p in out.iterdir() if p.is_dir()}
-    make_views(out, split, present)
+    make_views(out, split, set(kept))  # this run's soundtracks only, as in the manifest
 
     side_of = {n: side for side in ("heldout", "pretrain") for n in split.get(side, [])}
     summary = [
