@@ -49,6 +49,7 @@ from embeddings.contrastive import (
     pair_statistics,
 )
 from embeddings.frontend import FrontendConfig
+from embeddings.inference import pick_device, pick_precision
 from embeddings.model import build_model, load_backbone
 from embeddings.teacher import DEFAULT_LAYER, TeacherCache, TeacherTrack, load_targets, view_targets
 from embeddings.train import training_dtype
@@ -77,6 +78,7 @@ class PretrainConfig:
     seed: int = 0
     precision: str = "auto"
     threads: int | None = None
+    device: str | None = None  # None or "auto": the GPU when present
     views: ViewConfig = field(default_factory=ViewConfig)
 
     def to_dict(self) -> dict:
@@ -91,6 +93,8 @@ class PretrainResult:
     views: int = 0
     seconds: float = 0.0
     stopped: str = ""  # steps, time or interrupted
+    device: str = "cpu"
+    precision: str = "fp32"
 
     @property
     def views_per_second(self) -> float:
@@ -151,14 +155,19 @@ def pretrain_network(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
-    dtype = training_dtype(config.arch, config.precision)
+    device = pick_device(config.device)
+    if device.type == "cpu":
+        dtype = training_dtype(config.arch, config.precision)
+    else:  # bf16 where the GPU has it; fp16 would need loss scaling, so fp32 instead
+        dtype = pick_precision(device, config.precision)
+        dtype = torch.float32 if dtype == torch.float16 else dtype
 
     dim = int(network.embedding_dim)
     projection = ProjectionHead(dim, out_dim=config.projection_dim)
     use_teacher = bool(teacher) and teacher_dim > 0 and config.teacher_weight > 0
     distil = DistillationHead(dim, teacher_dim) if use_teacher else None
     modules = nn.ModuleList([network, projection] + ([distil] if distil else []))
-    modules.train()
+    modules.to(device).train()
     network.to(memory_format=torch.channels_last)
     optimiser = torch.optim.AdamW(
         modules.parameters(), lr=learning_rate(0.0, config), weight_decay=config.weight_decay
@@ -172,7 +181,7 @@ def pretrain_network(
     sampler = _TrackSampler(len(tracks), rng)
     budget_s = config.minutes * 60 if config.minutes else None
 
-    result = PretrainResult(network=network)
+    result = PretrainResult(network=network, device=str(device), precision=str(dtype)[6:])
     bar = progress(total=100, desc="pretrain", unit="%") if progress else None
     shown = 0
     started = clock()
@@ -195,9 +204,10 @@ def pretrain_network(
             chosen = sampler.take(per_step)
             crops = draw_crops(np.concatenate([chosen, chosen]), lengths, frames, config.views, rng)
             raw = cut_windows(specs, crops, frames)
+            # views are made on the CPU (cheap next to the network), then moved
             x = make_views(raw, crops, frames, frontend.top_db, config.views, gen)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                 embedding = network.embed(x)
                 z = projection(embedding)
                 predicted = distil(embedding) if distil is not None else None
@@ -211,9 +221,9 @@ def pretrain_network(
                 )
                 targets, valid = view_targets(teacher, crops.track, start_s, end_s, teacher_dim)
                 if valid.any():
-                    mask = torch.from_numpy(valid)
+                    mask = torch.from_numpy(valid).to(device)
                     teacher_loss = cosine_distance(
-                        predicted.float()[mask], torch.from_numpy(targets[valid])
+                        predicted.float()[mask], torch.from_numpy(targets[valid]).to(device)
                     )
                     loss = loss + config.teacher_weight * teacher_loss
             optimiser.zero_grad(set_to_none=True)
@@ -247,7 +257,7 @@ def pretrain_network(
     if bar is not None:
         bar.close()
     result.seconds = clock() - started
-    network.eval()
+    network.cpu().eval()
     return result
 
 
@@ -335,7 +345,8 @@ def run_pretraining(
     )
     log(
         f"{result.steps} steps, {result.views} views in {result.seconds / 60:.1f} min "
-        f"({result.views_per_second:.1f} views/s), stopped by {result.stopped}"
+        f"({result.views_per_second:.1f} views/s on {result.device}, {result.precision}), "
+        f"stopped by {result.stopped}"
     )
     last = result.history[-20:]
     summary = {
@@ -344,6 +355,8 @@ def run_pretraining(
         "seconds": result.seconds,
         "views_per_second": result.views_per_second,
         "stopped": result.stopped,
+        "device": result.device,
+        "precision": result.precision,
         "final_loss": float(np.mean([h["loss"] for h in last])) if last else None,
         "final_top1": float(np.mean([h["top1"] for h in last])) if last else None,
     }

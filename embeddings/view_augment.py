@@ -149,20 +149,23 @@ def random_eq(n: int, n_mels: int, config: ViewConfig, gen: torch.Generator) -> 
 def add_noise(db: torch.Tensor, config: ViewConfig, gen: torch.Generator) -> torch.Tensor:
     """Add coloured noise in the power domain to a random subset of (n, mels, frames) views."""
     n, n_mels, n_frames = db.shape
-    apply = torch.rand(n, generator=gen) < config.noise_prob
-    if not bool(apply.any()):
+    chosen = torch.nonzero(torch.rand(n, generator=gen) < config.noise_prob).flatten()
+    if len(chosen) == 0:
         return db
-    power = torch.pow(10.0, db / 10)
-    snr = _uniform(n, config.snr_db[0], config.snr_db[1], gen)
+    m = len(chosen)
+    power = torch.pow(10.0, db[chosen] / 10)
+    snr = _uniform(m, config.snr_db[0], config.snr_db[1], gen)
     level = power.mean(dim=(1, 2)) * torch.pow(10.0, -snr / 10)
-    tilt = _uniform(n, -config.noise_tilt_db, config.noise_tilt_db, gen)
+    tilt = _uniform(m, -config.noise_tilt_db, config.noise_tilt_db, gen)
     shape_db = tilt[:, None] * torch.linspace(-0.5, 0.5, n_mels)[None, :]
     shape = torch.pow(10.0, shape_db / 10)
     shape = shape / shape.mean(dim=1, keepdim=True)
     # log-normal fluctuation per bin, mean one: a mel band sums several FFT bins
-    fluctuation = torch.exp(0.5 * torch.randn(n, n_mels, n_frames, generator=gen) - 0.125)
-    noise = level[:, None, None] * shape[:, :, None] * fluctuation * apply[:, None, None]
-    return 10 * torch.log10(torch.clamp(power + noise, min=AMIN))
+    fluctuation = torch.exp(0.5 * torch.randn(m, n_mels, n_frames, generator=gen) - 0.125)
+    noise = level[:, None, None] * shape[:, :, None] * fluctuation
+    out = db.clone()
+    out[chosen] = 10 * torch.log10(torch.clamp(power + noise, min=AMIN))
+    return out
 
 
 def reference_and_normalise(db: torch.Tensor, top_db: float) -> torch.Tensor:

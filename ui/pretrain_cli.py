@@ -75,6 +75,9 @@ def pretrain(
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = 0.2,
     seed: Annotated[int, typer.Option()] = 0,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="auto (GPU when present), cpu, cuda, cuda:1, ...")
+    ] = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 2,
     workers: Annotated[
         int, typer.Option(help="Processes decoding audio into the cache.", min=1)
@@ -141,6 +144,7 @@ def pretrain(
             seed=seed,
             precision=precision,
             threads=threads or None,
+            device=None if device == "auto" else device,
         ),
     )
     bars = _Bars(progress and not as_json)
