@@ -116,21 +116,34 @@ def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int, float]:
     return data, int(rate), float(duration)
 
 
-def excerpt_offset(path: Path, duration_s: float, max_seconds: float | None, seed: int) -> float:
+def excerpt_offset(
+    path: Path,
+    duration_s: float,
+    max_seconds: float | None,
+    seed: int,
+    within_s: float | None = None,
+) -> float:
     """Where a track's pretraining excerpt starts: fixed per (file, seed), seconds.
 
     Seeded by the resolved path rather than drawn at run time, so a re-run reuses
-    the cache and the teacher targets line up with the same audio.
+    the cache and the teacher targets line up with the same audio. ``within_s``
+    keeps the excerpt inside the first ``within_s`` seconds where it can (a teacher
+    cache that analysed only the start of long files).
     """
-    if not max_seconds or duration_s <= max_seconds:
+    usable = min(duration_s, within_s) if within_s else duration_s
+    if not max_seconds or usable <= max_seconds:
         return 0.0
     digest = int(hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12], 16)
     rng = np.random.default_rng([seed, digest])
-    return float(rng.uniform(0.0, duration_s - max_seconds))
+    return float(rng.uniform(0.0, usable - max_seconds))
 
 
 def load_excerpt(
-    path: Path, sample_rate: int, max_seconds: float | None, seed: int = 0
+    path: Path,
+    sample_rate: int,
+    max_seconds: float | None,
+    seed: int = 0,
+    within_s: float | None = None,
 ) -> tuple[np.ndarray, float, float]:
     """Mono audio of at most ``max_seconds`` from :func:`excerpt_offset`; also offset and duration.
 
@@ -143,7 +156,7 @@ def load_excerpt(
     try:
         info = sf.info(str(path))
         duration = info.frames / info.samplerate if info.samplerate else 0.0
-        offset = excerpt_offset(path, duration, max_seconds, seed)
+        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
         start = int(round(offset * info.samplerate))
         frames = int(round(max_seconds * info.samplerate)) if max_seconds else -1
         data, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
@@ -157,7 +170,7 @@ def load_excerpt(
         return data.astype(np.float32, copy=False), offset, float(duration)
     except Exception:
         audio, _, duration = load_audio(path, sample_rate)
-        offset = excerpt_offset(path, duration, max_seconds, seed)
+        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
         start = int(round(offset * sample_rate))
         stop = start + int(round(max_seconds * sample_rate)) if max_seconds else len(audio)
         return audio[start:stop], offset, duration
@@ -250,19 +263,23 @@ class FeatureCache:
         return feats
 
     def excerpt(
-        self, path: Path, max_seconds: float | None, seed: int = 0
+        self, path: Path, max_seconds: float | None, seed: int = 0, within_s: float | None = None
     ) -> tuple[np.ndarray, float, float]:
         """fp16 ``log_power`` of a track's pretraining excerpt, its offset and the duration (s).
 
         Cached beside the other features under the same key (file identity and
-        front end) plus the excerpt's length and seed.
+        front end) plus the excerpt's length, seed and ``within_s`` (see
+        :func:`excerpt_offset`).
         """
         span = f"{max_seconds:g}" if max_seconds else "all"
-        target = self.directory / f"{self._key(path)}.ssl-{span}-{seed}.npz"
+        within = f"-w{within_s:g}" if within_s and max_seconds else ""
+        target = self.directory / f"{self._key(path)}.ssl-{span}-{seed}{within}.npz"
         if target.is_file():
             with np.load(target) as data:
                 return data["log_power"], float(data["offset_s"]), float(data["duration_s"])
-        audio, offset, duration = load_excerpt(path, self.config.sample_rate, max_seconds, seed)
+        audio, offset, duration = load_excerpt(
+            path, self.config.sample_rate, max_seconds, seed, within_s
+        )
         if len(audio) == 0:
             raise ValueError("no audio decoded")
         spec = log_power(audio, self.config).astype(np.float16)

@@ -214,12 +214,13 @@ def pretrain_network(
             z = z.float()
             contrastive = nt_xent(z[:per_step], z[per_step:], config.temperature)
             loss = contrastive
-            teacher_loss = None
+            teacher_loss, teacher_views = None, 0
             if predicted is not None:
                 start_s, end_s = crop_seconds(
                     crops, frames, frontend.hop_length, frontend.sample_rate, offsets
                 )
                 targets, valid = view_targets(teacher, crops.track, start_s, end_s, teacher_dim)
+                teacher_views = int(valid.sum())
                 if valid.any():
                     mask = torch.from_numpy(valid).to(device)
                     teacher_loss = cosine_distance(
@@ -238,6 +239,7 @@ def pretrain_network(
                 "loss": float(loss.item()),
                 "contrastive": float(contrastive.item()),
                 "teacher": float(teacher_loss.item()) if teacher_loss is not None else None,
+                "teacher_views": teacher_views,
                 **stats,
                 "lr": lr,
                 "elapsed_s": elapsed,
@@ -304,14 +306,23 @@ def run_pretraining(
     log(f"{len(files)} audio files" + (f" ({excluded} excluded)" if excluded else ""))
     if not files:
         raise ValueError("no audio files found under " + ", ".join(map(str, options.roots)))
+    cache = (
+        TeacherCache(options.teacher_cache, config.teacher_layer) if options.teacher_cache else None
+    )
+    within: dict[Path, float] = {}
+    if cache is not None:
+        # a teacher may have analysed only the start of long files: cut those
+        # files' excerpts inside what it covered, so that their views get targets
+        within = {f: c for f in files if (c := cache.coverage(f)) is not None}
     bars = (
         (lambda it, total: progress(it, total=total, desc="decode", unit="file"))
         if progress
         else None
     )
     corpus = load_corpus(
-        files, options.cache_dir, frontend, config.max_seconds, config.seed, options.workers, bars
-    )
+        files, options.cache_dir, frontend, config.max_seconds, config.seed, options.workers,
+        bars, within,
+    )  # fmt: skip
     for path, reason in corpus.failed[:10]:
         log(f"  skipped {path}: {reason}")
     if len(corpus.failed) > 10:
@@ -322,8 +333,7 @@ def run_pretraining(
     )
 
     teacher, teacher_dim, teacher_record = None, 0, None
-    if options.teacher_cache:
-        cache = TeacherCache(options.teacher_cache, config.teacher_layer)
+    if cache is not None:
         hop = frontend.hop_length / frontend.sample_rate
         spans = [(t.offset_s, t.offset_s + t.frames * hop) for t in corpus.tracks]
         teacher, teacher_dim = load_targets(cache, [t.path for t in corpus.tracks], spans)

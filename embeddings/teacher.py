@@ -81,6 +81,14 @@ class TeacherCache:
             return None
         return vectors, hop, window
 
+    def coverage(self, path: Path) -> float | None:
+        """Seconds from the file's start that the cached windows cover, or None."""
+        loaded = self.load(path)
+        if loaded is None:
+            return None
+        vectors, hop, window = loaded
+        return (len(vectors) - 1) * hop + window
+
     def mean_vector(self, path: Path, max_seconds: float | None = None) -> np.ndarray | None:
         """The track's teacher embedding: mean over its windows (those starting before the cap)."""
         loaded = self.load(path)

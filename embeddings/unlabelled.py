@@ -14,7 +14,7 @@ Files that do not decode, or decode to silence, are reported and left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,37 +60,60 @@ def _inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
 
 
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder`` (recursive) as found, skipping hidden files and folders."""
+    if folder.is_file():
+        return [folder] if folder.suffix.lower() in AUDIO_EXTENSIONS else []
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+
+
 def discover_audio(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], int]:
     """Resolved audio files under ``roots`` (recursive, sorted, deduplicated), minus ``exclude``.
 
-    Returns the files and how many were left out because of ``exclude``. Hidden
-    files and folders are skipped, as ingest skips them.
+    Returns the files and how many were left out because of ``exclude``. A file is
+    excluded when it lies under an excluded folder as found or once symlinks are
+    resolved, or when it *is* a file found under an excluded folder: a held-out
+    set made of symlinks into the library stays out however the roots are given.
+    Hidden files and folders are skipped, as ingest skips them.
     """
-    excluded_dirs = [Path(e).expanduser().resolve() for e in exclude]
+    excluded_dirs: list[Path] = []
+    excluded_files: set[Path] = set()
+    for folder in exclude:
+        folder = Path(folder).expanduser().absolute()
+        excluded_dirs += [folder, folder.resolve()]
+        if folder.exists():
+            excluded_files |= {p.resolve() for p in _audio_files(folder)}
     found: set[Path] = set()
     skipped: set[Path] = set()
     for root in roots:
-        root = Path(root).expanduser().resolve()
+        root = Path(root).expanduser().absolute()
         if not root.exists():
             raise FileNotFoundError(f"no such file or folder: {root}")
-        candidates = [root] if root.is_file() else root.rglob("*")
-        for path in candidates:
-            if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
-                continue
-            if any(part.startswith(".") for part in path.relative_to(root).parts):
-                continue
-            path = path.resolve()
-            (skipped if _inside(path, excluded_dirs) else found).add(path)
+        for path in _audio_files(root):
+            resolved = path.resolve()
+            out = (
+                resolved in excluded_files
+                or _inside(path, excluded_dirs)
+                or _inside(resolved, excluded_dirs)
+            )
+            (skipped if out else found).add(resolved)
+    found -= skipped  # the same file reached by another route is still excluded
     return sorted(found), len(skipped)
 
 
 def _load_one(
-    args: tuple[Path, Path, FrontendConfig, float | None, int],
+    args: tuple[Path, Path, FrontendConfig, float | None, int, float | None],
 ) -> tuple[Path, np.ndarray | None, float, float, str | None]:
-    path, cache_dir, frontend, max_seconds, seed = args
+    path, cache_dir, frontend, max_seconds, seed, within_s = args
     cache = FeatureCache(cache_dir, frontend)
     try:
-        spec, offset, duration = cache.excerpt(path, max_seconds, seed)
+        spec, offset, duration = cache.excerpt(path, max_seconds, seed, within_s)
     except Exception as exc:  # corrupt, empty, unsupported: report and go on
         return path, None, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
     if spec.size == 0 or float(spec.max()) - float(spec.min()) < 1.0:
@@ -106,9 +129,18 @@ def load_corpus(
     seed: int = 0,
     workers: int = 1,
     progress: Progress | None = None,
+    within_s: Mapping[Path, float] | None = None,
 ) -> Corpus:
-    """Decode (or read from the cache) every file's excerpt; ``workers`` processes."""
-    jobs = [(Path(f), Path(cache_dir), frontend, max_seconds, seed) for f in files]
+    """Decode (or read from the cache) every file's excerpt; ``workers`` processes.
+
+    ``within_s`` maps files to the seconds (from the start) their excerpt should
+    stay within where possible: what a teacher cache covers.
+    """
+    within_s = within_s or {}
+    jobs = [
+        (Path(f), Path(cache_dir), frontend, max_seconds, seed, within_s.get(Path(f)))
+        for f in files
+    ]
     corpus = Corpus(tracks=[])
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -27,7 +27,7 @@ from embeddings.checkpoint import (
     save_checkpoint,
 )
 from embeddings.contrastive import nt_xent, pair_statistics
-from embeddings.dataset import log_power
+from embeddings.dataset import excerpt_offset, load_excerpt, log_power
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
 from embeddings.pretrain import PretrainConfig, pretrain_network
@@ -255,34 +255,66 @@ def unlabelled(tmp_path_factory) -> Path:
     return root
 
 
-def test_discovery_excludes_held_out_folders(unlabelled: Path) -> None:
+def test_discovery_excludes_held_out_folders(unlabelled: Path, tmp_path: Path) -> None:
     files, excluded = discover_audio([unlabelled], [unlabelled / "held_out"])
     names = sorted(p.name for p in files)
     assert names == ["broken.flac", "track0.wav", "track1.wav", "track2.wav", "track3.wav"]
     assert excluded == 1
+    # a held-out set of symlinks into the library keeps its targets out too
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "link.wav").symlink_to(unlabelled / "game" / "track2.wav")
+    files, excluded = discover_audio([unlabelled / "game"], [held])
+    assert "track2.wav" not in {p.name for p in files} and excluded == 1
+
+
+def test_excerpts_are_fixed_per_file_and_stay_within_the_teacher(tmp_path: Path) -> None:
+    assert excerpt_offset(Path("/a.wav"), 30.0, 90.0, 0) == 0.0  # short: from the start
+    offsets = {excerpt_offset(Path(f"/{i}.wav"), 600.0, 90.0, 0) for i in range(20)}
+    assert len(offsets) == 20 and all(0 <= o <= 510 for o in offsets)
+    assert excerpt_offset(Path("/0.wav"), 600.0, 90.0, 0) in offsets  # same file, same offset
+    assert all(excerpt_offset(Path(f"/{i}.wav"), 600.0, 90.0, 0, 100.0) <= 10 for i in range(20))
+    assert excerpt_offset(Path("/0.wav"), 600.0, 90.0, 0, 60.0) == 0.0
+    # only the excerpt is read, and it is the audio at the offset
+    ramp = np.linspace(-0.5, 0.5, 8000 * 20, dtype=np.float32)
+    sf.write(tmp_path / "long.wav", ramp, 8000, subtype="FLOAT")
+    audio, offset, duration = load_excerpt(tmp_path / "long.wav", 8000, 4.0, seed=3)
+    assert duration == pytest.approx(20.0) and 0 < offset <= 16 and len(audio) == 4 * 8000
+    start = int(round(offset * 8000))
+    np.testing.assert_array_equal(audio, ramp[start : start + 4 * 8000])
 
 
 def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     unlabelled: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ssl.pt"
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    index = {}
+    for k in range(3):  # track3 has no teacher entry
+        np.savez(teacher / f"{k}.npz", taggram=np.full((1, 6), 0.1 * k, np.float16))
+        index[str((unlabelled / "game" / f"track{k}.wav").resolve())] = f"{k}.npz"
+    (teacher / "index.json").write_text(json.dumps(index))
     result = CliRunner().invoke(
         app,
         ["pretrain", str(unlabelled), "--exclude", str(unlabelled / "held_out"),
          "--out", str(out), "--steps", "2", "--minutes", "0", "--batch-size", "4",
          "--max-seconds", "3", "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+         "--teacher-cache", str(teacher), "--teacher-layer", "taggram",
          "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["steps"] == 2 and summary["tracks"] == 4 and summary["failed"] == 1
+    assert summary["teacher"]["tracks_covered"] == 3 and summary["teacher"]["dim"] == 6
     model = load_checkpoint(out)
     assert model.kind == "backbone" and model.genres == [] and model.arch == "resnet18"
     assert model.info["pretrain_config"]["max_seconds"] == 3
     log = json.loads((tmp_path / "ssl.log.json").read_text())
     assert [h["step"] for h in log["history"]] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in log["history"])
-    cached = list((tmp_path / "cache").glob("*.ssl-3-0.npz"))
+    assert all(h["teacher_views"] > 0 and h["teacher"] is not None for h in log["history"])
+    cached = list((tmp_path / "cache").glob("*.ssl-3-0*.npz"))
     assert len(cached) == 4
     with np.load(cached[0]) as data:
         assert data["log_power"].dtype == np.float16
