@@ -21,7 +21,10 @@ from ui.train_cli import _Bars
 def pretrain(
     audio_dirs: Annotated[
         list[Path],
-        typer.Argument(help="Folders (searched recursively) or files of unlabelled audio."),
+        typer.Argument(
+            metavar="AUDIO_DIR",
+            help="Folders (searched recursively) or files of unlabelled audio.",
+        ),
     ],
     out: Annotated[
         Path | None,

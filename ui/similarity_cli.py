@@ -23,7 +23,8 @@ def _seeds(value: str) -> list[int]:
 
 def evaluate_similarity(
     directory: Annotated[
-        Path, typer.Argument(help="Folder with one sub-folder of audio files per album.")
+        Path,
+        typer.Argument(metavar="DIR", help="Folder with one sub-folder of audio files per album."),
     ],
     model: Annotated[
         list[str] | None,
