@@ -1,7 +1,7 @@
 """The alternative architectures the source projects compared with ResNet18.
 
 Each has the interface of :class:`embeddings.model.GenreResNet18` (``embed``,
-``classify``, ``forward``, ``embedding_dim``, ``cam_layer``) so training, ingest,
+``classify``, ``forward``, ``embedding_dim``, ``cam_layer``, ``classifier``) so training, ingest,
 sound-alike search and Grad-CAM work with any of them, and each is registered in
 ``embeddings.model.ARCHITECTURES`` under the name ``sonic train --arch`` takes.
 
@@ -57,6 +57,10 @@ class GenreVGG(nn.Module):
         # mean + max keeps both sustained texture and short salient events
         return x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
 
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head
+
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(embedding)
 
@@ -93,6 +97,10 @@ class GenreCRNN(nn.Module):
         # conv output, and fp32 keeps the GRU's long sums stable
         out, _ = self.gru(x.float())
         return out.mean(dim=1)
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(embedding)
@@ -144,6 +152,10 @@ class GenreTransformer(nn.Module):
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1) + pos
         x = self.encoder(x)
         return self.norm(x[:, 0])
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.head(embedding)

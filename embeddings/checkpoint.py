@@ -4,6 +4,16 @@ A checkpoint is self-describing: it carries the architecture name, the genre
 names, the front-end parameters and a model id, so a catalog can tell which model
 analysed each track and re-analyse when the model changes. Weights are stored in
 fp16 (half the size, no measurable change in predictions) and loaded as fp32.
+
+A checkpoint is of one of two kinds:
+
+- ``genre`` (the default): a network with a genre head, what ingest and the
+  explanations use;
+- ``backbone``: a self-supervised pretrained network (``sonic pretrain``) with no
+  genres and an empty head. Its embeddings can be evaluated, and ``sonic train
+  --init`` fine-tunes it into a genre model, but it cannot classify, so
+  :func:`load_model` (what ingest and the service call) refuses it with a message
+  that says how to fine-tune it.
 """
 
 from __future__ import annotations
@@ -29,6 +39,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "genre_resnet18.pt"
 FORMAT_VERSION = 1
 UNTRAINED_SEED = 0
+KINDS: tuple[str, ...] = ("genre", "backbone")
+
+
+class BackboneOnlyError(ValueError):
+    """A pretrained backbone was given where a genre model is needed."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -46,10 +61,16 @@ class GenreModel:
     model_id: str
     trained: bool
     info: dict = field(default_factory=dict)
+    kind: str = "genre"
 
     @property
     def embedding_dim(self) -> int:
         return int(self.network.embedding_dim)
+
+    @property
+    def is_backbone(self) -> bool:
+        """True for a pretrained network without a genre head."""
+        return self.kind == "backbone" or not self.genres
 
 
 def _weights_digest(state: dict[str, torch.Tensor]) -> str:
@@ -75,8 +96,13 @@ def save_checkpoint(
     frontend: FrontendConfig,
     trained: bool = True,
     info: dict | None = None,
+    kind: str = "genre",
 ) -> str:
     """Write a fp16 checkpoint atomically and return its model id."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; choose one of {KINDS}")
+    if kind == "genre" and not genres:
+        raise ValueError("a genre checkpoint needs its genre names")
     state = _half_state(network)
     model_id = f"{arch}-{_weights_digest(state)}"
     payload = {
@@ -86,6 +112,7 @@ def save_checkpoint(
         "frontend": frontend.to_dict(),
         "model_id": model_id,
         "trained": trained,
+        "kind": kind,
         "info": info or {},
         "state_dict": state,
     }
@@ -124,6 +151,7 @@ def load_checkpoint(path: Path) -> GenreModel:
         model_id=payload["model_id"],
         trained=bool(payload.get("trained", True)),
         info=dict(payload.get("info", {})),
+        kind=str(payload.get("kind", "genre")),
     )
 
 
@@ -155,8 +183,19 @@ def load_default_model() -> GenreModel:
 
 
 def load_model(path: Path | None = None) -> GenreModel:
-    """A user's checkpoint when given, else the default; warns on untrained weights."""
+    """A user's checkpoint when given, else the default; warns on untrained weights.
+
+    Refuses a pretrained backbone (:class:`BackboneOnlyError`): it has no genre head,
+    and indexing a library with it would store genre labels it cannot predict.
+    """
     model = load_checkpoint(path) if path else load_default_model()
+    if model.is_backbone:
+        raise BackboneOnlyError(
+            f"{path} is a self-supervised pretrained backbone ({model.model_id}) without "
+            "a genre head, so it cannot classify or index tracks by itself. Fine-tune it "
+            f"first: `sonic train DATASET --init {path}`, then pass the checkpoint that "
+            "writes to --model."
+        )
     if not model.trained:
         warnings.warn(
             f"model {model.model_id} has UNTRAINED weights: genre predictions are "

@@ -16,7 +16,10 @@ by the front-end parameters. What is cached per track:
 - ``segments``: the clip cut by :func:`embeddings.frontend.split_segments` and run
   through the front end, i.e. precisely what ingest feeds the model, so that
   clip-level evaluation measures the path users run;
-- optionally the 57 handcrafted features for the classical baselines.
+- optionally the 57 handcrafted features for the classical baselines;
+- for self-supervised pretraining (:meth:`FeatureCache.excerpt`), only the
+  ``log_power`` of an excerpt of at most ``max_seconds`` from a seeded offset,
+  in fp16, so that a corpus of long tracks stays small in memory.
 
 This module reads audio files with soundfile/soxr itself (the layering rule keeps
 ``embeddings`` from importing ``ingest``); it only ever sees a dataset folder.
@@ -113,6 +116,66 @@ def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int, float]:
     return data, int(rate), float(duration)
 
 
+def excerpt_offset(
+    path: Path,
+    duration_s: float,
+    max_seconds: float | None,
+    seed: int,
+    within_s: float | None = None,
+) -> float:
+    """Where a track's pretraining excerpt starts: fixed per (file, seed), seconds.
+
+    Seeded by the resolved path rather than drawn at run time, so a re-run reuses
+    the cache and the teacher targets line up with the same audio. ``within_s``
+    keeps the excerpt inside the first ``within_s`` seconds where it can (a teacher
+    cache that analysed only the start of long files).
+    """
+    usable = min(duration_s, within_s) if within_s else duration_s
+    if not max_seconds or usable <= max_seconds:
+        return 0.0
+    digest = int(hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:12], 16)
+    rng = np.random.default_rng([seed, digest])
+    return float(rng.uniform(0.0, usable - max_seconds))
+
+
+def load_excerpt(
+    path: Path,
+    sample_rate: int,
+    max_seconds: float | None,
+    seed: int = 0,
+    within_s: float | None = None,
+) -> tuple[np.ndarray, float, float]:
+    """Mono audio of at most ``max_seconds`` from :func:`excerpt_offset`; also offset and duration.
+
+    Reads only the excerpt where libsndfile can seek (WAV, FLAC, OGG, MP3...),
+    so a one-hour file never sits in memory whole; other formats are decoded whole
+    and cut.
+    """
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        duration = info.frames / info.samplerate if info.samplerate else 0.0
+        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
+        start = int(round(offset * info.samplerate))
+        frames = int(round(max_seconds * info.samplerate)) if max_seconds else -1
+        data, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        data = data.mean(axis=1)
+        if len(data) == 0 and info.frames > 0:
+            raise ValueError("nothing decoded")
+        if rate != sample_rate:
+            import soxr
+
+            data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
+        return data.astype(np.float32, copy=False), offset, float(duration)
+    except Exception:
+        audio, _, duration = load_audio(path, sample_rate)
+        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
+        start = int(round(offset * sample_rate))
+        stop = start + int(round(max_seconds * sample_rate)) if max_seconds else len(audio)
+        return audio[start:stop], offset, duration
+
+
 def log_power(audio: np.ndarray, config: FrontendConfig) -> np.ndarray:
     """Unreferenced dB mel spectrogram of a whole clip, (n_mels, frames), float32."""
     if len(audio) < config.n_fft:
@@ -198,6 +261,33 @@ class FeatureCache:
                 feats.handcrafted = handcrafted_features(audio, self.config.sample_rate)
                 _atomic_save(hand_file, lambda fh: np.save(fh, feats.handcrafted))
         return feats
+
+    def excerpt(
+        self, path: Path, max_seconds: float | None, seed: int = 0, within_s: float | None = None
+    ) -> tuple[np.ndarray, float, float]:
+        """fp16 ``log_power`` of a track's pretraining excerpt, its offset and the duration (s).
+
+        Cached beside the other features under the same key (file identity and
+        front end) plus the excerpt's length, seed and ``within_s`` (see
+        :func:`excerpt_offset`).
+        """
+        span = f"{max_seconds:g}" if max_seconds else "all"
+        within = f"-w{within_s:g}" if within_s and max_seconds else ""
+        target = self.directory / f"{self._key(path)}.ssl-{span}-{seed}{within}.npz"
+        if target.is_file():
+            with np.load(target) as data:
+                return data["log_power"], float(data["offset_s"]), float(data["duration_s"])
+        audio, offset, duration = load_excerpt(
+            path, self.config.sample_rate, max_seconds, seed, within_s
+        )
+        if len(audio) == 0:
+            raise ValueError("no audio decoded")
+        spec = log_power(audio, self.config).astype(np.float16)
+        _atomic_save(
+            target,
+            lambda fh: np.savez(fh, log_power=spec, offset_s=offset, duration_s=duration),
+        )
+        return spec, offset, duration
 
     def load_all(
         self,

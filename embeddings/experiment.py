@@ -8,6 +8,11 @@ number of epochs the folds' early stopping chose, and saves that checkpoint.
 
 Everything lands in one run folder: ``metrics.json``, ``comparison.md``,
 ``confusion_<model>.png``, ``learning_curves_<arch>.png`` and the checkpoint.
+
+With ``TrainConfig.init_checkpoint`` (``sonic train --init``) every fold's network
+and the final one start from that checkpoint's backbone; its model id is recorded
+in ``metrics.json`` and in the saved checkpoint, so a result can be traced back to
+the pretraining run it came from.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embeddings.checkpoint import save_checkpoint
+from embeddings.checkpoint import GenreModel, load_checkpoint, save_checkpoint
 from embeddings.dataset import Dataset, FeatureCache, TrackFeatures, discover
 from embeddings.evaluate import clip_metrics, clip_probabilities, segment_probabilities, summarise
 from embeddings.frontend import FrontendConfig
@@ -77,6 +82,37 @@ def _with_validation(fold: Fold, labels: np.ndarray, options: ExperimentOptions)
     return out
 
 
+def load_init(options: ExperimentOptions, frontend: FrontendConfig) -> GenreModel | None:
+    """The ``--init`` checkpoint, checked against what is about to be trained."""
+    path = options.train.init_checkpoint
+    if not path:
+        return None
+    init = load_checkpoint(Path(path))
+    others = [a for a in options.archs if a != init.arch]
+    if others:
+        raise ValueError(
+            f"--init {path} holds a {init.arch} network; it cannot initialise "
+            f"{', '.join(others)} (train --arch {init.arch} with it)"
+        )
+    if init.frontend != frontend:
+        raise ValueError(
+            f"--init {path} was trained on another front end ({init.frontend}); "
+            f"this training uses {frontend}"
+        )
+    return init
+
+
+def _init_record(init: GenreModel | None, options: ExperimentOptions) -> dict | None:
+    if init is None:
+        return None
+    return {
+        "path": str(options.train.init_checkpoint),
+        "model_id": init.model_id,
+        "kind": init.kind,
+        "arch": init.arch,
+    }
+
+
 def _environment() -> dict:
     return {
         "python": platform.python_version(),
@@ -104,6 +140,10 @@ def run_experiment(
     if options.train.threads:
         torch.set_num_threads(options.train.threads)
     frontend = FrontendConfig()
+    init = load_init(options, frontend)
+    init_state = init.network.state_dict() if init else None
+    if init:
+        log(f"initialising every network's backbone from {init.model_id} ({init.kind})")
     dataset = discover(dataset_root)
     labels = dataset.labels
     genres = dataset.genres
@@ -145,6 +185,7 @@ def run_experiment(
                 val_labels=labels[fold.val],
                 progress=progress,
                 desc=f"fold {k}/{len(folds)} {arch}",
+                init_state=init_state,
             )
             probs = segment_probabilities(
                 result.network,
@@ -205,6 +246,7 @@ def run_experiment(
             "seed": options.train.seed,
         },
         "train_config": options.train.to_dict(),
+        "init": _init_record(init, options),
         "environment": _environment(),
         "summary": summary,
         "per_fold": per_fold,
@@ -229,7 +271,7 @@ def run_experiment(
         config = replace(options.train, arch=arch)
         result = train_network(
             [f.log_power for f in feats], labels, len(genres), frontend, config,
-            epochs=epochs, progress=progress, desc=f"final {arch}",
+            epochs=epochs, progress=progress, desc=f"final {arch}", init_state=init_state,
         )  # fmt: skip
         path = Path(options.checkpoint) if options.checkpoint else run_dir / f"genre_{arch}.pt"
         s = summary[arch]
@@ -243,6 +285,7 @@ def run_experiment(
                 "cv_clip_accuracy_std": s["accuracy_std"],
                 "cv_folds": len(folds),
                 "train_config": config.to_dict(),
+                "init": _init_record(init, options),
             },
         )  # fmt: skip
         metrics_out["final_model"] = {

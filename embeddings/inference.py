@@ -69,6 +69,11 @@ class Predictor:
     def __init__(
         self, model: GenreModel, device: str | None = None, precision: str = "auto"
     ) -> None:
+        if model.is_backbone:
+            raise ValueError(
+                f"model {model.model_id} is a pretrained backbone without a genre head; "
+                "fine-tune it with `sonic train DATASET --init CHECKPOINT` first"
+            )
         self.model = model
         self.device = pick_device(device)
         self.dtype = pick_precision(self.device, precision)

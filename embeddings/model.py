@@ -7,7 +7,10 @@ explanations never special-case one:
 - ``classify(embedding)``: genre logits from that vector,
 - ``forward(x)``: logits, for training and attribution methods,
 - ``embedding_dim``: length of the embedding,
-- ``cam_layer``: the last convolutional stage, for Grad-CAM.
+- ``cam_layer``: the last convolutional stage, for Grad-CAM,
+- ``classifier``: the genre head, the only part that depends on the genre list;
+  everything else is the *backbone*, which self-supervised pretraining learns and
+  ``sonic train --init`` carries over (:func:`backbone_state`, :func:`load_backbone`).
 
 Inputs are ``(batch, 1, n_mels, frames)`` normalised log-mel segments.
 """
@@ -15,6 +18,7 @@ Inputs are ``(batch, 1, n_mels, frames)`` normalised log-mel segments.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -37,6 +41,10 @@ class GenreResNet18(nn.Module):
     @property
     def cam_layer(self) -> nn.Module:
         return self.net.layer4
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.net.fc
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
@@ -87,10 +95,54 @@ ARCHITECTURES: dict[str, Callable[[int], nn.Module]] = {
 
 
 def build_model(arch: str, n_genres: int) -> nn.Module:
-    """Instantiate a registered architecture with freshly initialised weights."""
+    """Instantiate a registered architecture with freshly initialised weights.
+
+    ``n_genres=0`` gives a backbone with an empty head (a pretrained embedding
+    network that has not been taught any genres yet).
+    """
     try:
         factory = ARCHITECTURES[arch]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"unknown architecture {arch!r}; choose one of: {known}") from None
-    return factory(n_genres)
+    with warnings.catch_warnings():
+        # an empty head makes torch warn that initialising it does nothing, which is fine
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        return factory(n_genres)
+
+
+def classifier_keys(network: nn.Module) -> set[str]:
+    """State-dict keys of the genre head (``network.classifier``)."""
+    head = network.classifier
+    prefix = next(name for name, module in network.named_modules() if module is head)
+    return {f"{prefix}.{key}" for key in head.state_dict()}
+
+
+def backbone_state(state: dict[str, torch.Tensor], network: nn.Module) -> dict[str, torch.Tensor]:
+    """``state`` without the genre head of ``network``'s architecture."""
+    head = classifier_keys(network)
+    return {k: v for k, v in state.items() if k not in head}
+
+
+def load_backbone(network: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy every weight except the genre head from ``state`` into ``network``.
+
+    The head keeps its fresh initialisation: the genre count may differ, and a head
+    trained for other genres (or none) is no head start. Every backbone tensor must
+    be present and of the same shape, so a checkpoint of another architecture fails
+    loudly instead of half-loading.
+    """
+    backbone = backbone_state(state, network)
+    own = backbone_state(network.state_dict(), network)
+    missing = sorted(set(own) - set(backbone))
+    unexpected = sorted(set(backbone) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            "checkpoint backbone does not fit this network: "
+            f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+        )
+    mismatched = [k for k in own if own[k].shape != backbone[k].shape]
+    if mismatched:
+        raise ValueError(f"checkpoint backbone has other shapes for {mismatched[:3]}")
+    network.load_state_dict(backbone, strict=False)

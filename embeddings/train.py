@@ -14,7 +14,10 @@ The recipe, and why:
   of epochs, chosen from the cross-validation;
 - bf16 autocast and channels-last tensors on CPUs with native bf16 (about twice
   as fast as fp32 for the convolutional nets); the transformer runs in fp32, which
-  is faster for it on CPU.
+  is faster for it on CPU;
+- optionally (``TrainConfig.init_checkpoint``, ``sonic train --init``) every
+  weight but the genre head starts from a checkpoint, typically a backbone that
+  ``sonic pretrain`` learnt from unlabelled audio; the head starts fresh.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,7 +38,7 @@ from embeddings.augment import mixup, random_crops, spec_augment
 from embeddings.evaluate import segment_probabilities
 from embeddings.frontend import FrontendConfig
 from embeddings.inference import cpu_has_native_bf16
-from embeddings.model import build_model
+from embeddings.model import build_model, load_backbone
 
 # Measured on a 2-core AVX512-BF16 CPU: bf16 doubles the conv nets' training speed
 # but slows the transformer's attention several-fold.
@@ -61,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     precision: str = "auto"  # auto, bf16 or fp32
     threads: int | None = None
+    init_checkpoint: str | None = None  # backbone weights to start from (not the head)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,13 +126,16 @@ def train_network(
     epochs: int | None = None,
     progress: Callable[..., object] | None = None,
     desc: str = "train",
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train a fresh ``config.arch`` network on whole-clip spectrograms.
+    """Train a ``config.arch`` network on whole-clip spectrograms.
 
     ``train_clips`` are unreferenced dB spectrograms (``dataset.log_power``);
     ``val_segments`` are front-end segments of validation tracks. ``epochs``
     overrides ``config.max_epochs`` (used, without validation, for the final model).
     ``progress`` is a tqdm-like factory: one bar per epoch over its batches.
+    ``init_state`` (a state dict) or else ``config.init_checkpoint`` (a path)
+    provides the starting backbone weights; without either the network is fresh.
     """
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -135,7 +143,14 @@ def train_network(
     rng = np.random.default_rng(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     dtype = training_dtype(config.arch, config.precision)
-    network = build_model(config.arch, n_genres).to(memory_format=torch.channels_last)
+    network = build_model(config.arch, n_genres)
+    if init_state is None and config.init_checkpoint:
+        from embeddings.checkpoint import load_checkpoint
+
+        init_state = load_checkpoint(Path(config.init_checkpoint)).network.state_dict()
+    if init_state is not None:
+        load_backbone(network, init_state)
+    network = network.to(memory_format=torch.channels_last)
     n_epochs = epochs or config.max_epochs
     steps_per_epoch = math.ceil(len(train_clips) * config.crops_per_track / config.batch_size)
     optimiser = torch.optim.AdamW(

@@ -404,9 +404,11 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
-from ui import serve_cli, stems_cli, train_cli  # noqa: E402
+from ui import pretrain_cli, serve_cli, similarity_cli, stems_cli, train_cli  # noqa: E402
 
 train_cli.register(app)
+pretrain_cli.register(app)
+similarity_cli.register(app)
 stems_cli.register(app)
 serve_cli.register(app)
 

@@ -106,6 +106,14 @@ def train(
         Path | None,
         typer.Option(help="Where to save the final checkpoint (default: in the run folder)."),
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Start every network from this checkpoint's backbone (all weights but the "
+            "genre head), e.g. one made by `sonic pretrain`; the head starts fresh.",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Run folder (default: <data dir>/runs/<time>-<dataset>)."),
@@ -127,7 +135,8 @@ def train(
     Splits by track (stratified k-fold, or --split), trains on random 3-s crops with
     SpecAugment and mixup, early-stops on held-out training tracks, and scores each
     held-out track once (clip level). Writes metrics.json, confusion matrices,
-    learning curves and the checkpoint into the run folder.
+    learning curves and the checkpoint into the run folder. --init fine-tunes a
+    pretrained backbone (`sonic pretrain`) instead of starting from random weights.
     """
     from embeddings.experiment import ExperimentOptions, run_experiment
     from embeddings.handcrafted import BASELINES
@@ -136,6 +145,9 @@ def train(
 
     if not dataset.is_dir():
         typer.secho(f"error: no such folder: {dataset}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if init is not None and not init.is_file():
+        typer.secho(f"error: no such checkpoint: {init}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     archs = _split_names(arch, list(ARCHITECTURES), "architecture")
     base = _split_names(baselines, list(BASELINES), "baseline")
@@ -160,6 +172,7 @@ def train(
             seed=seed,
             precision=precision,
             threads=threads or None,
+            init_checkpoint=str(init.resolve()) if init else None,
         ),  # fmt: skip
         final_model=final,
         final_epochs=final_epochs,

@@ -1,0 +1,398 @@
+"""Self-supervised pretraining of the embedding network on unlabelled audio.
+
+A hundred labelled clips cannot teach a ResNet18 what music sounds like; a
+library of unlabelled tracks can, if the task needs no labels. The task here is
+SimCLR/COLA-style contrastive learning:
+
+- each step draws N tracks and cuts two random 3-second crops of each, at
+  different positions, and augments every crop cheaply in the spectrogram domain
+  (``view_augment``: tempo and pitch warps, random EQ, noise at a random SNR,
+  time and frequency masks), giving 2N views;
+- the backbone (the genre model's architecture and front end) embeds every view,
+  a projection head maps the embedding to 128 dimensions, and NT-Xent
+  (``contrastive.nt_xent``) asks every view to pick out the other view of its
+  track among all 2N - 1;
+- optionally a distillation head predicts a cached teacher's output for the
+  same seconds of audio (``teacher``), with a cosine loss added to NT-Xent.
+
+The embedding kept is the backbone's ``embed()``; the heads are discarded. The
+result is a ``backbone`` checkpoint: same format, front end and model id scheme
+as genre checkpoints, with no genres; ``sonic train --init`` fine-tunes it.
+
+The run is planned for its budget: ``steps`` and/or ``minutes``, whichever ends
+first. The learning-rate schedule (linear warm-up, then cosine decay to zero) is a
+function of the *fraction of the budget spent*, measured every step as the larger
+of steps done / steps and seconds spent / seconds allowed. A time-bounded run
+therefore finishes its schedule when its time is up, however fast the machine is
+or however its speed changes while other jobs share it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from embeddings.checkpoint import load_checkpoint, save_checkpoint
+from embeddings.contrastive import (
+    DistillationHead,
+    ProjectionHead,
+    cosine_distance,
+    nt_xent,
+    pair_statistics,
+)
+from embeddings.frontend import FrontendConfig
+from embeddings.inference import pick_device, pick_precision
+from embeddings.model import build_model, load_backbone
+from embeddings.teacher import DEFAULT_LAYER, TeacherCache, TeacherTrack, load_targets, view_targets
+from embeddings.train import training_dtype
+from embeddings.unlabelled import UnlabelledTrack, discover_audio, load_corpus
+from embeddings.view_augment import ViewConfig, crop_seconds, cut_windows, draw_crops, make_views
+
+Progress = Callable[..., object]
+
+
+@dataclass
+class PretrainConfig:
+    """Hyper-parameters of one pretraining run; stored in the checkpoint and the log."""
+
+    arch: str = "resnet18"
+    batch_size: int = 64  # views per step: two views of batch_size // 2 tracks
+    steps: int | None = None
+    minutes: float | None = 30.0
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.05  # fraction of the budget spent warming the learning rate up
+    temperature: float = 0.2
+    projection_dim: int = 128
+    teacher_layer: str = DEFAULT_LAYER
+    teacher_weight: float = 1.0
+    max_seconds: float | None = 90.0
+    seed: int = 0
+    precision: str = "auto"
+    threads: int | None = None
+    device: str | None = None  # None or "auto": the GPU when present
+    views: ViewConfig = field(default_factory=ViewConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class PretrainResult:
+    network: nn.Module
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    views: int = 0
+    seconds: float = 0.0
+    stopped: str = ""  # steps, time or interrupted
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    @property
+    def views_per_second(self) -> float:
+        return self.views / self.seconds if self.seconds > 0 else 0.0
+
+
+def learning_rate(spent: float, config: PretrainConfig) -> float:
+    """Linear warm-up over the first ``warmup`` of the budget, then cosine to zero."""
+    spent = min(max(spent, 0.0), 1.0)
+    if config.warmup > 0 and spent < config.warmup:
+        return config.lr * max(spent / config.warmup, 0.01)
+    tail = (spent - config.warmup) / max(1e-9, 1 - config.warmup)
+    return config.lr * 0.5 * (1 + math.cos(math.pi * tail))
+
+
+class _TrackSampler:
+    """Tracks in shuffled passes; a batch never holds the same track twice."""
+
+    def __init__(self, n_tracks: int, rng: np.random.Generator) -> None:
+        self.n = n_tracks
+        self.rng = rng
+        self.queue: list[int] = []
+
+    def take(self, k: int) -> np.ndarray:
+        chosen: list[int] = []
+        while len(chosen) < k:
+            if not self.queue:
+                self.queue = self.rng.permutation(self.n).tolist()
+            t = self.queue.pop()
+            if t not in chosen:
+                chosen.append(t)
+        return np.array(chosen, dtype=np.int64)
+
+
+def pretrain_network(
+    network: nn.Module,
+    tracks: Sequence[UnlabelledTrack],
+    frontend: FrontendConfig,
+    config: PretrainConfig,
+    teacher: Sequence[TeacherTrack | None] | None = None,
+    teacher_dim: int = 0,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PretrainResult:
+    """Train ``network`` (anything with ``embed()`` and ``embedding_dim``) contrastively.
+
+    ``teacher`` (aligned with ``tracks``, ``None`` where a track has no cache entry)
+    adds the distillation loss. ``progress`` is a tqdm-like factory for one bar.
+    """
+    if config.steps is None and not config.minutes:
+        raise ValueError("give a budget: steps, minutes or both")
+    if len(tracks) < 2:
+        raise ValueError(f"contrastive pretraining needs at least two tracks, got {len(tracks)}")
+    if config.batch_size < 4 or config.batch_size % 2:
+        raise ValueError("batch size counts views, two per track: an even number >= 4")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    device = pick_device(config.device)
+    if device.type == "cpu":
+        dtype = training_dtype(config.arch, config.precision)
+    else:  # bf16 where the GPU has it; fp16 would need loss scaling, so fp32 instead
+        dtype = pick_precision(device, config.precision)
+        dtype = torch.float32 if dtype == torch.float16 else dtype
+
+    dim = int(network.embedding_dim)
+    projection = ProjectionHead(dim, out_dim=config.projection_dim)
+    use_teacher = bool(teacher) and teacher_dim > 0 and config.teacher_weight > 0
+    distil = DistillationHead(dim, teacher_dim) if use_teacher else None
+    modules = nn.ModuleList([network, projection] + ([distil] if distil else []))
+    modules.to(device).train()
+    network.to(memory_format=torch.channels_last)
+    optimiser = torch.optim.AdamW(
+        modules.parameters(), lr=learning_rate(0.0, config), weight_decay=config.weight_decay
+    )
+
+    specs = [t.log_power for t in tracks]
+    lengths = np.array([t.frames for t in tracks], dtype=np.int64)
+    offsets = np.array([t.offset_s for t in tracks], dtype=np.float64)
+    frames = frontend.segment_frames
+    per_step = min(config.batch_size // 2, len(tracks))
+    sampler = _TrackSampler(len(tracks), rng)
+    budget_s = config.minutes * 60 if config.minutes else None
+
+    result = PretrainResult(network=network, device=str(device), precision=str(dtype)[6:])
+    bar = progress(total=100, desc="pretrain", unit="%") if progress else None
+    shown = 0
+    started = clock()
+
+    def spent(step: int) -> float:
+        by_steps = step / config.steps if config.steps else 0.0
+        by_time = (clock() - started) / budget_s if budget_s else 0.0
+        return max(by_steps, by_time)
+
+    try:
+        while True:
+            fraction = spent(result.steps)
+            if fraction >= 1.0:
+                reached_steps = config.steps is not None and result.steps >= config.steps
+                result.stopped = "steps" if reached_steps else "time"
+                break
+            lr = learning_rate(fraction, config)
+            for group in optimiser.param_groups:
+                group["lr"] = lr
+            chosen = sampler.take(per_step)
+            crops = draw_crops(np.concatenate([chosen, chosen]), lengths, frames, config.views, rng)
+            raw = cut_windows(specs, crops, frames)
+            # views are made on the CPU (cheap next to the network), then moved
+            x = make_views(raw, crops, frames, frontend.top_db, config.views, gen)
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                embedding = network.embed(x)
+                z = projection(embedding)
+                predicted = distil(embedding) if distil is not None else None
+            z = z.float()
+            contrastive = nt_xent(z[:per_step], z[per_step:], config.temperature)
+            loss = contrastive
+            teacher_loss, teacher_views = None, 0
+            if predicted is not None:
+                start_s, end_s = crop_seconds(
+                    crops, frames, frontend.hop_length, frontend.sample_rate, offsets
+                )
+                targets, valid = view_targets(teacher, crops.track, start_s, end_s, teacher_dim)
+                teacher_views = int(valid.sum())
+                if valid.any():
+                    mask = torch.from_numpy(valid).to(device)
+                    teacher_loss = cosine_distance(
+                        predicted.float()[mask], torch.from_numpy(targets[valid]).to(device)
+                    )
+                    loss = loss + config.teacher_weight * teacher_loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            result.steps += 1
+            result.views += len(x)
+            elapsed = clock() - started
+            stats = pair_statistics(z[:per_step].detach(), z[per_step:].detach())
+            record = {
+                "step": result.steps,
+                "loss": float(loss.item()),
+                "contrastive": float(contrastive.item()),
+                "teacher": float(teacher_loss.item()) if teacher_loss is not None else None,
+                "teacher_views": teacher_views,
+                **stats,
+                "lr": lr,
+                "elapsed_s": elapsed,
+            }
+            result.history.append(record)
+            if bar is not None:
+                now = min(100, int(100 * spent(result.steps)))
+                bar.update(now - shown)
+                shown = now
+                postfix = {"loss": f"{record['loss']:.3f}", "top1": f"{stats['top1']:.2f}"}
+                if teacher_loss is not None:
+                    postfix["teacher"] = f"{record['teacher']:.3f}"
+                postfix["views/s"] = f"{result.views / max(elapsed, 1e-9):.1f}"
+                bar.set_postfix(postfix, refresh=False)
+    except KeyboardInterrupt:
+        result.stopped = "interrupted"
+    if bar is not None:
+        bar.close()
+    result.seconds = clock() - started
+    network.cpu().eval()
+    return result
+
+
+@dataclass
+class PretrainOptions:
+    """Where the audio, caches and outputs are, beside the ``PretrainConfig``."""
+
+    roots: list[Path]
+    out: Path
+    cache_dir: Path
+    exclude: list[Path] = field(default_factory=list)
+    teacher_cache: Path | None = None
+    init: Path | None = None
+    workers: int = 1
+    config: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+def log_path(checkpoint: Path) -> Path:
+    """Where the loss log of a checkpoint goes: ``NAME.log.json`` beside ``NAME.pt``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + ".log.json")
+
+
+def run_pretraining(
+    options: PretrainOptions,
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Discover, cache, pretrain, save the backbone checkpoint and its loss log."""
+    config = options.config
+    frontend = FrontendConfig()
+    network = build_model(config.arch, 0)
+    init_record = None
+    if options.init:
+        init = load_checkpoint(options.init)
+        if init.arch != config.arch:
+            raise ValueError(f"--init {options.init} holds a {init.arch}, not a {config.arch}")
+        frontend = init.frontend
+        load_backbone(network, init.network.state_dict())
+        init_record = {"path": str(options.init), "model_id": init.model_id, "kind": init.kind}
+        log(f"starting from the backbone of {init.model_id} ({init.kind})")
+
+    files, excluded = discover_audio(options.roots, options.exclude)
+    log(f"{len(files)} audio files" + (f" ({excluded} excluded)" if excluded else ""))
+    if not files:
+        raise ValueError("no audio files found under " + ", ".join(map(str, options.roots)))
+    cache = (
+        TeacherCache(options.teacher_cache, config.teacher_layer) if options.teacher_cache else None
+    )
+    within: dict[Path, float] = {}
+    if cache is not None:
+        # a teacher may have analysed only the start of long files: cut those
+        # files' excerpts inside what it covered, so that their views get targets
+        within = {f: c for f in files if (c := cache.coverage(f)) is not None}
+    bars = (
+        (lambda it, total: progress(it, total=total, desc="decode", unit="file"))
+        if progress
+        else None
+    )
+    corpus = load_corpus(
+        files, options.cache_dir, frontend, config.max_seconds, config.seed, options.workers,
+        bars, within,
+    )  # fmt: skip
+    for path, reason in corpus.failed[:10]:
+        log(f"  skipped {path}: {reason}")
+    if len(corpus.failed) > 10:
+        log(f"  ... and {len(corpus.failed) - 10} more skipped")
+    log(
+        f"{len(corpus.tracks)} tracks, {corpus.seconds / 3600:.1f} h of audio, "
+        f"{corpus.nbytes / 1e6:.0f} MB of cached spectrograms in memory"
+    )
+
+    teacher, teacher_dim, teacher_record = None, 0, None
+    if cache is not None:
+        hop = frontend.hop_length / frontend.sample_rate
+        spans = [(t.offset_s, t.offset_s + t.frames * hop) for t in corpus.tracks]
+        teacher, teacher_dim = load_targets(cache, [t.path for t in corpus.tracks], spans)
+        covered = sum(t is not None for t in teacher)
+        log(
+            f"teacher {config.teacher_layer} ({teacher_dim}-d) for {covered} of "
+            f"{len(corpus.tracks)} tracks; the others train on the contrastive loss only"
+        )
+        teacher_record = {
+            "cache": str(options.teacher_cache),
+            "layer": config.teacher_layer,
+            "dim": teacher_dim,
+            "weight": config.teacher_weight,
+            "tracks_covered": covered,
+        }
+
+    result = pretrain_network(
+        network, corpus.tracks, frontend, config, teacher, teacher_dim, progress
+    )
+    log(
+        f"{result.steps} steps, {result.views} views in {result.seconds / 60:.1f} min "
+        f"({result.views_per_second:.1f} views/s on {result.device}, {result.precision}), "
+        f"stopped by {result.stopped}"
+    )
+    last = result.history[-20:]
+    summary = {
+        "steps": result.steps,
+        "views": result.views,
+        "seconds": result.seconds,
+        "views_per_second": result.views_per_second,
+        "stopped": result.stopped,
+        "device": result.device,
+        "precision": result.precision,
+        "final_loss": float(np.mean([h["loss"] for h in last])) if last else None,
+        "final_top1": float(np.mean([h["top1"] for h in last])) if last else None,
+    }
+    info = {
+        "method": "SimCLR/COLA-style contrastive pretraining (NT-Xent), embedding = embed()",
+        "tracks": len(corpus.tracks),
+        "audio_hours": corpus.seconds / 3600,
+        "roots": [str(Path(r).resolve()) for r in options.roots],
+        "excluded": [str(Path(e).resolve()) for e in options.exclude],
+        "pretrain_config": config.to_dict(),
+        "teacher": teacher_record,
+        "init": init_record,
+        **summary,
+    }
+    model_id = save_checkpoint(
+        options.out, network, config.arch, [], frontend, trained=True, info=info, kind="backbone"
+    )
+    record = {
+        "checkpoint": str(options.out),
+        "model_id": model_id,
+        **info,
+        "failed": [{"path": str(p), "reason": r} for p, r in corpus.failed],
+        "history": result.history,
+    }
+    log_path(options.out).write_text(json.dumps(record, indent=1))
+    log(f"saved {options.out} ({model_id}); loss log {log_path(options.out)}")
+    return {"checkpoint": str(options.out), "model_id": model_id, "log": str(log_path(options.out)),
+            "tracks": len(corpus.tracks), "failed": len(corpus.failed), "teacher": teacher_record,
+            **summary}  # fmt: skip

@@ -1,0 +1,361 @@
+"""How good is an embedding for sound-alike search? Same-album precision@k.
+
+Without listening tests, the best cheap proxy for "sounds alike" is "comes from
+the same album or soundtrack": one composer, one set of instruments, one
+production. For a folder with one sub-folder per album, every track is embedded,
+its k nearest *other* tracks are found by cosine similarity, and precision@k is
+the fraction of them from its own album, averaged over all tracks.
+
+Every method is scored in one run, on the same tracks, from the same decoded
+audio, so the numbers are comparable:
+
+- each requested checkpoint (genre model or pretrained backbone): the track
+  embedding is the mean of ``embed()`` over the track's 3-second segments, cut
+  exactly as ingest cuts them, then L2-normalised, as the catalog stores it;
+- a handcrafted baseline: MFCC and spectral statistics
+  (``handcrafted.spectral_statistics``), z-scored over the evaluated tracks;
+- randomly initialised ResNet18s (fixed seeds, averaged): untrained
+  convolutional features are a surprisingly strong baseline, and a trained
+  embedding that does not beat them has learnt little about timbre;
+- optionally a cached teacher's embedding (mean over its windows).
+
+Albums with fewer than two tracks cannot contribute a same-album neighbour and
+are skipped. With small albums, precision@k cannot reach 1 (an album of three
+tracks offers two same-album neighbours out of k = 5), so the report gives the
+*ceiling* (the best any method could score on these tracks) and the *chance*
+level (random neighbours) beside the methods.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from embeddings.checkpoint import DEFAULT_CHECKPOINT, GTZAN_GENRES, load_checkpoint
+from embeddings.dataset import AUDIO_EXTENSIONS, load_audio
+from embeddings.frontend import FrontendConfig, batch_features, split_segments
+from embeddings.handcrafted import spectral_statistics
+from embeddings.inference import pick_device, pick_precision
+from embeddings.model import build_model
+from embeddings.teacher import DEFAULT_LAYER, TeacherCache
+
+Progress = Callable[..., Iterable]
+
+
+@dataclass(frozen=True)
+class AlbumTrack:
+    path: Path
+    album: str
+
+
+def discover_albums(root: Path) -> tuple[list[AlbumTrack], dict[str, int]]:
+    """Audio files per album sub-folder (recursive); albums under two tracks come back apart.
+
+    Returns the tracks of albums with at least two files, and ``{album: n_files}``
+    of the albums skipped.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"no such folder: {root}")
+    tracks: list[AlbumTrack] = []
+    skipped: dict[str, int] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
+        )
+        if len(files) < 2:
+            skipped[folder.name] = len(files)
+            continue
+        tracks.extend(AlbumTrack(f.resolve(), folder.name) for f in files)
+    return tracks, skipped
+
+
+def precision_at_k(vectors: np.ndarray, labels: Iterable, k: int = 5) -> np.ndarray:
+    """Per track, the fraction of its k nearest other tracks (cosine) with the same label.
+
+    Ties are broken by track order, so the result is deterministic.
+    """
+    labels = np.asarray(list(labels))
+    n = len(labels)
+    if n < 2:
+        raise ValueError("need at least two tracks")
+    k = min(k, n - 1)
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    sim = x @ x.T
+    np.fill_diagonal(sim, -np.inf)
+    nearest = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    return (labels[nearest] == labels[:, None]).mean(axis=1)
+
+
+def chance_and_ceiling(labels: Iterable, k: int = 5) -> tuple[float, float]:
+    """Expected precision@k of random neighbours, and the best achievable on these albums."""
+    labels = np.asarray(list(labels))
+    n = len(labels)
+    k = min(k, n - 1)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    others = counts[inverse] - 1
+    return float(np.mean(others / (n - 1))), float(np.mean(np.minimum(others, k) / k))
+
+
+def zscore(x: np.ndarray) -> np.ndarray:
+    """Standardise columns over the rows given; constant columns become zero."""
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
+
+
+@dataclass
+class _Network:
+    name: str
+    kind: str  # model or random
+    network: nn.Module
+    frontend: FrontendConfig
+    detail: dict = field(default_factory=dict)
+    seed: int | None = None
+
+
+def random_network(seed: int, arch: str = "resnet18") -> nn.Module:
+    """A randomly initialised network, the same for the same seed, in eval mode."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        network = build_model(arch, len(GTZAN_GENRES))
+    finally:
+        torch.random.set_rng_state(state)
+    return network.eval()
+
+
+@torch.inference_mode()
+def track_embedding(
+    network: nn.Module,
+    segments: np.ndarray,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Mean of ``embed()`` over a track's (n, mels, frames) segments, L2-normalised."""
+    total = None
+    for start in range(0, len(segments), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(segments[start : start + batch_size]))
+        x = x.unsqueeze(1).to(device)
+        if device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            e = network.embed(x).float().sum(dim=0)
+        total = e if total is None else total + e
+    mean = (total / max(1, len(segments))).cpu().numpy()
+    norm = float(np.linalg.norm(mean))
+    return mean / norm if norm > 0 else mean
+
+
+def evaluate_similarity(
+    root: Path,
+    models: list[Path | None] | None = None,
+    random_seeds: list[int] | None = None,
+    teacher_cache: Path | None = None,
+    teacher_layer: str = DEFAULT_LAYER,
+    handcrafted: bool = True,
+    max_seconds: float | None = None,
+    k: int = 5,
+    batch_size: int = 64,
+    device: str | None = None,
+    precision: str = "auto",
+    progress: Progress | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Score every method on the albums under ``root``; see the module docstring.
+
+    ``models``: checkpoint paths (``None`` means the shipped model); default the
+    shipped model. ``random_seeds``: seeds of random ResNet18s (default ``[0]``,
+    empty for none). ``max_seconds`` caps each track from its start.
+    """
+    started = time.perf_counter()
+    models = [None] if models is None else models
+    random_seeds = [0] if random_seeds is None else random_seeds
+    tracks, skipped = discover_albums(root)
+    for album, count in skipped.items():
+        log(f"warning: album {album!r} has {count} track(s); skipped (needs at least two)")
+    if not tracks:
+        raise ValueError(f"no album under {root} has two or more audio files")
+
+    torch_device = pick_device(device)
+    dtype = pick_precision(torch_device, precision)
+    networks: list[_Network] = []
+    for path in models:
+        model = load_checkpoint(path or DEFAULT_CHECKPOINT)
+        label = Path(path).name if path else f"shipped {DEFAULT_CHECKPOINT.name}"
+        networks.append(
+            _Network(
+                name=f"{label} ({model.model_id})",
+                kind="backbone" if model.is_backbone else "genre model",
+                network=model.network.eval().to(torch_device),
+                frontend=model.frontend,
+                detail={"path": str(path or DEFAULT_CHECKPOINT), "model_id": model.model_id},
+            )
+        )
+    for seed in random_seeds:
+        networks.append(
+            _Network(
+                name="random resnet18",
+                kind="random",
+                network=random_network(seed).to(torch_device),
+                frontend=FrontendConfig(),
+                seed=seed,
+            )
+        )
+    for item in networks:
+        if torch_device.type == "cpu":
+            item.network.to(memory_format=torch.channels_last)
+    teacher = TeacherCache(teacher_cache, teacher_layer) if teacher_cache else None
+    sample_rate = FrontendConfig().sample_rate
+
+    kept: list[AlbumTrack] = []
+    vectors: dict[int, list[np.ndarray]] = {i: [] for i in range(len(networks))}
+    hand: list[np.ndarray] = []
+    teacher_vectors: list[np.ndarray] = []
+    failed: list[dict] = []
+    no_teacher = 0
+    iterator = progress(tracks, desc="tracks", unit="track") if progress else tracks
+    for track in iterator:
+        teacher_vector = None
+        if teacher is not None:
+            teacher_vector = teacher.mean_vector(track.path, max_seconds)
+            if teacher_vector is None:
+                no_teacher += 1
+                continue
+        try:
+            audio, _, _ = load_audio(track.path, sample_rate)
+        except Exception as exc:  # a broken file is reported, not fatal
+            failed.append({"path": str(track.path), "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        if max_seconds:
+            audio = audio[: int(max_seconds * sample_rate)]
+        if len(audio) == 0 or not np.any(audio):
+            failed.append({"path": str(track.path), "reason": "empty or silent"})
+            continue
+        segments: dict[FrontendConfig, np.ndarray] = {}
+        for i, item in enumerate(networks):
+            fe = item.frontend
+            if fe not in segments:
+                signal = audio
+                if fe.sample_rate != sample_rate:
+                    import soxr
+
+                    signal = soxr.resample(audio, sample_rate, fe.sample_rate).astype(np.float32)
+                segments[fe] = batch_features(split_segments(signal, fe), fe)
+            vectors[i].append(
+                track_embedding(item.network, segments[fe], torch_device, dtype, batch_size)
+            )
+        if handcrafted:
+            hand.append(spectral_statistics(audio, sample_rate))
+        if teacher_vector is not None:
+            teacher_vectors.append(teacher_vector)
+        kept.append(track)
+    if no_teacher:
+        log(
+            f"warning: {no_teacher} tracks have no entry in the teacher cache; every "
+            "method is scored without them so that all are scored on the same tracks"
+        )
+    for item in failed:
+        log(f"warning: skipped {item['path']}: {item['reason']}")
+
+    # failures can leave an album with one track: drop it for every method alike
+    albums = np.array([t.album for t in kept])
+    names, counts = np.unique(albums, return_counts=True)
+    lonely = set(names[counts < 2])
+    for album in sorted(lonely):
+        log(f"warning: album {album!r} has one usable track left; skipped")
+        skipped[album] = 1
+    keep = np.array([t.album not in lonely for t in kept], dtype=bool)
+    if keep.sum() < 2:
+        raise ValueError("fewer than two usable tracks in albums of two or more")
+    labels = albums[keep]
+    chance, ceiling = chance_and_ceiling(labels, k)
+
+    def score(x: np.ndarray) -> tuple[float, dict[str, float]]:
+        per_track = precision_at_k(x[keep], labels, k)
+        per_album = {str(a): float(per_track[labels == a].mean()) for a in np.unique(labels)}
+        return float(per_track.mean()), per_album
+
+    methods: list[dict] = []
+    singles = [(i, n) for i, n in enumerate(networks) if n.kind != "random"]
+    for i, item in singles:
+        value, per_album = score(np.stack(vectors[i]))
+        methods.append({"name": item.name, "kind": item.kind, "precision": value,
+                        "per_album": per_album, **item.detail})  # fmt: skip
+    randoms = [(i, n) for i, n in enumerate(networks) if n.kind == "random"]
+    if randoms:
+        scores = [score(np.stack(vectors[i])) for i, _ in randoms]
+        values = np.array([s[0] for s in scores])
+        per_album = {a: float(np.mean([s[1][a] for s in scores])) for a in scores[0][1]}
+        methods.append({
+            "name": f"random resnet18 (seeds {', '.join(str(n.seed) for _, n in randoms)})",
+            "kind": "random", "precision": float(values.mean()),
+            "precision_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "per_seed": {str(n.seed): float(v) for (_, n), v in zip(randoms, values, strict=True)},
+            "per_album": per_album,
+        })  # fmt: skip
+    if handcrafted:
+        value, per_album = score(zscore(np.stack(hand)))
+        name = "handcrafted (MFCC + spectral statistics, z-scored)"
+        methods.append(
+            {"name": name, "kind": "handcrafted", "precision": value, "per_album": per_album}
+        )
+    if teacher is not None:
+        value, per_album = score(np.stack(teacher_vectors))
+        methods.append({"name": f"teacher {teacher_layer} (mean over windows)", "kind": "teacher",
+                        "precision": value, "per_album": per_album,
+                        "cache": str(teacher_cache)})  # fmt: skip
+
+    return {
+        "dir": str(Path(root).resolve()),
+        "k": k,
+        "metric": f"same-album precision@{k}",
+        "tracks": int(keep.sum()),
+        "albums": int(len(np.unique(labels))),
+        "album_sizes": {str(a): int((labels == a).sum()) for a in np.unique(labels)},
+        "skipped_albums": skipped,
+        "failed": failed,
+        "tracks_without_teacher": no_teacher,
+        "max_seconds": max_seconds,
+        "chance": chance,
+        "ceiling": ceiling,
+        "methods": methods,
+        "device": str(torch_device),
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def format_table(result: dict) -> str:
+    """The result as a plain-text table, best method first."""
+    k = result["k"]
+    lines = [
+        f"same-album precision@{k} on {result['tracks']} tracks in {result['albums']} albums "
+        f"of {result['dir']}",
+        f"(chance {result['chance']:.3f}, ceiling {result['ceiling']:.3f}: the best any "
+        "method can score with these album sizes)",
+        "",
+    ]
+    rows = sorted(result["methods"], key=lambda m: -m["precision"])
+    width = max(len(m["name"]) for m in rows)
+    lines.append(f"{'method':<{width}}  {'kind':<12} p@{k}")
+    for m in rows:
+        spread = f" ± {m['precision_std']:.3f}" if m.get("precision_std") else ""
+        lines.append(f"{m['name']:<{width}}  {m['kind']:<12} {m['precision']:.3f}{spread}")
+    if result["skipped_albums"]:
+        lines.append(f"\nskipped albums (fewer than two tracks): {len(result['skipped_albums'])}")
+    if result["failed"]:
+        lines.append(f"unreadable tracks skipped: {len(result['failed'])}")
+    if result["tracks_without_teacher"]:
+        lines.append(
+            f"tracks without a teacher entry, left out: {result['tracks_without_teacher']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""Unlabelled audio for self-supervised pretraining: find it, decode it once, keep it small.
+
+Pretraining needs many tracks and random crops of each, drawn thousands of times,
+so every file is decoded once into its unreferenced dB mel spectrogram
+(``dataset.log_power``) and cached on disk by :class:`dataset.FeatureCache`. A
+track longer than ``max_seconds`` keeps only an excerpt from a seeded offset, in
+fp16: about 0.7 MB per track at 90 s, whatever the track's length, so the corpus
+held in memory is bounded by the number of tracks.
+
+``exclude`` folders are skipped wherever they sit under the roots: held-out
+soundtracks used to evaluate sound-alike search must never be pretrained on.
+Files that do not decode, or decode to silence, are reported and left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from embeddings.dataset import AUDIO_EXTENSIONS, FeatureCache
+from embeddings.frontend import FrontendConfig
+
+Progress = Callable[..., Iterable]
+
+
+@dataclass
+class UnlabelledTrack:
+    """One track's cached excerpt; ``offset_s`` is where it starts in the file."""
+
+    path: Path
+    log_power: np.ndarray  # (n_mels, frames) float16, unreferenced dB
+    offset_s: float
+    duration_s: float
+
+    @property
+    def frames(self) -> int:
+        return int(self.log_power.shape[1])
+
+
+@dataclass
+class Corpus:
+    tracks: list[UnlabelledTrack]
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    excluded: int = 0  # audio files skipped because they sit under an --exclude folder
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.log_power.nbytes for t in self.tracks)
+
+    @property
+    def seconds(self) -> float:
+        return sum(t.duration_s for t in self.tracks)
+
+
+def _inside(path: Path, folders: Sequence[Path]) -> bool:
+    return any(path.is_relative_to(folder) for folder in folders)
+
+
+def _audio_files(folder: Path) -> list[Path]:
+    """Audio files under ``folder`` (recursive) as found, skipping hidden files and folders."""
+    if folder.is_file():
+        return [folder] if folder.suffix.lower() in AUDIO_EXTENSIONS else []
+    return [
+        path
+        for path in folder.rglob("*")
+        if path.suffix.lower() in AUDIO_EXTENSIONS
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+
+
+def discover_audio(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], int]:
+    """Resolved audio files under ``roots`` (recursive, sorted, deduplicated), minus ``exclude``.
+
+    Returns the files and how many were left out because of ``exclude``. A file is
+    excluded when it lies under an excluded folder as found or once symlinks are
+    resolved, or when it *is* a file found under an excluded folder: a held-out
+    set made of symlinks into the library stays out however the roots are given.
+    Hidden files and folders are skipped, as ingest skips them.
+    """
+    excluded_dirs: list[Path] = []
+    excluded_files: set[Path] = set()
+    for folder in exclude:
+        folder = Path(folder).expanduser().absolute()
+        excluded_dirs += [folder, folder.resolve()]
+        if folder.exists():
+            excluded_files |= {p.resolve() for p in _audio_files(folder)}
+    found: set[Path] = set()
+    skipped: set[Path] = set()
+    for root in roots:
+        root = Path(root).expanduser().absolute()
+        if not root.exists():
+            raise FileNotFoundError(f"no such file or folder: {root}")
+        for path in _audio_files(root):
+            resolved = path.resolve()
+            out = (
+                resolved in excluded_files
+                or _inside(path, excluded_dirs)
+                or _inside(resolved, excluded_dirs)
+            )
+            (skipped if out else found).add(resolved)
+    found -= skipped  # the same file reached by another route is still excluded
+    return sorted(found), len(skipped)
+
+
+def _load_one(
+    args: tuple[Path, Path, FrontendConfig, float | None, int, float | None],
+) -> tuple[Path, np.ndarray | None, float, float, str | None]:
+    path, cache_dir, frontend, max_seconds, seed, within_s = args
+    cache = FeatureCache(cache_dir, frontend)
+    try:
+        spec, offset, duration = cache.excerpt(path, max_seconds, seed, within_s)
+    except Exception as exc:  # corrupt, empty, unsupported: report and go on
+        return path, None, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
+    if spec.size == 0 or float(spec.max()) - float(spec.min()) < 1.0:
+        return path, None, offset, duration, "silent"
+    return path, spec, offset, duration, None
+
+
+def load_corpus(
+    files: Sequence[Path],
+    cache_dir: Path,
+    frontend: FrontendConfig,
+    max_seconds: float | None = 90.0,
+    seed: int = 0,
+    workers: int = 1,
+    progress: Progress | None = None,
+    within_s: Mapping[Path, float] | None = None,
+) -> Corpus:
+    """Decode (or read from the cache) every file's excerpt; ``workers`` processes.
+
+    ``within_s`` maps files to the seconds (from the start) their excerpt should
+    stay within where possible: what a teacher cache covers.
+    """
+    within_s = within_s or {}
+    jobs = [
+        (Path(f), Path(cache_dir), frontend, max_seconds, seed, within_s.get(Path(f)))
+        for f in files
+    ]
+    corpus = Corpus(tracks=[])
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results: Iterable = pool.map(_load_one, jobs, chunksize=4)
+            results = progress(results, total=len(jobs)) if progress else results
+            outcomes = list(results)
+    else:
+        iterator = progress(jobs, total=len(jobs)) if progress else jobs
+        outcomes = [_load_one(job) for job in iterator]
+    for path, spec, offset, duration, error in outcomes:
+        if error is not None:
+            corpus.failed.append((path, error))
+        else:
+            corpus.tracks.append(UnlabelledTrack(path, spec, offset, duration))
+    return corpus
