@@ -168,8 +168,9 @@ def find_music(root: Path, soundtrack: str, staging: Path) -> list[tuple[Track, 
                     seconds = _duration(str(extracted))
                     if seconds is not None and seconds >= MIN_SECONDS:
                         source = f"{rel}:{member}"
-                        track = Track(soundtrack, source, Path(member).name, seconds,
-                                      _sha1(extracted))
+                        track = Track(
+                            soundtrack, source, Path(member).name, seconds, _sha1(extracted)
+                        )
                         found.append((track, extracted))
     # Same file name from two folders of one game: prefix the folder to keep both.
     counts: dict[str, int] = {}
@@ -211,12 +212,23 @@ def make_views(out: Path, split: dict[str, list[str]], present: set[str]) -> Non
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debs", type=Path, default=Path("/work/data/debs"),
-                        help="scratch folder for .deb files and their unpacked trees")
-    parser.add_argument("--out", type=Path, default=Path("/work/data/gamemusic"),
-                        help="output: OUT/<soundtrack>/<file>")
-    parser.add_argument("--large", action="store_true",
-                        help="also the packages over 400 MB: " + ", ".join(LARGE_PACKAGES))
+    parser.add_argument(
+        "--debs",
+        type=Path,
+        default=Path("/work/data/debs"),
+        help="scratch folder for .deb files and their unpacked trees",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("/work/data/gamemusic"),
+        help="output: OUT/<soundtrack>/<file>",
+    )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="also the packages over 400 MB: " + ", ".join(LARGE_PACKAGES),
+    )
     parser.add_argument("--packages", nargs="+", help="exactly these packages instead")
     parser.add_argument("--min-tracks", type=int, default=MIN_TRACKS)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -242,14 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         for track, src in find_music(root, name, staging):
             first = seen.setdefault(track.sha1, track)
             if first is not track:
-                print(f"  {name}/{track.name} duplicates {first.soundtrack}/{first.name}: "
-                      "skipped", file=sys.stderr)
+                print(
+                    f"  {name}/{track.name} duplicates {first.soundtrack}/{first.name}: skipped",
+                    file=sys.stderr,
+                )
                 continue
             pairs.append((track, src))
         tracks = [t for t, _ in pairs]
         if len(tracks) < args.min_tracks:
-            print(f"drop {name}: {len(tracks)} music tracks (< {args.min_tracks})",
-                  file=sys.stderr)
+            print(f"drop {name}: {len(tracks)} music tracks (< {args.min_tracks})", file=sys.stderr)
             continue
         for track, src in pairs:
             copy_track(src, out / name / track.name)
@@ -257,8 +270,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     manifest = {
-        name: [{"file": t.name, "seconds": round(t.seconds, 2), "source": t.source,
-                "sha1": t.sha1} for t in tracks]
+        name: [
+            {"file": t.name, "seconds": round(t.seconds, 2), "source": t.source, "sha1": t.sha1}
+            for t in tracks
+        ]
         for name, tracks in sorted(kept.items())
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -268,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
 
     side_of = {n: side for side in ("heldout", "pretrain") for n in split.get(side, [])}
     summary = [
-        {"soundtrack": name, "tracks": len(tracks),
-         "minutes": round(sum(t.seconds for t in tracks) / 60, 1),
-         "split": side_of.get(name, "unassigned")}
+        {
+            "soundtrack": name,
+            "tracks": len(tracks),
+            "minutes": round(sum(t.seconds for t in tracks) / 60, 1),
+            "split": side_of.get(name, "unassigned"),
+        }
         for name, tracks in sorted(kept.items())
     ]
     if args.json:
@@ -278,13 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"\n{'soundtrack':<16}{'tracks':>7}{'minutes':>9}  split")
         for row in summary:
-            print(f"{row['soundtrack']:<16}{row['tracks']:>7}{row['minutes']:>9.1f}"
-                  f"  {row['split']}")
+            print(
+                f"{row['soundtrack']:<16}{row['tracks']:>7}{row['minutes']:>9.1f}  {row['split']}"
+            )
         for side in ("heldout", "pretrain", "unassigned"):
             rows = [r for r in summary if r["split"] == side]
             if rows:
-                print(f"{side:<16}{sum(r['tracks'] for r in rows):>7}"
-                      f"{sum(r['minutes'] for r in rows):>9.1f}  ({len(rows)} soundtracks)")
+                print(
+                    f"{side:<16}{sum(r['tracks'] for r in rows):>7}"
+                    f"{sum(r['minutes'] for r in rows):>9.1f}  ({len(rows)} soundtracks)"
+                )
         print(f"\n{out}/<soundtrack>/; views {out}-heldout/ and {out}-pretrain/")
     return 0
 

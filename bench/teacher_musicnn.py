@@ -162,9 +162,7 @@ class Teacher:
         graph = tf.Graph()
         with graph.as_default():
             with tf.name_scope("model"):
-                self.x = tf.compat.v1.placeholder(
-                    tf.float32, [None, self.n_frames, config.N_MELS]
-                )
+                self.x = tf.compat.v1.placeholder(tf.float32, [None, self.n_frames, config.N_MELS])
                 self.is_training = tf.compat.v1.placeholder(tf.bool)
                 out = models.define_model(self.x, self.is_training, MODEL, len(self.labels))
                 y, _timbral, _temporal, _c1, _c2, _c3, mean_pool, max_pool, penultimate = out
@@ -265,8 +263,11 @@ def extract(
                 continue
         todo.append(path)
     span = f"first {max_seconds:g} s" if max_seconds else "full length"
-    print(f"{len(files)} audio files, {len(files) - len(todo)} cached, {len(todo)} to analyse"
-          f" ({span}) -> {cache}", flush=True)
+    print(
+        f"{len(files)} audio files, {len(files) - len(todo)} cached, {len(todo)} to analyse"
+        f" ({span}) -> {cache}",
+        flush=True,
+    )
     failures = 0
     audio_seconds = 0.0
     t0 = time.perf_counter()
@@ -291,9 +292,12 @@ def extract(
             flush=True,
         )
     wall = time.perf_counter() - t0
-    print(f"done: {len(todo) - failures} analysed, {failures} failed; "
-          f"{audio_seconds / 60:.1f} audio-minutes in {wall / 60:.1f} wall-minutes"
-          f" = {audio_seconds / max(wall, 1e-9):.1f} audio-min per wall-min", flush=True)
+    print(
+        f"done: {len(todo) - failures} analysed, {failures} failed; "
+        f"{audio_seconds / 60:.1f} audio-minutes in {wall / 60:.1f} wall-minutes"
+        f" = {audio_seconds / max(wall, 1e-9):.1f} audio-min per wall-min",
+        flush=True,
+    )
     return failures
 
 
@@ -330,12 +334,17 @@ def score(folder: Path, cache: Path) -> dict[str, float]:
                 vectors[layer].append(data[layer].astype(np.float32).mean(axis=0))
         names.append(album)
     if missing:
-        print(f"{len(missing)} tracks under {folder} have no cached outputs, left out "
-              f"(first: {missing[0]})", file=sys.stderr)
+        print(
+            f"{len(missing)} tracks under {folder} have no cached outputs, left out "
+            f"(first: {missing[0]})",
+            file=sys.stderr,
+        )
     labels = np.array(names)
     counts = {a: int((labels == a).sum()) for a in sorted(set(names))}
-    print(f"{len(names)} tracks in {len(counts)} albums: "
-          + ", ".join(f"{a} {n}" for a, n in counts.items()))
+    print(
+        f"{len(names)} tracks in {len(counts)} albums: "
+        + ", ".join(f"{a} {n}" for a, n in counts.items())
+    )
     results = {layer: precision_at_k(np.stack(v), labels) for layer, v in vectors.items()}
     # Expected precision of a random ranking: the share of same-album pairs.
     pairs = sum(n * (n - 1) for n in counts.values())
@@ -358,29 +367,44 @@ def check(path: Path) -> None:
         str(path), model=MODEL, input_length=3, input_overlap=False, extract_features=True
     )
     ours = Teacher().analyse(path, None)
-    reference = {"taggram": taggram, "penultimate": features["penultimate"],
-                 "mean_pool": features["mean_pool"], "max_pool": features["max_pool"]}
+    reference = {
+        "taggram": taggram,
+        "penultimate": features["penultimate"],
+        "mean_pool": features["mean_pool"],
+        "max_pool": features["max_pool"],
+    }
     for layer, ref in reference.items():
         ref = np.asarray(ref, dtype=np.float32)
         first = float(np.abs(ours[layer][0] - ref[0]).max())
         n = min(len(ref), len(ours[layer]))
         rest = float(np.abs(ours[layer][1:n] - ref[1:n]).max()) if n > 1 else 0.0
-        print(f"{layer:<12} extractor {ref.shape} ours {ours[layer].shape}  "
-              f"max |diff| window 0: {first:.2e}, later windows: {rest:.2e}")
+        print(
+            f"{layer:<12} extractor {ref.shape} ours {ours[layer].shape}  "
+            f"max |diff| window 0: {first:.2e}, later windows: {rest:.2e}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="*", type=Path, help="audio folders (or files)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
-    parser.add_argument("--max-seconds", type=float, default=None,
-                        help="analyse only the first N seconds of each track")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="analyse only the first N seconds of each track",
+    )
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra-op threads")
     parser.add_argument("--batch", type=int, default=32, help="windows per TensorFlow call")
-    parser.add_argument("--score", type=Path, metavar="DIR",
-                        help="print same-album precision@5 per layer for DIR/<album>/...")
-    parser.add_argument("--check", type=Path, metavar="FILE",
-                        help="compare with musicnn.extractor on one file")
+    parser.add_argument(
+        "--score",
+        type=Path,
+        metavar="DIR",
+        help="print same-album precision@5 per layer for DIR/<album>/...",
+    )
+    parser.add_argument(
+        "--check", type=Path, metavar="FILE", help="compare with musicnn.extractor on one file"
+    )
     args = parser.parse_args(argv)
     if args.check:
         check(args.check)
