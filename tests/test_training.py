@@ -223,3 +223,20 @@ def test_train_cli_rejects_unknown_arch(dataset: Path) -> None:
 
     result = CliRunner().invoke(app, ["train", str(dataset), "--arch", "alexnet"])
     assert result.exit_code == 2
+
+
+def test_feature_cache_writes_side_by_side_never_collide(tmp_path):
+    """Two trainings sharing a cache write the same file at once; neither may fail."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from embeddings.dataset import _atomic_save
+
+    target = tmp_path / "same.mel.npz"
+
+    def write(i: int) -> None:
+        _atomic_save(target, lambda fh: fh.write(bytes([i % 256]) * 200_000))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(64)))
+    assert target.stat().st_size == 200_000
+    assert [p.name for p in tmp_path.iterdir()] == ["same.mel.npz"]  # no temporaries left
