@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from embeddings.frontend import FrontendConfig
-from embeddings.model import build_model
+from embeddings.model import build_model, build_seeded_model
 
 GTZAN_GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop",
@@ -158,13 +158,7 @@ def load_checkpoint(path: Path) -> GenreModel:
 
 def untrained_model(arch: str = "resnet18", genres: tuple[str, ...] = GTZAN_GENRES) -> GenreModel:
     """A seeded random network: same every run, so its embeddings are reproducible."""
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(UNTRAINED_SEED)
-    try:
-        network = build_model(arch, len(genres))
-    finally:
-        torch.random.set_rng_state(generator_state)
-    network.eval()
+    network = build_seeded_model(arch, len(genres), UNTRAINED_SEED)
     return GenreModel(
         network=network,
         arch=arch,

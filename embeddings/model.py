@@ -111,6 +111,21 @@ def build_model(arch: str, n_genres: int) -> nn.Module:
         return factory(n_genres)
 
 
+def build_seeded_model(arch: str, n_genres: int, seed: int) -> nn.Module:
+    """A fresh network whose weights depend only on ``seed``, in eval mode.
+
+    Leaves torch's global random state as it found it, so asking for a reference
+    random network never changes what a caller's own seeded code draws next.
+    """
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        network = build_model(arch, n_genres)
+    finally:
+        torch.random.set_rng_state(state)
+    return network.eval()
+
+
 def classifier_keys(network: nn.Module) -> set[str]:
     """State-dict keys of the genre head (``network.classifier``)."""
     head = network.classifier

@@ -42,7 +42,7 @@ from embeddings.dataset import AUDIO_EXTENSIONS, load_audio
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.handcrafted import spectral_statistics
 from embeddings.inference import pick_device, pick_precision
-from embeddings.model import build_model
+from embeddings.model import build_seeded_model
 from embeddings.teacher import DEFAULT_LAYER, TeacherCache
 
 Progress = Callable[..., Iterable]
@@ -124,13 +124,7 @@ class _Network:
 
 def random_network(seed: int, arch: str = "resnet18") -> nn.Module:
     """A randomly initialised network, the same for the same seed, in eval mode."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        network = build_model(arch, len(GTZAN_GENRES))
-    finally:
-        torch.random.set_rng_state(state)
-    return network.eval()
+    return build_seeded_model(arch, len(GTZAN_GENRES), seed)
 
 
 @torch.inference_mode()
