@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from catalog.schema import Stem, StemSet, StemStatus, Track, TrackStatus
 from catalog.store import Catalog
@@ -131,6 +131,21 @@ def _where_key(key: StemKey):
     )
 
 
+def _stem_set_row(s: Session, key: StemKey, settings: dict, now: datetime) -> StemSet:
+    """The row for ``key``, created if absent, with its settings brought up to date."""
+    row = s.scalar(select(StemSet).where(*_where_key(key)))
+    if row is None:
+        row = StemSet(
+            content_hash=key.content_hash,
+            model=key.model,
+            settings_hash=key.settings_hash,
+            created_at=now,
+        )
+        s.add(row)
+    row.settings = json.dumps(settings, sort_keys=True)
+    return row
+
+
 def get_stem_set(catalog: Catalog, key: StemKey) -> StemSetRecord | None:
     """The stored set for ``key`` (complete or failed), or None."""
     with catalog.sessions() as s:
@@ -155,16 +170,7 @@ def save_stem_set(
     """Record a complete separation (replacing a failed or stale record for the key)."""
     now = _now()
     with catalog.sessions.begin() as s:
-        row = s.scalar(select(StemSet).where(*_where_key(key)))
-        if row is None:
-            row = StemSet(
-                content_hash=key.content_hash,
-                model=key.model,
-                settings_hash=key.settings_hash,
-                created_at=now,
-            )
-            s.add(row)
-        row.settings = json.dumps(settings, sort_keys=True)
+        row = _stem_set_row(s, key, settings, now)
         row.status = StemStatus.OK
         row.error = None
         row.directory = _relative(catalog, directory)
@@ -193,16 +199,7 @@ def save_stem_failure(catalog: Catalog, key: StemKey, settings: dict, error: str
     """Record why a separation failed, so a batch run does not retry it every time."""
     now = _now()
     with catalog.sessions.begin() as s:
-        row = s.scalar(select(StemSet).where(*_where_key(key)))
-        if row is None:
-            row = StemSet(
-                content_hash=key.content_hash,
-                model=key.model,
-                settings_hash=key.settings_hash,
-                created_at=now,
-            )
-            s.add(row)
-        row.settings = json.dumps(settings, sort_keys=True)
+        row = _stem_set_row(s, key, settings, now)
         row.status = StemStatus.FAILED
         row.error = error
         row.directory = None
