@@ -105,7 +105,12 @@ def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
     return stream
 
 
-def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
+def open_pyav_audio(path: Path):
+    """Open ``path`` with FFmpeg: (container, first audio stream, sample rate, channels).
+
+    Raises DecodeError, with the container closed, for anything that is not a
+    decodable audio stream; the caller closes the container otherwise.
+    """
     import av  # FFmpeg; imported only for files libsndfile cannot read
 
     try:
@@ -122,6 +127,14 @@ def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
     if rate <= 0 or channels <= 0:
         container.close()
         raise DecodeError("audio stream declares no sample rate or channels")
+    return container, audio, rate, channels
+
+
+def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
+    import av
+
+    container, audio, rate, channels = open_pyav_audio(path)
+    ctx = audio.codec_context
     duration = None
     if audio.duration is not None and audio.time_base is not None:
         duration = float(audio.duration * audio.time_base)

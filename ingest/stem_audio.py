@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ingest.decode import BLOCK_FRAMES, DecodeError
+from ingest.decode import BLOCK_FRAMES, DecodeError, open_pyav_audio
 
 # Output formats: libsndfile container and subtype. FLAC is lossless at 24 bits; WAV
 # keeps the model's float32 output exactly; MP3 is for small files to share.
@@ -78,20 +78,7 @@ def _soundfile_blocks(path: Path, channels: int) -> AudioBlocks:
 def _pyav_blocks(path: Path, channels: int) -> AudioBlocks:
     import av  # FFmpeg, for what libsndfile cannot read (M4A/AAC, odd containers)
 
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise DecodeError(str(exc)) from exc
-    if not container.streams.audio:
-        container.close()
-        raise DecodeError("no audio stream in the file")
-    stream = container.streams.audio[0]
-    ctx = stream.codec_context
-    rate = int(ctx.sample_rate or 0)
-    source_channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels) or 0)
-    if rate <= 0 or source_channels <= 0:
-        container.close()
-        raise DecodeError("audio stream declares no sample rate or channels")
+    container, stream, rate, source_channels = open_pyav_audio(path)
     frames = None
     if stream.duration is not None and stream.time_base is not None:
         frames = int(round(float(stream.duration * stream.time_base) * rate))
