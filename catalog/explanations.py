@@ -55,6 +55,16 @@ def _segments(catalog: Catalog, track_id: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, vectors
 
 
+def shared_genres(pa: dict[str, float], pb: dict[str, float]) -> dict[str, float]:
+    """Per genre, the probability two tracks' predictions have in common (the smaller one).
+
+    The sum is the overlap of the two distributions (1 minus their total variation
+    distance): 1 when the model heard the same genre mix in both, 0 when nothing in
+    common. Both "why similar" answers report it, so both must compute it the same way.
+    """
+    return {g: min(pa.get(g, 0.0), pb.get(g, 0.0)) for g in sorted(set(pa) | set(pb))}
+
+
 def explain_similarity(catalog: Catalog, a: int, b: int, pairs: int = 3) -> dict:
     """Why tracks ``a`` and ``b`` are close: structured data and a short sentence."""
     with catalog.sessions() as s:
@@ -68,8 +78,7 @@ def explain_similarity(catalog: Catalog, a: int, b: int, pairs: int = 3) -> dict
     va, vb = index.vector(a), index.vector(b)
     cosine = float(va @ vb) if va is not None and vb is not None else None
 
-    genres = sorted(set(probs[a]) | set(probs[b]))
-    shared = {g: min(probs[a].get(g, 0.0), probs[b].get(g, 0.0)) for g in genres}
+    shared = shared_genres(probs[a], probs[b])
     overlap = float(sum(shared.values()))
     top_shared = sorted(shared, key=shared.get, reverse=True)[:3]
 

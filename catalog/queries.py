@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from catalog.errors import TrackNotFound
-from catalog.explanations import band_focus_of, band_focus_sentence
+from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
 from catalog.schema import Track, TrackStatus
 from catalog.stems import latest_stems
 from catalog.store import Catalog
@@ -181,8 +181,8 @@ def compare_tracks(catalog: Catalog, track_id: int, other_id: int) -> dict:
     cosine = float(np.dot(va, vb)) if va is not None and vb is not None else None
     pa, pb = a["probabilities"], b["probabilities"]
     shared = sorted(
-        ({"genre": g, "probability_a": pa[g], "probability_b": pb.get(g, 0.0),
-          "shared": min(pa[g], pb.get(g, 0.0))} for g in pa),
+        ({"genre": g, "probability_a": pa.get(g, 0.0), "probability_b": pb.get(g, 0.0),
+          "shared": common} for g, common in shared_genres(pa, pb).items()),
         key=lambda row: -row["shared"],
     )  # fmt: skip
     overlap = float(sum(row["shared"] for row in shared))
