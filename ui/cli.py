@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, default_data_dir
+from catalog.paths import default_data_dir
+from ui.options import DataDir, JsonFlag
 
 app = typer.Typer(
     help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
@@ -19,17 +20,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=DATA_DIR_ENV,
-        help="Where the catalog lives (default: $SONIC_DATA_DIR, else the user data dir).",
-        show_default=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _open_catalog(data_dir: Path | None):

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, default_data_dir
+from catalog.paths import default_data_dir
+from ui.options import DataDir
 from ui.train_cli import _Bars
 
 
@@ -89,12 +90,7 @@ def pretrain(
         Path | None,
         typer.Option(help="Spectrogram cache (default: <data dir>/cache/features)."),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", envvar=DATA_DIR_ENV, help="Sonic data directory.", show_default=False
-        ),
-    ] = None,
+    data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:

@@ -7,17 +7,8 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, default_data_dir
-
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=DATA_DIR_ENV,
-        help="Where the catalog lives (default: $SONIC_DATA_DIR, else the user data dir).",
-        show_default=False,
-    ),
-]
+from catalog.paths import default_data_dir
+from ui.options import DataDir
 
 
 def serve(

@@ -13,20 +13,11 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, default_data_dir
+from catalog.paths import default_data_dir
+from ui.options import DataDir, JsonFlag
 
 MODELS_DIR_ENV = "SONIC_DEMUCS_DIR"  # same as ingest.stems.MODELS_DIR_ENV (not imported: torch)
 
-DataDir = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=DATA_DIR_ENV,
-        help="Where the catalog lives (default: $SONIC_DATA_DIR, else the user data dir).",
-        show_default=False,
-    ),
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ModelName = Annotated[
     str, typer.Option("--model", help="Demucs model name (a bag such as htdemucs_ft works too).")
 ]

@@ -14,7 +14,8 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, default_data_dir
+from catalog.paths import default_data_dir
+from ui.options import DataDir
 
 COMPARE_ARCHS = ["resnet18", "vgg", "crnn", "transformer"]
 COMPARE_BASELINES = ["svm", "logreg", "mlp"]
@@ -121,12 +122,7 @@ def train(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Feature cache (default: <data dir>/cache/features).")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir", envvar=DATA_DIR_ENV, help="Sonic data directory.", show_default=False
-        ),
-    ] = None,  # fmt: skip
+    data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
