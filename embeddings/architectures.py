@@ -29,7 +29,31 @@ def _conv_block(cin: int, cout: int, pool: tuple[int, int], convs: int = 2) -> n
     return nn.Sequential(*layers, nn.MaxPool2d(pool))
 
 
-class GenreVGG(nn.Module):
+class _HeadedNetwork(nn.Module):
+    """The head half of the interface, for networks that keep their genre head in ``head``.
+
+    Only ``embed`` and ``cam_layer`` differ between architectures; the head, and
+    ``forward`` as head-of-embedding, must not, or Grad-CAM and training would
+    see a different network than sound-alike search does.
+    """
+
+    head: nn.Module
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.head
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.embed(x))
+
+
+class GenreVGG(_HeadedNetwork):
     """VGG-style 3x3 stacks (32-64-128-256 channels), global mean+max pooling.
 
     The first block has a single convolution: a second one at full resolution
@@ -57,18 +81,8 @@ class GenreVGG(nn.Module):
         # mean + max keeps both sustained texture and short salient events
         return x.mean(dim=(2, 3)) + x.amax(dim=(2, 3))
 
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(embedding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
-
-
-class GenreCRNN(nn.Module):
+class GenreCRNN(_HeadedNetwork):
     """Three conv blocks that pool frequency away, then a BiGRU over the time axis."""
 
     embedding_dim = 256
@@ -98,18 +112,8 @@ class GenreCRNN(nn.Module):
         out, _ = self.gru(x.float())
         return out.mean(dim=1)
 
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head
 
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(embedding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
-
-
-class GenreTransformer(nn.Module):
+class GenreTransformer(_HeadedNetwork):
     """A small spectrogram transformer: 16x16 patches, 4 layers, a CLS token."""
 
     embedding_dim = 192
@@ -152,13 +156,3 @@ class GenreTransformer(nn.Module):
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1) + pos
         x = self.encoder(x)
         return self.norm(x[:, 0])
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.head
-
-    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
-        return self.head(embedding)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.embed(x))
