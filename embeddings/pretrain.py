@@ -5,9 +5,11 @@ library of unlabelled tracks can, if the task needs no labels. The task here is
 SimCLR/COLA-style contrastive learning:
 
 - each step draws N tracks and cuts two random 3-second crops of each, at
-  different positions, and augments every crop cheaply in the spectrogram domain
-  (``view_augment``: tempo and pitch warps, random EQ, noise at a random SNR,
-  time and frequency masks), giving 2N views;
+  different positions, giving 2N views; by default (``views="crops"`` preset) a
+  view is only masked, so the two views share the track's mix and colour; the
+  ``full`` preset also warps tempo and pitch, applies a random EQ and adds noise
+  (``view_augment``), which teaches invariance to exactly what makes two tracks
+  of one album sound alike;
 - the backbone (the genre model's architecture and front end) embeds every view,
   a projection head maps the embedding to 128 dimensions, and NT-Xent
   (``contrastive.nt_xent``) asks every view to pick out the other view of its
@@ -54,7 +56,14 @@ from embeddings.model import build_model, load_backbone
 from embeddings.teacher import DEFAULT_LAYER, TeacherCache, TeacherTrack, load_targets, view_targets
 from embeddings.train import training_dtype
 from embeddings.unlabelled import UnlabelledTrack, discover_audio, load_corpus
-from embeddings.view_augment import ViewConfig, crop_seconds, cut_windows, draw_crops, make_views
+from embeddings.view_augment import (
+    VIEW_PRESETS,
+    ViewConfig,
+    crop_seconds,
+    cut_windows,
+    draw_crops,
+    make_views,
+)
 
 Progress = Callable[..., object]
 
@@ -79,7 +88,7 @@ class PretrainConfig:
     precision: str = "auto"
     threads: int | None = None
     device: str | None = None  # None or "auto": the GPU when present
-    views: ViewConfig = field(default_factory=ViewConfig)
+    views: ViewConfig = field(default_factory=lambda: VIEW_PRESETS["crops"])
 
     def to_dict(self) -> dict:
         return asdict(self)

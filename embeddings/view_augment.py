@@ -65,6 +65,16 @@ class ViewConfig:
         return asdict(self)
 
 
+VIEW_PRESETS: dict[str, ViewConfig] = {
+    # every augmentation: the network must ignore EQ, noise, pitch and tempo
+    "full": ViewConfig(),
+    # COLA's recipe: two positions in a track, plus masks. A track's (and an
+    # album's) mix, EQ and instrument colour stay something the two views share,
+    # so the embedding keeps them, which is what sound-alike search looks for.
+    "crops": ViewConfig(tempo=0.0, pitch_bins=0.0, eq_db=0.0, noise_prob=0.0),
+}
+
+
 @dataclass
 class Crops:
     """Where each view was cut: excerpt frame index and tempo rate (source frames per frame)."""

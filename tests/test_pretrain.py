@@ -11,6 +11,7 @@ find and views of different tracks do not.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from embeddings.pretrain import PretrainConfig, pretrain_network
 from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
 from embeddings.unlabelled import UnlabelledTrack, discover_audio
 from embeddings.view_augment import (
+    VIEW_PRESETS,
     Crops,
     ViewConfig,
     cut_windows,
@@ -153,6 +155,26 @@ def test_views_are_normalised_and_gain_is_a_no_op() -> None:
     flat = views.flatten(1)
     torch.testing.assert_close(flat.mean(1), torch.zeros(4), atol=1e-4, rtol=0)
     torch.testing.assert_close(flat.std(1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+
+
+def test_crops_preset_keeps_the_mix_of_each_view() -> None:
+    # 'crops' views differ from the front end's segment only by position and masks:
+    # no EQ, noise, pitch or tempo change, so the colour of a mix survives
+    tracks = _tracks(2)
+    specs = [t.log_power for t in tracks]
+    frames = TINY.segment_frames
+    unmasked = replace(VIEW_PRESETS["crops"], freq_masks=0, time_masks=0)
+    crops = draw_crops(np.array([0, 1, 0, 1]), np.array([t.frames for t in tracks]), frames,
+                       unmasked, np.random.default_rng(3))  # fmt: skip
+    assert np.all(crops.rate == 1.0)
+    raw = cut_windows(specs, crops, frames)
+    views = make_views(raw, crops, frames, TINY.top_db, unmasked, torch.Generator())
+    expected = reference_and_normalise(torch.from_numpy(raw[:, :, :frames]), TINY.top_db)
+    torch.testing.assert_close(views[:, 0], expected, atol=1e-4, rtol=0)
+    # the full preset does change them
+    full = replace(VIEW_PRESETS["full"], freq_masks=0, time_masks=0, noise_prob=1.0)
+    changed = make_views(raw, crops, frames, TINY.top_db, full, torch.Generator().manual_seed(1))
+    assert (changed[:, 0] - expected).abs().mean() > 0.05
 
 
 # -- learning ---------------------------------------------------------------------------
@@ -300,7 +322,7 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
         ["pretrain", str(unlabelled), "--exclude", str(unlabelled / "held_out"),
          "--out", str(out), "--steps", "2", "--minutes", "0", "--batch-size", "4",
          "--max-seconds", "3", "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
-         "--teacher-cache", str(teacher), "--teacher-layer", "taggram",
+         "--teacher-cache", str(teacher), "--teacher-layer", "taggram", "--views", "full",
          "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -310,6 +332,7 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     model = load_checkpoint(out)
     assert model.kind == "backbone" and model.genres == [] and model.arch == "resnet18"
     assert model.info["pretrain_config"]["max_seconds"] == 3
+    assert model.info["pretrain_config"]["views"] == VIEW_PRESETS["full"].to_dict()
     log = json.loads((tmp_path / "ssl.log.json").read_text())
     assert [h["step"] for h in log["history"]] == [1, 2]
     assert all(np.isfinite(h["loss"]) for h in log["history"])
@@ -328,6 +351,8 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     )  # fmt: skip
     assert refused.exit_code == 1
     assert "--init" in refused.output and "pretrained backbone" in refused.output
+    unknown = CliRunner().invoke(app, ["pretrain", str(unlabelled), "--views", "heavy"])
+    assert unknown.exit_code == 2 and "choose from" in unknown.output and "crops" in unknown.output
 
 
 def test_load_backbone_keeps_a_fresh_head() -> None:

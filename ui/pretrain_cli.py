@@ -74,6 +74,14 @@ def pretrain(
             "earlier pretraining run) instead of random weights.",
         ),
     ] = None,
+    views: Annotated[
+        str,
+        typer.Option(
+            help="Augmentation of the two views: 'crops' (two positions in a track, plus "
+            "masks; keeps the mix and EQ that make tracks sound alike) or 'full' (also "
+            "EQ, noise, pitch and tempo changes)."
+        ),
+    ] = "crops",
     arch: Annotated[str, typer.Option(help="Network to pretrain.")] = "resnet18",
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = 0.2,
@@ -96,13 +104,15 @@ def pretrain(
 ) -> None:
     """Pretrain the embedding network on unlabelled audio (contrastive, SimCLR/COLA-style).
 
-    Two random 3-s crops of each track, augmented (tempo, pitch, EQ, noise, masks),
-    must recognise each other among the crops of other tracks. Optionally distils a
+    Two random 3-s crops of each track (masked, and with --views full also changed
+    in EQ, noise, pitch and tempo) must recognise each other among the crops of
+    other tracks. Optionally distils a
     cached teacher. Writes a backbone checkpoint and its loss log (NAME.log.json);
     fine-tune it into a genre model with `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
     from embeddings.pretrain import PretrainConfig, PretrainOptions, run_pretraining
+    from embeddings.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -110,6 +120,8 @@ def pretrain(
 
     if arch not in ARCHITECTURES:
         fail(f"unknown architecture {arch}; choose from {', '.join(ARCHITECTURES)}", 2)
+    if views not in VIEW_PRESETS:
+        fail(f"unknown --views {views!r}; choose from {', '.join(VIEW_PRESETS)}", 2)
     if batch_size % 2:
         fail("--batch-size counts views, two per track: give an even number", 2)
     if not minutes and not steps:
@@ -144,6 +156,7 @@ def pretrain(
             precision=precision,
             threads=threads or None,
             device=None if device == "auto" else device,
+            views=VIEW_PRESETS[views],
         ),
     )
     bars = _Bars(progress and not as_json)
