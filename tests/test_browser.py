@@ -46,8 +46,11 @@ def site(tmp_path_factory, model):
 
 @pytest.fixture(scope="module")
 def page(site):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # expect() has its own 5-second default, separate from the context's: on a
+    # busy machine opening a track can take longer than that, which is no failure
+    expect.set_options(timeout=TIMEOUT_MS)
     shutil.rmtree(ARTEFACTS, ignore_errors=True)
     ARTEFACTS.mkdir(parents=True)
     with sync_playwright() as pw:
