@@ -4,7 +4,8 @@ Two views of one track are positives; the network must find what they share
 (the instruments, the production, the style) and ignore what the augmentations
 change. Everything is done on the cached unreferenced dB mel spectrogram, batched
 in torch, because decoding or re-running the STFT for every view would cost more
-than the network on two CPU cores:
+than the network on two CPU cores. ``VIEW_PRESETS`` names the two recipes used:
+``crops`` (position and masks only, the default) and ``full`` (everything below):
 
 - **crop**: a 3-second window at a random position (two views of a track are
   two different positions, as in COLA);
