@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from embeddings.atomic import atomic_write
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, build_seeded_model
 
@@ -121,11 +121,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: no clobbering
-    with open(tmp, "wb") as fh:
-        fh.write(buffer.getvalue())
-        fh.flush()
-    tmp.replace(path)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
     return model_id
 
 

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from embeddings.atomic import atomic_write
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -242,7 +241,7 @@ class FeatureCache:
                 source_rate=rate,
                 duration_s=duration,
             )
-            _atomic_save(
+            atomic_write(
                 mel_file,
                 lambda fh: np.savez(
                     fh,
@@ -261,7 +260,7 @@ class FeatureCache:
                 if audio is None:
                     audio, _, _ = load_audio(path, self.config.sample_rate)
                 feats.handcrafted = handcrafted_features(audio, self.config.sample_rate)
-                _atomic_save(hand_file, lambda fh: np.save(fh, feats.handcrafted))
+                atomic_write(hand_file, lambda fh: np.save(fh, feats.handcrafted))
         return feats
 
     def excerpt(
@@ -285,7 +284,7 @@ class FeatureCache:
         if len(audio) == 0:
             raise ValueError("no audio decoded")
         spec = log_power(audio, self.config).astype(np.float16)
-        _atomic_save(
+        atomic_write(
             target,
             lambda fh: np.savez(fh, log_power=spec, offset_s=offset, duration_s=duration),
         )
@@ -300,15 +299,3 @@ class FeatureCache:
         items = list(tracks)
         iterator = progress(items) if progress else items
         return [self.get(t.path, handcrafted) for t in iterator]
-
-
-def _atomic_save(path: Path, write: Callable) -> None:
-    """Write then rename; the temporary name is per process, so two runs sharing a
-    cache (two trainings side by side) never rename each other's half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -229,12 +229,12 @@ def test_feature_cache_writes_side_by_side_never_collide(tmp_path):
     """Two trainings sharing a cache write the same file at once; neither may fail."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from embeddings.dataset import _atomic_save
+    from embeddings.atomic import atomic_write
 
     target = tmp_path / "same.mel.npz"
 
     def write(i: int) -> None:
-        _atomic_save(target, lambda fh: fh.write(bytes([i % 256]) * 200_000))
+        atomic_write(target, lambda fh: fh.write(bytes([i % 256]) * 200_000))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(64)))
