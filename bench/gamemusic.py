@@ -25,6 +25,7 @@ path of every file stays the one under ``OUT/``.
 
     python bench/gamemusic.py                    # packages under ~400 MB
     python bench/gamemusic.py --large            # also supertuxkart, redeclipse, 0ad
+    python bench/gamemusic.py --large --more     # and 11 more games, for pretraining only
     python bench/gamemusic.py --packages hyperrogue-music nexuiz-music
 
 Idempotent: downloaded .deb files, unpacked packages and copied tracks are reused.
@@ -64,6 +65,22 @@ LARGE_PACKAGES = [
     "redeclipse-data",  # 862
     "0ad-data",  # 1378
 ]
+# More soundtracks, all on the pretraining side of the split: the second pretraining
+# round found that 7 soundtracks teach a network to tell tracks apart rather than
+# what the tracks of one album share, and album-level positives need many albums.
+MORE_PACKAGES = [  # those of ~25 game packages that hold >= 6 music tracks
+    "singularity-music",  # 50
+    "planetblupi-music-ogg",  # 58
+    "warzone2100-music",  # 82
+    "wesnoth-1.16-music",  # 147
+    "ufoai-music",  # 201
+    "naev-data",  # 334
+    "flare-game",  # 117
+    "starfighter-data",  # 44
+    "xmoto-data",  # 31
+    "extremetuxracer-data",  # 39
+    "plee-the-bear-data",  # 31
+]
 AUDIO_SUFFIXES = {".ogg", ".oga", ".opus", ".flac", ".mp3", ".wav"}
 ARCHIVE_SUFFIXES = {".pk3", ".pk4", ".zip"}
 MIN_SECONDS = 30.0
@@ -82,7 +99,7 @@ class Track:
 
 def soundtrack_name(package: str) -> str:
     """``hedgewars-data`` -> ``hedgewars``: one soundtrack per game."""
-    return re.sub(r"-(data|music)$", "", package)
+    return re.sub(r"-(data|music|music-ogg)$", "", package)
 
 
 def is_music_path(parts: tuple[str, ...]) -> bool:
@@ -229,12 +246,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also the packages over 400 MB: " + ", ".join(LARGE_PACKAGES),
     )
+    parser.add_argument(
+        "--more",
+        action="store_true",
+        help=f"also {len(MORE_PACKAGES)} more games' packages (pretraining side only)",
+    )
     parser.add_argument("--packages", nargs="+", help="exactly these packages instead")
     parser.add_argument("--min-tracks", type=int, default=MIN_TRACKS)
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
 
-    packages = args.packages or DEFAULT_PACKAGES + (LARGE_PACKAGES if args.large else [])
+    packages = args.packages or (
+        DEFAULT_PACKAGES
+        + (LARGE_PACKAGES if args.large else [])
+        + (MORE_PACKAGES if args.more else [])
+    )
     debs: Path = args.debs
     out: Path = args.out
     debs.mkdir(parents=True, exist_ok=True)
