@@ -11,6 +11,13 @@ embedding itself: SimCLR found that the layer *before* the head keeps more of wh
 the augmentations remove (and what downstream tasks need), so the embedding the
 catalog keeps is ``embed()``, and the projection head is thrown away.
 
+``supervised_nt_xent`` generalises NT-Xent to any number of positives per view
+(SupCon, Khosla et al. 2020): views that share a label are positives, all other
+views negatives. With one label per track it is NT-Xent; with one label per
+album (``sonic pretrain --positives album``) crops of *different* tracks of one
+album must find each other, which is what same-album search asks of the
+embedding, where NT-Xent alone pushes those tracks apart.
+
 The distillation head maps the same ``embed()`` to a teacher's output space, for
 the optional cosine loss against cached teacher vectors; it is thrown away too.
 """
@@ -54,6 +61,30 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tor
     logits = logits.masked_fill(self_mask, float("-inf"))
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, targets)
+
+
+def supervised_nt_xent(
+    z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.2
+) -> torch.Tensor:
+    """Multi-positive NT-Xent: each view's positives are the other views with its label.
+
+    For every view, the mean over its positives of the log-softmax (over all other
+    views) of the positive's similarity; views without a positive are skipped.
+    """
+    if z.shape[0] != labels.shape[0] or z.shape[0] < 2:
+        raise ValueError("need at least two views and one label per view")
+    n = z.shape[0]
+    z = F.normalize(z.float(), dim=1)
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = F.log_softmax(logits, dim=1)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    counts = positives.sum(1)
+    has = counts > 0
+    if not has.any():
+        raise ValueError("no view has a positive: every label appears once")
+    summed = log_prob.masked_fill(~positives, 0.0).sum(1)
+    return -(summed[has] / counts[has]).mean()
 
 
 @torch.no_grad()

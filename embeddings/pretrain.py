@@ -14,6 +14,11 @@ SimCLR/COLA-style contrastive learning:
   a projection head maps the embedding to 128 dimensions, and NT-Xent
   (``contrastive.nt_xent``) asks every view to pick out the other view of its
   track among all 2N - 1;
+- with ``positives="album"`` a step draws a few albums (a track's album is its
+  folder) and several tracks of each, and the multi-positive loss
+  (``contrastive.supervised_nt_xent``) makes every crop find the crops of the
+  other tracks of its album as well as its own: NT-Xent alone treats two tracks
+  of one album as negatives and teaches the network to tell them apart;
 - optionally a distillation head predicts a cached teacher's output for the
   same seconds of audio (``teacher``), with a cosine loss added to NT-Xent.
 
@@ -49,6 +54,7 @@ from embeddings.contrastive import (
     cosine_distance,
     nt_xent,
     pair_statistics,
+    supervised_nt_xent,
 )
 from embeddings.frontend import FrontendConfig
 from embeddings.inference import pick_device, pick_precision
@@ -89,6 +95,8 @@ class PretrainConfig:
     threads: int | None = None
     device: str | None = None  # None or "auto": the GPU when present
     views: ViewConfig = field(default_factory=lambda: VIEW_PRESETS["crops"])
+    positives: str = "track"  # "track" (NT-Xent) or "album" (tracks of one folder)
+    tracks_per_album: int = 4  # with positives="album": tracks drawn from each album
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +146,49 @@ class _TrackSampler:
         return np.array(chosen, dtype=np.int64)
 
 
+class _AlbumSampler:
+    """Albums in shuffled passes, up to ``per_album`` distinct tracks from each.
+
+    Each album cycles through its own shuffled tracks, so every track is visited
+    and a large album does not crowd out the small ones.
+    """
+
+    def __init__(self, album_of: np.ndarray, per_album: int, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.per_album = max(1, per_album)
+        self.members = [np.flatnonzero(album_of == a) for a in np.unique(album_of)]
+        self.track_queues: list[list[int]] = [[] for _ in self.members]
+        self.album_queue: list[int] = []
+
+    def _tracks_of(self, album: int, k: int) -> list[int]:
+        chosen: list[int] = []
+        members = self.members[album]
+        while len(chosen) < min(k, len(members)):
+            if not self.track_queues[album]:
+                self.track_queues[album] = self.rng.permutation(members).tolist()
+            t = self.track_queues[album].pop()
+            if t not in chosen:
+                chosen.append(t)
+        return chosen
+
+    def take(self, k: int) -> np.ndarray:
+        chosen: list[int] = []
+        while len(chosen) < k:
+            if not self.album_queue:
+                self.album_queue = self.rng.permutation(len(self.members)).tolist()
+            album = self.album_queue.pop()
+            picked = self._tracks_of(album, min(self.per_album, k - len(chosen)))
+            chosen += [t for t in picked if t not in chosen]
+        return np.array(chosen[:k], dtype=np.int64)
+
+
+def album_labels(tracks: Sequence[UnlabelledTrack]) -> np.ndarray:
+    """One integer per track: the index of its folder, which stands for its album."""
+    folders = sorted({t.path.parent for t in tracks})
+    index = {folder: i for i, folder in enumerate(folders)}
+    return np.array([index[t.path.parent] for t in tracks], dtype=np.int64)
+
+
 def pretrain_network(
     network: nn.Module,
     tracks: Sequence[UnlabelledTrack],
@@ -159,6 +210,11 @@ def pretrain_network(
         raise ValueError(f"contrastive pretraining needs at least two tracks, got {len(tracks)}")
     if config.batch_size < 4 or config.batch_size % 2:
         raise ValueError("batch size counts views, two per track: an even number >= 4")
+    if config.positives not in ("track", "album"):
+        raise ValueError(f"positives must be 'track' or 'album', not {config.positives!r}")
+    albums = album_labels(tracks)
+    if config.positives == "album" and len(np.unique(albums)) < 2:
+        raise ValueError("album positives need tracks in at least two folders (albums)")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -187,7 +243,11 @@ def pretrain_network(
     offsets = np.array([t.offset_s for t in tracks], dtype=np.float64)
     frames = frontend.segment_frames
     per_step = min(config.batch_size // 2, len(tracks))
-    sampler = _TrackSampler(len(tracks), rng)
+    sampler = (
+        _AlbumSampler(albums, config.tracks_per_album, rng)
+        if config.positives == "album"
+        else _TrackSampler(len(tracks), rng)
+    )
     budget_s = config.minutes * 60 if config.minutes else None
 
     result = PretrainResult(network=network, device=str(device), precision=str(dtype)[6:])
@@ -221,7 +281,11 @@ def pretrain_network(
                 z = projection(embedding)
                 predicted = distil(embedding) if distil is not None else None
             z = z.float()
-            contrastive = nt_xent(z[:per_step], z[per_step:], config.temperature)
+            if config.positives == "album":
+                labels = torch.from_numpy(np.concatenate([albums[chosen]] * 2)).to(device)
+                contrastive = supervised_nt_xent(z, labels, config.temperature)
+            else:
+                contrastive = nt_xent(z[:per_step], z[per_step:], config.temperature)
             loss = contrastive
             teacher_loss, teacher_views = None, 0
             if predicted is not None:
@@ -336,8 +400,10 @@ def run_pretraining(
         log(f"  skipped {path}: {reason}")
     if len(corpus.failed) > 10:
         log(f"  ... and {len(corpus.failed) - 10} more skipped")
+    folders = len({t.path.parent for t in corpus.tracks})
     log(
-        f"{len(corpus.tracks)} tracks, {corpus.seconds / 3600:.1f} h of audio, "
+        f"{len(corpus.tracks)} tracks in {folders} folders, "
+        f"{corpus.seconds / 3600:.1f} h of audio, "
         f"{corpus.nbytes / 1e6:.0f} MB of cached spectrograms in memory"
     )
 
@@ -380,7 +446,13 @@ def run_pretraining(
         "final_top1": float(np.mean([h["top1"] for h in last])) if last else None,
     }
     info = {
-        "method": "SimCLR/COLA-style contrastive pretraining (NT-Xent), embedding = embed()",
+        "method": (
+            "SimCLR/COLA-style contrastive pretraining (NT-Xent), embedding = embed()"
+            if config.positives == "track"
+            else "contrastive pretraining with album positives (multi-positive NT-Xent), "
+            "embedding = embed()"
+        ),
+        "albums": folders,
         "tracks": len(corpus.tracks),
         "audio_hours": corpus.seconds / 3600,
         "roots": [str(Path(r).resolve()) for r in options.roots],

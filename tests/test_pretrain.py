@@ -27,11 +27,11 @@ from embeddings.checkpoint import (
     load_model,
     save_checkpoint,
 )
-from embeddings.contrastive import nt_xent, pair_statistics
+from embeddings.contrastive import nt_xent, pair_statistics, supervised_nt_xent
 from embeddings.dataset import excerpt_offset, load_excerpt, log_power
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
-from embeddings.pretrain import PretrainConfig, pretrain_network
+from embeddings.pretrain import PretrainConfig, _AlbumSampler, album_labels, pretrain_network
 from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
 from embeddings.unlabelled import UnlabelledTrack, discover_audio
 from embeddings.view_augment import (
@@ -67,10 +67,14 @@ def _signal(kind: int, sr: int = 8000, seconds: float = SECONDS) -> np.ndarray:
     return sum(0.15 * np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0, 3000.0))
 
 
+# albums for the album-positive tests: tones, noises, clicks, and the chord alone
+ALBUM_OF_KIND = (0, 0, 0, 1, 1, 2, 2, 3)
+
+
 def _tracks(n: int = 8) -> list[UnlabelledTrack]:
     return [
         UnlabelledTrack(
-            Path(f"/synthetic/{k}.wav"),
+            Path(f"/synthetic/album{ALBUM_OF_KIND[k]}/{k}.wav"),
             log_power(_signal(k).astype(np.float32), TINY).astype(np.float16),
             0.0,
             SECONDS,
@@ -202,6 +206,75 @@ def test_contrastive_loss_falls_and_positives_end_closer() -> None:
     positive = sim.diagonal().mean()
     negative = sim[~torch.eye(8, dtype=torch.bool)].mean()
     assert positive > negative + 0.05, (float(positive), float(negative))
+
+
+def test_supervised_nt_xent_is_nt_xent_with_one_label_per_track() -> None:
+    torch.manual_seed(0)
+    z1, z2 = torch.randn(6, 8), torch.randn(6, 8)
+    per_track = torch.cat([torch.arange(6), torch.arange(6)])
+    assert supervised_nt_xent(torch.cat([z1, z2]), per_track, 0.3) == pytest.approx(
+        float(nt_xent(z1, z2, 0.3)), rel=1e-5
+    )
+    # six tracks in two albums: embeddings that merge each album's tracks against
+    # embeddings that keep every track apart; each labelling prefers its own
+    merged = torch.eye(8)[[0, 0, 0, 1, 1, 1] * 2]
+    apart = torch.eye(8)[[0, 1, 2, 3, 4, 5] * 2]
+    per_album = torch.tensor([0, 0, 0, 1, 1, 1] * 2)
+    assert supervised_nt_xent(merged, per_album, 0.1) < supervised_nt_xent(apart, per_album, 0.1)
+    assert supervised_nt_xent(apart, per_track, 0.1) < supervised_nt_xent(merged, per_track, 0.1)
+    with pytest.raises(ValueError, match="no view has a positive"):
+        supervised_nt_xent(torch.randn(4, 3), torch.arange(4))
+
+
+def test_album_sampler_draws_several_tracks_of_each_album_and_visits_all() -> None:
+    albums = album_labels(_tracks())
+    assert albums.tolist() == list(ALBUM_OF_KIND)
+    sampler = _AlbumSampler(albums, 2, np.random.default_rng(0))
+    seen: set[int] = set()
+    for _ in range(12):
+        batch = sampler.take(4)
+        assert len(set(batch.tolist())) == 4  # distinct tracks
+        # at least one album contributes two tracks, so cross-track positives exist
+        assert np.bincount(albums[batch]).max() >= 2
+        seen |= set(batch.tolist())
+    assert seen == set(range(8))
+
+
+def _album_gap(network: nn.Module, tracks: list[UnlabelledTrack]) -> float:
+    """Mean cosine of different tracks in one album minus that of tracks in different albums."""
+    specs = [t.log_power for t in tracks]
+    frames = TINY.segment_frames
+    owner = np.repeat(np.arange(len(tracks)), 4)
+    crops = draw_crops(owner, np.array([t.frames for t in tracks]), frames, TINY_VIEWS,
+                       np.random.default_rng(5))  # fmt: skip
+    views = make_views(cut_windows(specs, crops, frames), crops, frames, TINY.top_db,
+                       TINY_VIEWS, torch.Generator().manual_seed(5))  # fmt: skip
+    with torch.no_grad():
+        e = network.embed(views).reshape(len(tracks), 4, -1).mean(1)
+    e = torch.nn.functional.normalize(e, dim=1)
+    sim = e @ e.T
+    albums = torch.tensor(ALBUM_OF_KIND[: len(tracks)])
+    same = (albums[:, None] == albums[None, :]) & ~torch.eye(len(tracks), dtype=torch.bool)
+    cross = albums[:, None] != albums[None, :]
+    return float(sim[same].mean() - sim[cross].mean())
+
+
+def test_album_positives_pull_the_tracks_of_an_album_together() -> None:
+    tracks = _tracks()
+    gaps = {}
+    for positives in ("track", "album"):
+        torch.manual_seed(0)
+        network = TinyEncoder()
+        config = _config(positives=positives, tracks_per_album=3, steps=40)
+        result = pretrain_network(network, tracks, TINY, config)
+        assert result.steps == 40
+        first, last = _first_last(result.history, "contrastive")
+        assert last < first, (positives, first, last)
+        gaps[positives] = _album_gap(network, tracks)
+    # the same tracks, steps and seed: only what counts as a positive differs
+    assert gaps["album"] > gaps["track"] + 0.05, gaps
+    with pytest.raises(ValueError, match="at least two folders"):
+        pretrain_network(TinyEncoder(), tracks[:3], TINY, _config(positives="album"))
 
 
 def test_time_budget_stops_cleanly_and_plans_the_schedule() -> None:
@@ -353,6 +426,15 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     assert "--init" in refused.output and "pretrained backbone" in refused.output
     unknown = CliRunner().invoke(app, ["pretrain", str(unlabelled), "--views", "heavy"])
     assert unknown.exit_code == 2 and "choose from" in unknown.output and "crops" in unknown.output
+    unknown = CliRunner().invoke(app, ["pretrain", str(unlabelled), "--positives", "artist"])
+    assert unknown.exit_code == 2 and "track or album" in unknown.output
+    one_album = CliRunner().invoke(
+        app,
+        ["pretrain", str(unlabelled / "game"), "--out", str(tmp_path / "album.pt"),
+         "--steps", "1", "--minutes", "0", "--batch-size", "4", "--max-seconds", "3",
+         "--cache-dir", str(tmp_path / "cache"), "--positives", "album", "--no-progress"],
+    )  # fmt: skip
+    assert one_album.exit_code == 1 and "at least two folders" in one_album.output
 
 
 def test_load_backbone_keeps_a_fresh_head() -> None:

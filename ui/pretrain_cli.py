@@ -82,6 +82,17 @@ def pretrain(
             "EQ, noise, pitch and tempo changes)."
         ),
     ] = "crops",
+    positives: Annotated[
+        str,
+        typer.Option(
+            help="What a crop must find: 'track' (the other crop of its own track) or "
+            "'album' (also crops of other tracks in its folder; each step draws "
+            "--tracks-per-album tracks from each of several folders)."
+        ),
+    ] = "track",
+    tracks_per_album: Annotated[
+        int, typer.Option(help="With --positives album: tracks drawn per album.", min=1)
+    ] = 4,
     arch: Annotated[str, typer.Option(help="Network to pretrain.")] = "resnet18",
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = 0.2,
@@ -106,9 +117,9 @@ def pretrain(
 
     Two random 3-s crops of each track (masked, and with --views full also changed
     in EQ, noise, pitch and tempo) must recognise each other among the crops of
-    other tracks. Optionally distils a
-    cached teacher. Writes a backbone checkpoint and its loss log (NAME.log.json);
-    fine-tune it into a genre model with `sonic train DATASET --init CHECKPOINT`.
+    other tracks; with --positives album, also the crops of other tracks in the
+    same folder. Optionally distils a cached teacher. Writes a backbone checkpoint
+    and its loss log (NAME.log.json); fine-tune it into a genre model with `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
     from embeddings.pretrain import PretrainConfig, PretrainOptions, run_pretraining
@@ -122,6 +133,8 @@ def pretrain(
         fail(f"unknown architecture {arch}; choose from {', '.join(ARCHITECTURES)}", 2)
     if views not in VIEW_PRESETS:
         fail(f"unknown --views {views!r}; choose from {', '.join(VIEW_PRESETS)}", 2)
+    if positives not in ("track", "album"):
+        fail(f"unknown --positives {positives!r}; choose track or album", 2)
     if batch_size % 2:
         fail("--batch-size counts views, two per track: give an even number", 2)
     if not minutes and not steps:
@@ -157,6 +170,8 @@ def pretrain(
             threads=threads or None,
             device=None if device == "auto" else device,
             views=VIEW_PRESETS[views],
+            positives=positives,
+            tracks_per_album=tracks_per_album,
         ),
     )
     bars = _Bars(progress and not as_json)
