@@ -17,7 +17,9 @@ The recipe, and why:
   is faster for it on CPU;
 - optionally (``TrainConfig.init_checkpoint``, ``sonic train --init``) every
   weight but the genre head starts from a checkpoint, typically a backbone that
-  ``sonic pretrain`` learnt from unlabelled audio; the head starts fresh.
+  ``sonic pretrain`` learnt from unlabelled audio; the head starts fresh, and
+  ``backbone_lr`` can slow the backbone down relative to the head, so that 80
+  labelled clips adjust what pretraining learnt instead of overwriting it.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class TrainConfig:
     precision: str = "auto"  # auto, bf16 or fp32
     threads: int | None = None
     init_checkpoint: str | None = None  # backbone weights to start from (not the head)
+    backbone_lr: float = 1.0  # the backbone's peak learning rate, as a fraction of lr
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +118,28 @@ def _val_loss(
     return loss, float((flat.argmax(1) == truth).mean())
 
 
+def parameter_groups(
+    network: nn.Module, lr: float, backbone_lr: float
+) -> tuple[list[dict], list[float]]:
+    """Optimiser groups and their peak learning rates: head at ``lr``, backbone scaled.
+
+    One group when the scale is 1, so the default recipe is unchanged.
+    """
+    if backbone_lr < 0:
+        raise ValueError(f"backbone_lr is a fraction of lr, >= 0; got {backbone_lr}")
+    if backbone_lr == 1.0:
+        return [{"params": list(network.parameters())}], [lr]
+    head = {id(p) for p in network.classifier.parameters()}
+    params = list(network.parameters())
+    return (
+        [
+            {"params": [p for p in params if id(p) in head]},
+            {"params": [p for p in params if id(p) not in head]},
+        ],
+        [lr, lr * backbone_lr],
+    )
+
+
 def train_network(
     train_clips: list[np.ndarray],
     train_labels: np.ndarray,
@@ -153,11 +178,10 @@ def train_network(
     network = network.to(memory_format=torch.channels_last)
     n_epochs = epochs or config.max_epochs
     steps_per_epoch = math.ceil(len(train_clips) * config.crops_per_track / config.batch_size)
-    optimiser = torch.optim.AdamW(
-        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
+    groups, peaks = parameter_groups(network, config.lr, config.backbone_lr)
+    optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=config.lr, total_steps=n_epochs * steps_per_epoch, pct_start=0.15
+        optimiser, max_lr=peaks, total_steps=n_epochs * steps_per_epoch, pct_start=0.15
     )
     labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     validate = val_segments is not None and val_labels is not None and len(val_segments) > 0

@@ -33,6 +33,7 @@ from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
 from embeddings.pretrain import PretrainConfig, _AlbumSampler, album_labels, pretrain_network
 from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
+from embeddings.train import TrainConfig, parameter_groups, train_network
 from embeddings.unlabelled import UnlabelledTrack, discover_audio
 from embeddings.view_augment import (
     VIEW_PRESETS,
@@ -497,6 +498,27 @@ def test_sonic_train_init_starts_from_the_pretrained_backbone(tmp_path: Path) ->
             assert value.shape[0] == 3 and value.abs().sum() > 0  # a fresh 3-genre head
         else:
             torch.testing.assert_close(value, source[key], atol=0, rtol=0)
+
+
+def test_backbone_lr_zero_trains_the_head_only() -> None:
+    frontend = FrontendConfig()
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(-40, 10, (frontend.n_mels, 2 * frontend.segment_frames)) for _ in range(4)]
+    clips = [c.astype(np.float32) for c in clips]
+    torch.manual_seed(4)
+    start = build_model("resnet18", 2).state_dict()
+    config = TrainConfig(max_epochs=1, crops_per_track=2, batch_size=4, lr=1e-2, mixup_alpha=0,
+                         threads=1, backbone_lr=0.0)  # fmt: skip
+    result = train_network(clips, np.array([0, 1, 0, 1]), 2, frontend, config, init_state=start)
+    head = classifier_keys(result.network)
+    for key, value in result.network.named_parameters():
+        if key in head:
+            assert not torch.equal(value, start[key]), key  # the head learnt
+        else:
+            torch.testing.assert_close(value, start[key], atol=0, rtol=0)  # the backbone did not
+    groups, peaks = parameter_groups(result.network, 1e-3, 0.1)
+    assert peaks == [1e-3, pytest.approx(1e-4)] and len(groups) == 2
+    assert len(parameter_groups(result.network, 1e-3, 1.0)[0]) == 1  # default: one group
 
 
 def test_sonic_train_init_refuses_another_architecture(tmp_path: Path) -> None:

@@ -119,7 +119,8 @@ def pretrain(
     in EQ, noise, pitch and tempo) must recognise each other among the crops of
     other tracks; with --positives album, also the crops of other tracks in the
     same folder. Optionally distils a cached teacher. Writes a backbone checkpoint
-    and its loss log (NAME.log.json); fine-tune it into a genre model with `sonic train DATASET --init CHECKPOINT`.
+    and its loss log (NAME.log.json); fine-tune it into a genre model with
+    `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
     from embeddings.pretrain import PretrainConfig, PretrainOptions, run_pretraining

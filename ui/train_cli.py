@@ -115,6 +115,14 @@ def train(
             "genre head), e.g. one made by `sonic pretrain`; the head starts fresh.",
         ),
     ] = None,
+    backbone_lr: Annotated[
+        float,
+        typer.Option(
+            help="The backbone's peak learning rate as a fraction of --lr (the head gets "
+            "--lr): below 1 it keeps more of an --init backbone; 0 freezes its weights.",
+            min=0.0,
+        ),
+    ] = 1.0,
     out: Annotated[
         Path | None,
         typer.Option(help="Run folder (default: <data dir>/runs/<time>-<dataset>)."),
@@ -169,6 +177,7 @@ def train(
             precision=precision,
             threads=threads or None,
             init_checkpoint=str(init.resolve()) if init else None,
+            backbone_lr=backbone_lr,
         ),  # fmt: skip
         final_model=final,
         final_epochs=final_epochs,
