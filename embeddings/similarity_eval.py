@@ -24,6 +24,10 @@ are skipped. With small albums, precision@k cannot reach 1 (an album of three
 tracks offers two same-album neighbours out of k = 5), so the report gives the
 *ceiling* (the best any method could score on these tracks) and the *chance*
 level (random neighbours) beside the methods.
+
+A few dozen tracks make a noisy test, so every method also gets a 95 % bootstrap
+interval over the query tracks (``bootstrap_interval``) and its per-track scores,
+in track order, so that two methods can be compared track by track.
 """
 
 from __future__ import annotations
@@ -104,6 +108,21 @@ def chance_and_ceiling(labels: Iterable, k: int = 5) -> tuple[float, float]:
     _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     others = counts[inverse] - 1
     return float(np.mean(others / (n - 1))), float(np.mean(np.minimum(others, k) / k))
+
+
+def bootstrap_interval(
+    per_track: np.ndarray, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile interval of the mean, resampling the query tracks with replacement.
+
+    Approximate: the queries share neighbours, so they are not independent; the
+    interval says how much the mean would move with other tracks of the same kind.
+    """
+    values = np.asarray(per_track, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (resamples, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def zscore(x: np.ndarray) -> np.ndarray:
@@ -279,12 +298,20 @@ def evaluate_similarity(
         per_album = {str(a): float(per_track[labels == a].mean()) for a in np.unique(labels)}
         return float(per_track.mean()), per_album
 
+    def scored(x: np.ndarray) -> dict:
+        per_track = precision_at_k(x[keep], labels, k)
+        return {
+            "precision": float(per_track.mean()),
+            "interval_95": list(bootstrap_interval(per_track)),
+            "per_album": {str(a): float(per_track[labels == a].mean()) for a in np.unique(labels)},
+            "per_track": [float(v) for v in per_track],
+        }
+
     methods: list[dict] = []
     singles = [(i, n) for i, n in enumerate(networks) if n.kind != "random"]
     for i, item in singles:
-        value, per_album = score(np.stack(vectors[i]))
-        methods.append({"name": item.name, "kind": item.kind, "precision": value,
-                        "per_album": per_album, **item.detail})  # fmt: skip
+        methods.append({"name": item.name, "kind": item.kind,
+                        **scored(np.stack(vectors[i])), **item.detail})  # fmt: skip
     randoms = [(i, n) for i, n in enumerate(networks) if n.kind == "random"]
     if randoms:
         scores = [score(np.stack(vectors[i])) for i, _ in randoms]
@@ -298,15 +325,11 @@ def evaluate_similarity(
             "per_album": per_album,
         })  # fmt: skip
     if handcrafted:
-        value, per_album = score(zscore(np.stack(hand)))
         name = "handcrafted (MFCC + spectral statistics, z-scored)"
-        methods.append(
-            {"name": name, "kind": "handcrafted", "precision": value, "per_album": per_album}
-        )
+        methods.append({"name": name, "kind": "handcrafted", **scored(zscore(np.stack(hand)))})
     if teacher is not None:
-        value, per_album = score(np.stack(teacher_vectors))
         methods.append({"name": f"teacher {teacher_layer} (mean over windows)", "kind": "teacher",
-                        "precision": value, "per_album": per_album,
+                        **scored(np.stack(teacher_vectors)),
                         "cache": str(teacher_cache)})  # fmt: skip
 
     return {
@@ -316,6 +339,7 @@ def evaluate_similarity(
         "tracks": int(keep.sum()),
         "albums": int(len(np.unique(labels))),
         "album_sizes": {str(a): int((labels == a).sum()) for a in np.unique(labels)},
+        "track_files": [str(t.path) for t, kept_ in zip(kept, keep, strict=True) if kept_],
         "skipped_albums": skipped,
         "failed": failed,
         "tracks_without_teacher": no_teacher,
@@ -340,10 +364,12 @@ def format_table(result: dict) -> str:
     ]
     rows = sorted(result["methods"], key=lambda m: -m["precision"])
     width = max(len(m["name"]) for m in rows)
-    lines.append(f"{'method':<{width}}  {'kind':<12} p@{k}")
+    lines.append(f"{'method':<{width}}  {'kind':<12} p@{k}   (95% interval over tracks)")
     for m in rows:
         spread = f" ± {m['precision_std']:.3f}" if m.get("precision_std") else ""
-        lines.append(f"{m['name']:<{width}}  {m['kind']:<12} {m['precision']:.3f}{spread}")
+        interval = m.get("interval_95")
+        band = f"   ({interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
+        lines.append(f"{m['name']:<{width}}  {m['kind']:<12} {m['precision']:.3f}{spread}{band}")
     if result["skipped_albums"]:
         lines.append(f"\nskipped albums (fewer than two tracks): {len(result['skipped_albums'])}")
     if result["failed"]:

@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from embeddings.similarity_eval import chance_and_ceiling, precision_at_k
+from embeddings.similarity_eval import bootstrap_interval, chance_and_ceiling, precision_at_k
 from ui.cli import app
 
 SR = 22050
@@ -93,6 +93,17 @@ def albums(tmp_path_factory) -> Path:
     return root
 
 
+def test_bootstrap_interval_narrows_with_more_tracks() -> None:
+    rng = np.random.default_rng(1)
+    few = rng.choice([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], 20)
+    many = np.tile(few, 25)  # the same distribution of scores, 25 times as many tracks
+    low, high = bootstrap_interval(few)
+    assert low < few.mean() < high
+    low_many, high_many = bootstrap_interval(many)
+    assert (high_many - low_many) < 0.4 * (high - low)  # ~1/5 as wide
+    assert bootstrap_interval(np.full(10, 0.6)) == pytest.approx((0.6, 0.6))
+
+
 def test_evaluate_similarity_end_to_end(albums: Path) -> None:
     teacher = albums.parent / f"{albums.name}-teacher"
     result = CliRunner().invoke(
@@ -114,6 +125,14 @@ def test_evaluate_similarity_end_to_end(albums: Path) -> None:
     for method in data["methods"]:
         assert 0.0 <= method["precision"] <= 1.0
         assert set(method["per_album"]) == {"sines", "noise", "clicks"}
+    assert len(data["track_files"]) == 9
+    for method in (m for m in data["methods"] if m["kind"] != "random"):
+        # per-track scores in track order, for paired comparisons, and their interval
+        assert len(method["per_track"]) == 9
+        assert np.mean(method["per_track"]) == pytest.approx(method["precision"])
+        low, high = method["interval_95"]
+        assert low <= method["precision"] <= high
+    assert by_kind["teacher"]["interval_95"] == [1.0, 1.0]
     assert "album 'single' has 1 track(s); skipped" in result.stderr
 
 
