@@ -400,7 +400,7 @@ def run_pretraining(
         log(f"  skipped {path}: {reason}")
     if len(corpus.failed) > 10:
         log(f"  ... and {len(corpus.failed) - 10} more skipped")
-    folders = len({t.path.parent for t in corpus.tracks})
+    folders = len(np.unique(album_labels(corpus.tracks)))
     log(
         f"{len(corpus.tracks)} tracks in {folders} folders, "
         f"{corpus.seconds / 3600:.1f} h of audio, "

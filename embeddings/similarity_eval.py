@@ -293,11 +293,6 @@ def evaluate_similarity(
     labels = albums[keep]
     chance, ceiling = chance_and_ceiling(labels, k)
 
-    def score(x: np.ndarray) -> tuple[float, dict[str, float]]:
-        per_track = precision_at_k(x[keep], labels, k)
-        per_album = {str(a): float(per_track[labels == a].mean()) for a in np.unique(labels)}
-        return float(per_track.mean()), per_album
-
     def scored(x: np.ndarray) -> dict:
         per_track = precision_at_k(x[keep], labels, k)
         return {
@@ -314,9 +309,10 @@ def evaluate_similarity(
                         **scored(np.stack(vectors[i])), **item.detail})  # fmt: skip
     randoms = [(i, n) for i, n in enumerate(networks) if n.kind == "random"]
     if randoms:
-        scores = [score(np.stack(vectors[i])) for i, _ in randoms]
-        values = np.array([s[0] for s in scores])
-        per_album = {a: float(np.mean([s[1][a] for s in scores])) for a in scores[0][1]}
+        scores = [scored(np.stack(vectors[i])) for i, _ in randoms]
+        values = np.array([s["precision"] for s in scores])
+        first = scores[0]["per_album"]
+        per_album = {a: float(np.mean([s["per_album"][a] for s in scores])) for a in first}
         methods.append({
             "name": f"random resnet18 (seeds {', '.join(str(n.seed) for _, n in randoms)})",
             "kind": "random", "precision": float(values.mean()),
