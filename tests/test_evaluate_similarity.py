@@ -18,7 +18,12 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from embeddings.similarity_eval import bootstrap_interval, chance_and_ceiling, precision_at_k
+from embeddings.similarity_eval import (
+    bootstrap_interval,
+    chance_and_ceiling,
+    paired_difference,
+    precision_at_k,
+)
 from ui.cli import app
 
 SR = 22050
@@ -102,6 +107,21 @@ def test_bootstrap_interval_narrows_with_more_tracks() -> None:
     low_many, high_many = bootstrap_interval(many)
     assert (high_many - low_many) < 0.4 * (high - low)  # ~1/5 as wide
     assert bootstrap_interval(np.full(10, 0.6)) == pytest.approx((0.6, 0.6))
+
+
+def test_paired_difference_sees_a_shift_that_separate_intervals_miss() -> None:
+    rng = np.random.default_rng(2)
+    hardness = rng.uniform(0.0, 1.0, 40)  # some tracks are hard for every method
+    a = np.clip(hardness + 0.04, 0, 1)
+    b = np.clip(hardness + 0.04 + rng.normal(0, 0.01, 40), 0, 1)
+    mean, low, high = paired_difference(b, a)
+    assert low <= mean <= high and abs(mean) < 0.01
+    shifted = np.clip(hardness + 0.1, 0, 1)
+    mean, low, high = paired_difference(shifted, a)
+    assert 0.05 < low <= mean <= high < 0.07  # the paired shift is resolved...
+    a_low, a_high = bootstrap_interval(a)
+    s_low, _ = bootstrap_interval(shifted)
+    assert s_low < a_high  # ...where the two separate intervals overlap
 
 
 def test_evaluate_similarity_end_to_end(albums: Path) -> None:

@@ -1,0 +1,60 @@
+"""Compare the methods of one ``sonic evaluate-similarity --json`` run track by track.
+
+Every method in one run is scored on the same query tracks, and ``per_track`` keeps
+each track's precision@k in the same order. The difference between two methods,
+track by track, with a bootstrap interval over the tracks, resolves smaller
+differences than the methods' separate intervals. Methods without per-track
+scores (the averaged random networks) are skipped.
+
+    python bench/paired_similarity.py docs/runs/similarity-heldout-round3.json \\
+        --reference shipped
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from embeddings.similarity_eval import paired_difference  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("result", type=Path, help="JSON written by evaluate-similarity --json")
+    parser.add_argument(
+        "--reference",
+        default=None,
+        help="the method to subtract: the start of its name (default: the first method)",
+    )
+    args = parser.parse_args(argv)
+    methods = [m for m in json.loads(args.result.read_text())["methods"] if "per_track" in m]
+    if not methods:
+        print("no method with per-track scores in this result", file=sys.stderr)
+        return 1
+    matches = [m for m in methods if args.reference is None or m["name"].startswith(args.reference)]
+    if not matches:
+        names = ", ".join(m["name"] for m in methods)
+        print(f"no method named {args.reference!r}*; methods: {names}", file=sys.stderr)
+        return 1
+    reference = matches[0]
+    base = np.array(reference["per_track"])
+    print(
+        f"minus {reference['name']} ({reference['precision']:.3f}), paired over {len(base)} tracks"
+    )
+    width = max(len(m["name"]) for m in methods)
+    for method in methods:
+        if method is reference:
+            continue
+        mean, low, high = paired_difference(np.array(method["per_track"]), base)
+        print(f"{method['name']:<{width}}  {mean:+.3f}  (95% interval {low:+.3f} to {high:+.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
