@@ -72,6 +72,7 @@ from embeddings.view_augment import (
 )
 
 Progress = Callable[..., object]
+POSITIVES = ("track", "album")  # what a view must find: its own track, or its album
 
 
 @dataclass
@@ -210,8 +211,8 @@ def pretrain_network(
         raise ValueError(f"contrastive pretraining needs at least two tracks, got {len(tracks)}")
     if config.batch_size < 4 or config.batch_size % 2:
         raise ValueError("batch size counts views, two per track: an even number >= 4")
-    if config.positives not in ("track", "album"):
-        raise ValueError(f"positives must be 'track' or 'album', not {config.positives!r}")
+    if config.positives not in POSITIVES:
+        raise ValueError(f"positives must be one of {POSITIVES}, not {config.positives!r}")
     albums = album_labels(tracks)
     if config.positives == "album" and len(np.unique(albums)) < 2:
         raise ValueError("album positives need tracks in at least two folders (albums)")

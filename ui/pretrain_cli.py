@@ -123,7 +123,7 @@ def pretrain(
     `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
-    from embeddings.pretrain import PretrainConfig, PretrainOptions, run_pretraining
+    from embeddings.pretrain import POSITIVES, PretrainConfig, PretrainOptions, run_pretraining
     from embeddings.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:
@@ -134,8 +134,8 @@ def pretrain(
         fail(f"unknown architecture {arch}; choose from {', '.join(ARCHITECTURES)}", 2)
     if views not in VIEW_PRESETS:
         fail(f"unknown --views {views!r}; choose from {', '.join(VIEW_PRESETS)}", 2)
-    if positives not in ("track", "album"):
-        fail(f"unknown --positives {positives!r}; choose track or album", 2)
+    if positives not in POSITIVES:
+        fail(f"unknown --positives {positives!r}; choose {' or '.join(POSITIVES)}", 2)
     if batch_size % 2:
         fail("--batch-size counts views, two per track: give an even number", 2)
     if not minutes and not steps:
