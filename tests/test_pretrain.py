@@ -185,6 +185,21 @@ def test_crops_preset_keeps_the_mix_of_each_view() -> None:
 # -- learning ---------------------------------------------------------------------------
 
 
+def _embed_fresh_views(
+    network: nn.Module, tracks: list[UnlabelledTrack], per_track: int, seed: int
+) -> torch.Tensor:
+    """``embed()`` of ``per_track`` new views of every track, view-major: row v*n + t."""
+    owner = np.tile(np.arange(len(tracks)), per_track)
+    frames = TINY.segment_frames
+    crops = draw_crops(owner, np.array([t.frames for t in tracks]), frames, TINY_VIEWS,
+                       np.random.default_rng(seed))  # fmt: skip
+    raw = cut_windows([t.log_power for t in tracks], crops, frames)
+    views = make_views(raw, crops, frames, TINY.top_db, TINY_VIEWS,
+                       torch.Generator().manual_seed(seed))  # fmt: skip
+    with torch.no_grad():
+        return network.embed(views)
+
+
 def test_contrastive_loss_falls_and_positives_end_closer() -> None:
     tracks = _tracks()
     torch.manual_seed(0)
@@ -194,15 +209,7 @@ def test_contrastive_loss_falls_and_positives_end_closer() -> None:
     first, last = _first_last(result.history, "contrastive")
     assert last < first - 0.4, (first, last)
     # two fresh views of each track, through the embedding we keep (before the head)
-    specs = [t.log_power for t in tracks]
-    frames = TINY.segment_frames
-    owner = np.concatenate([np.arange(8), np.arange(8)])
-    crops = draw_crops(owner, np.array([t.frames for t in tracks]), frames, TINY_VIEWS,
-                       np.random.default_rng(123))  # fmt: skip
-    views = make_views(cut_windows(specs, crops, frames), crops, frames, TINY.top_db,
-                       TINY_VIEWS, torch.Generator().manual_seed(123))  # fmt: skip
-    with torch.no_grad():
-        e = torch.nn.functional.normalize(network.embed(views), dim=1)
+    e = torch.nn.functional.normalize(_embed_fresh_views(network, tracks, 2, seed=123), dim=1)
     sim = e[:8] @ e[8:].T
     positive = sim.diagonal().mean()
     negative = sim[~torch.eye(8, dtype=torch.bool)].mean()
@@ -243,15 +250,7 @@ def test_album_sampler_draws_several_tracks_of_each_album_and_visits_all() -> No
 
 def _album_gap(network: nn.Module, tracks: list[UnlabelledTrack]) -> float:
     """Mean cosine of different tracks in one album minus that of tracks in different albums."""
-    specs = [t.log_power for t in tracks]
-    frames = TINY.segment_frames
-    owner = np.repeat(np.arange(len(tracks)), 4)
-    crops = draw_crops(owner, np.array([t.frames for t in tracks]), frames, TINY_VIEWS,
-                       np.random.default_rng(5))  # fmt: skip
-    views = make_views(cut_windows(specs, crops, frames), crops, frames, TINY.top_db,
-                       TINY_VIEWS, torch.Generator().manual_seed(5))  # fmt: skip
-    with torch.no_grad():
-        e = network.embed(views).reshape(len(tracks), 4, -1).mean(1)
+    e = _embed_fresh_views(network, tracks, 4, seed=5).reshape(4, len(tracks), -1).mean(0)
     e = torch.nn.functional.normalize(e, dim=1)
     sim = e @ e.T
     albums = torch.tensor(ALBUM_OF_KIND[: len(tracks)])
