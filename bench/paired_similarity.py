@@ -8,6 +8,10 @@ scores (the averaged random networks) are skipped.
 
     python bench/paired_similarity.py docs/runs/similarity-heldout-round3.json \\
         --reference shipped
+
+``--albums A,B`` keeps only the query tracks of those albums (their neighbours
+were still searched among all the run's tracks), to see whether a difference
+holds on part of the set, for example on soundtracks added after a decision.
 """
 
 from __future__ import annotations
@@ -32,8 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the method to subtract: the start of its name (default: the first method)",
     )
+    parser.add_argument(
+        "--albums",
+        default=None,
+        help="comma-separated album (folder) names: only their query tracks",
+    )
     args = parser.parse_args(argv)
-    methods = [m for m in json.loads(args.result.read_text())["methods"] if "per_track" in m]
+    result = json.loads(args.result.read_text())
+    methods = [m for m in result["methods"] if "per_track" in m]
     if not methods:
         print("no method with per-track scores in this result", file=sys.stderr)
         return 1
@@ -42,17 +52,28 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(m["name"] for m in methods)
         print(f"no method named {args.reference!r}*; methods: {names}", file=sys.stderr)
         return 1
+    albums = np.array([Path(f).parent.name for f in result["track_files"]])
+    keep = np.ones(len(albums), dtype=bool)
+    if args.albums:
+        wanted = set(args.albums.split(","))
+        unknown = wanted - set(albums)
+        if unknown:
+            print(f"no such album in this result: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 1
+        keep = np.isin(albums, sorted(wanted))
     reference = matches[0]
-    base = np.array(reference["per_track"])
-    print(
-        f"minus {reference['name']} ({reference['precision']:.3f}), paired over {len(base)} tracks"
-    )
+    base = np.array(reference["per_track"])[keep]
+    print(f"minus {reference['name']} ({base.mean():.3f}), paired over {len(base)} tracks")
     width = max(len(m["name"]) for m in methods)
     for method in methods:
         if method is reference:
             continue
-        mean, low, high = paired_difference(np.array(method["per_track"]), base)
-        print(f"{method['name']:<{width}}  {mean:+.3f}  (95% interval {low:+.3f} to {high:+.3f})")
+        scores = np.array(method["per_track"])[keep]
+        mean, low, high = paired_difference(scores, base)
+        print(
+            f"{method['name']:<{width}}  {scores.mean():.3f}  {mean:+.3f}"
+            f"  (95% interval {low:+.3f} to {high:+.3f})"
+        )
     return 0
 
 
