@@ -1,0 +1,115 @@
+"""A handcrafted "teacher": MFCC and spectral statistics per 3-second window, cached.
+
+The fourth round found the handcrafted sound-alike baseline (MFCC + spectral
+statistics) ahead of every learnt embedding and of musicnn on the held-out game
+soundtracks. Distilling it is an experiment in teaching the network what those
+statistics describe (timbre, recording, mix) while contrastive learning keeps
+what they miss. Unlike musicnn this teacher needs no second environment and
+runs on any audio, a user's own library included.
+
+It writes the cache format of ``embeddings/teacher.py`` (``index.json`` plus one
+``.npz`` per track, layer ``spectral``: ``handcrafted.spectral_statistics`` of
+each non-overlapping 3-s window from the file's start, 66 floats), so ``sonic
+pretrain --teacher-cache DIR --teacher-layer spectral`` distils it unchanged.
+
+    python bench/teacher_handcrafted.py /work/data/gamemusic-pretrain \\
+        --cache /work/data/teacher_handcrafted --max-seconds 120
+
+Resumable: a track already in the index is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from embeddings.atomic import atomic_write  # noqa: E402
+from embeddings.dataset import AUDIO_EXTENSIONS, load_audio  # noqa: E402
+from embeddings.handcrafted import spectral_statistics  # noqa: E402
+
+LAYER = "spectral"
+WINDOW_SECONDS = 3.0
+SAMPLE_RATE = 22050
+
+
+def npz_name(path: Path) -> str:
+    """A readable, collision-free file name for a track's arrays."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    return f"{path.stem[:40]}-{digest}.npz"
+
+
+def window_statistics(path: Path, max_seconds: float | None) -> np.ndarray:
+    """(n_windows, 66) statistics of the whole 3-s windows from the file's start."""
+    audio, _, _ = load_audio(path, SAMPLE_RATE)
+    if max_seconds:
+        audio = audio[: int(max_seconds * SAMPLE_RATE)]
+    step = int(WINDOW_SECONDS * SAMPLE_RATE)
+    starts = range(0, len(audio) - step + 1, step)
+    return np.stack([spectral_statistics(audio[s : s + step], SAMPLE_RATE) for s in starts])
+
+
+def analyse(job: tuple[Path, Path, float | None]) -> tuple[str, str | None, str | None]:
+    """Write one track's npz; returns (path, npz name or None, error or None)."""
+    path, cache, max_seconds = job
+    try:
+        vectors = window_statistics(path, max_seconds)
+    except Exception as exc:  # an undecodable or too-short file is reported, not fatal
+        return str(path), None, f"{type(exc).__name__}: {exc}"
+    name = npz_name(path)
+
+    def write(fh: io.BufferedWriter) -> None:
+        np.savez(fh, **{LAYER: vectors.astype(np.float32)}, window_seconds=WINDOW_SECONDS)
+
+    atomic_write(cache / name, write)
+    return str(path), name, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dirs", type=Path, nargs="+")
+    parser.add_argument("--cache", type=Path, default=Path("/work/data/teacher_handcrafted"))
+    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    index_file = args.cache / "index.json"
+    index = json.loads(index_file.read_text()) if index_file.exists() else {}
+    files = sorted(
+        {
+            f.resolve()
+            for d in args.dirs
+            for f in d.rglob("*")
+            if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file()
+        }
+    )
+    todo = [f for f in files if str(f) not in index]
+    print(f"{len(files)} files, {len(todo)} to analyse", file=sys.stderr)
+    started, failed = time.perf_counter(), 0
+    with ProcessPoolExecutor(args.workers) as pool:
+        jobs = [(f, args.cache, args.max_seconds) for f in todo]
+        for i, (path, name, error) in enumerate(pool.map(analyse, jobs), 1):
+            if error:
+                failed += 1
+                print(f"skipped {path}: {error}", file=sys.stderr)
+                continue
+            index[path] = name
+            if i % 50 == 0 or i == len(todo):
+                index_file.write_text(json.dumps(index, indent=0) + "\n")
+                print(f"[{i}/{len(todo)}] {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    index_file.write_text(json.dumps(index, indent=0) + "\n")
+    print(f"done: {len(todo) - failed} analysed, {failed} failed", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
