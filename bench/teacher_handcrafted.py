@@ -21,7 +21,6 @@ Resumable: a track already in the index is skipped.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.teacher_musicnn import npz_name  # noqa: E402  (one naming rule for both caches)
 from embeddings.atomic import atomic_write  # noqa: E402
 from embeddings.dataset import AUDIO_EXTENSIONS, load_audio  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
@@ -40,12 +40,6 @@ from embeddings.handcrafted import spectral_statistics  # noqa: E402
 LAYER = "spectral"
 WINDOW_SECONDS = 3.0
 SAMPLE_RATE = 22050
-
-
-def npz_name(path: Path) -> str:
-    """A readable, collision-free file name for a track's arrays."""
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    return f"{path.stem[:40]}-{digest}.npz"
 
 
 def window_statistics(path: Path, max_seconds: float | None) -> np.ndarray:
