@@ -12,6 +12,9 @@ scores (the averaged random networks) are skipped.
 ``--albums A,B`` keeps only the query tracks of those albums (their neighbours
 were still searched among all the run's tracks), to see whether a difference
 holds on part of the set, for example on soundtracks added after a decision.
+An album here is the folder that holds each file of ``track_files``: the JSON
+stores resolved paths, so for a folder of links it is the links' targets' folder
+(in ``bench/gamemusic.py``'s views, the soundtrack's own name).
 """
 
 from __future__ import annotations
