@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -32,9 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.teacher_musicnn import npz_name  # noqa: E402  (one naming rule for both caches)
+# one file discovery, naming rule and (atomic) index for both teacher caches
+from bench.teacher_musicnn import audio_files, npz_name, read_index, write_index  # noqa: E402
 from embeddings.atomic import atomic_write  # noqa: E402
-from embeddings.dataset import AUDIO_EXTENSIONS, load_audio  # noqa: E402
+from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
 
 LAYER = "spectral"
@@ -76,16 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     args.cache.mkdir(parents=True, exist_ok=True)
-    index_file = args.cache / "index.json"
-    index = json.loads(index_file.read_text()) if index_file.exists() else {}
-    files = sorted(
-        {
-            f.resolve()
-            for d in args.dirs
-            for f in d.rglob("*")
-            if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file()
-        }
-    )
+    index = read_index(args.cache)
+    files = audio_files(args.dirs)
     todo = [f for f in files if str(f) not in index]
     print(f"{len(files)} files, {len(todo)} to analyse", file=sys.stderr)
     started, failed = time.perf_counter(), 0
@@ -98,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             index[path] = name
             if i % 50 == 0 or i == len(todo):
-                index_file.write_text(json.dumps(index, indent=0) + "\n")
+                write_index(args.cache, index)
                 print(f"[{i}/{len(todo)}] {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    index_file.write_text(json.dumps(index, indent=0) + "\n")
+    write_index(args.cache, index)
     print(f"done: {len(todo) - failed} analysed, {failed} failed", file=sys.stderr)
     return 0
 
