@@ -12,9 +12,11 @@ scores (the averaged random networks) are skipped.
 ``--albums A,B`` keeps only the query tracks of those albums (their neighbours
 were still searched among all the run's tracks), to see whether a difference
 holds on part of the set, for example on soundtracks added after a decision.
-An album here is the folder that holds each file of ``track_files``: the JSON
-stores resolved paths, so for a folder of links it is the links' targets' folder
-(in ``bench/gamemusic.py``'s views, the soundtrack's own name).
+Albums are the ``track_albums`` the run recorded (the sub-folder each track was
+scored as part of). Results written before that field existed fall back to the
+folder holding each file of ``track_files``, which are resolved paths: for a
+folder of links, the links' targets' folder (in ``bench/gamemusic.py``'s views,
+the soundtrack's own name).
 """
 
 from __future__ import annotations
@@ -55,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         names = ", ".join(m["name"] for m in methods)
         print(f"no method named {args.reference!r}*; methods: {names}", file=sys.stderr)
         return 1
-    albums = np.array([Path(f).parent.name for f in result["track_files"]])
+    albums = np.array(
+        result.get("track_albums") or [Path(f).parent.name for f in result["track_files"]]
+    )
     keep = np.ones(len(albums), dtype=bool)
     if args.albums:
         wanted = set(args.albums.split(","))

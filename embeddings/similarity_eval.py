@@ -349,6 +349,8 @@ def evaluate_similarity(
         "albums": int(len(np.unique(labels))),
         "album_sizes": {str(a): int((labels == a).sum()) for a in np.unique(labels)},
         "track_files": [str(t.path) for t, kept_ in zip(kept, keep, strict=True) if kept_],
+        # the album each query track was scored against, in ``per_track`` order
+        "track_albums": [str(a) for a in labels],
         "skipped_albums": skipped,
         "failed": failed,
         "tracks_without_teacher": no_teacher,

@@ -146,6 +146,9 @@ def test_evaluate_similarity_end_to_end(albums: Path) -> None:
         assert 0.0 <= method["precision"] <= 1.0
         assert set(method["per_album"]) == {"sines", "noise", "clicks"}
     assert len(data["track_files"]) == 9
+    # each query track's album, in track order (the fixture's folders are not links)
+    assert data["track_albums"] == [Path(f).parent.name for f in data["track_files"]]
+    assert sorted(set(data["track_albums"])) == ["clicks", "noise", "sines"]
     for method in (m for m in data["methods"] if m["kind"] != "random"):
         # per-track scores in track order, for paired comparisons, and their interval
         assert len(method["per_track"]) == 9
