@@ -9,7 +9,7 @@ import pytest
 
 from audio_fixtures import tone, write
 from embeddings.frontend import FrontendConfig
-from ingest.decode import DecodeError, decode_all, open_audio
+from ingest.decode import DecodeError, _downmix, decode_all, open_audio
 from ingest.worker import Task, analyse_file
 
 
@@ -29,6 +29,16 @@ def test_multichannel_is_downmixed_keeping_every_channel(pristine_library):
     floor = np.median(spectrum)
     for channel in range(6):  # channel i carries a 110 * (i + 1) Hz tone
         assert spectrum[110 * (channel + 1)] > 100 * floor
+
+
+def test_downmix_is_the_channel_mean():
+    rng = np.random.default_rng(0)
+    for shape in ((4096, 2), (4096, 6), (4096, 1), (4096,)):
+        block = rng.standard_normal(shape).astype(np.float32)
+        expected = block if block.ndim == 1 else block.mean(axis=1, dtype=np.float64)
+        mixed = _downmix(block)
+        assert mixed.dtype == np.float32 and mixed.shape == (4096,), shape
+        np.testing.assert_allclose(mixed, expected, atol=1e-6, err_msg=str(shape))
 
 
 def test_m4a_goes_through_ffmpeg(pristine_library):
