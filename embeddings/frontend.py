@@ -76,6 +76,16 @@ _MEL_MIN_LOG_MEL = _MEL_MIN_LOG_HZ / _MEL_F_SP
 _MEL_LOGSTEP = np.log(6.4) / 27.0
 
 
+def mel_band_edges(config: FrontendConfig) -> np.ndarray:
+    """The n_mels + 2 mel-spaced frequencies (Hz) the triangular filters span.
+
+    The same as ``librosa.mel_frequencies(n_mels + 2, fmax=sample_rate / 2)``.
+    Filter i rises from edge i, peaks at edge i + 1 and falls to edge i + 2.
+    """
+    top_mel = hz_to_mel(np.array([config.sample_rate / 2.0]))[0]
+    return mel_to_hz(np.linspace(0.0, top_mel, config.n_mels + 2))
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(config: FrontendConfig) -> np.ndarray:
     """Slaney-normalised triangular mel filters, the same as ``librosa.filters.mel``.
@@ -84,8 +94,7 @@ def mel_filterbank(config: FrontendConfig) -> np.ndarray:
     about 110 MB of memory for this one small matrix (``tests`` check equality).
     """
     fft_hz = np.linspace(0.0, config.sample_rate / 2.0, 1 + config.n_fft // 2)
-    top_mel = hz_to_mel(np.array([config.sample_rate / 2.0]))[0]
-    edges = mel_to_hz(np.linspace(0.0, top_mel, config.n_mels + 2))
+    edges = mel_band_edges(config)
     widths = np.diff(edges)
     ramps = edges[:, None] - fft_hz[None, :]
     lower = -ramps[:-2] / widths[:-1, None]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embeddings.frontend import FrontendConfig
+from embeddings.frontend import FrontendConfig, mel_band_edges
 
 LOW_HZ = 250.0
 HIGH_HZ = 4000.0
@@ -67,11 +67,12 @@ def grad_cam(network: nn.Module, features: np.ndarray, target: int) -> np.ndarra
 
 @lru_cache(maxsize=8)
 def mel_band_centres(config: FrontendConfig) -> np.ndarray:
-    """Centre frequency in Hz of each mel band (as librosa's filter bank places them)."""
-    import librosa
+    """Centre frequency in Hz of each mel band (as librosa's filter bank places them).
 
-    edges = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmin=0.0, fmax=config.sample_rate / 2)
-    return edges[1:-1]
+    Computed with the front end's own mel scale: asking librosa for these numbers
+    costs the ingest process about 60 MB of imports (numba and friends).
+    """
+    return mel_band_edges(config)[1:-1]
 
 
 @dataclass

@@ -10,6 +10,7 @@ from audio_fixtures import chord, noise
 from embeddings.frontend import (
     FrontendConfig,
     StreamingSegmenter,
+    mel_band_edges,
     mel_filterbank,
     normalise,
     power_mel,
@@ -31,6 +32,26 @@ def test_mel_filterbank_equals_librosa(config):
     theirs = librosa.filters.mel(sr=config.sample_rate, n_fft=config.n_fft, n_mels=config.n_mels)
     assert ours.shape == theirs.shape and ours.dtype == np.float32
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("config", [CONFIG, FrontendConfig(sample_rate=16_000, n_mels=64)])
+def test_mel_band_edges_equal_librosa(config):
+    theirs = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmax=config.sample_rate / 2)
+    np.testing.assert_allclose(mel_band_edges(config), theirs, rtol=1e-9)
+
+
+def test_heatmaps_do_not_import_librosa():
+    """Heatmaps are drawn in the ingest process; librosa would add about 60 MB to it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np; from embeddings.heatmap_image import render_heatmap_png; "
+        "from embeddings.frontend import FrontendConfig; x = np.random.rand(128, 130); "
+        "render_heatmap_png(x, x, FrontendConfig(), 0.0, 't'); print('librosa' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_decode_workers_do_not_import_librosa():
