@@ -19,6 +19,7 @@ from catalog.store import Catalog
 from embeddings.attributions import integrated_gradients, occlusion
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.gradcam import band_focus, grad_cam
+from embeddings.inference import Predictor
 from helpers import run_ingest, tracks_by_path
 from ingest.explain import ExplainError, explain_track
 from ui.cli import app
@@ -86,6 +87,19 @@ def test_gradcam_puts_its_mass_in_the_band_that_holds_the_evidence(band_model):
     assert sum(focus.as_dict().values()) == pytest.approx(1)
     # The high band (> 4 kHz) is about a quarter of the mel rows; the evidence is there.
     assert focus.high > 0.6, focus
+
+
+def test_bf16_gradcam_at_ingest_agrees_with_fp32(model):
+    """Ingest draws its maps at the inference precision; they must match fp32's."""
+    features = batch_features(split_segments(chord((220, 277, 330), 12.0), CONFIG), CONFIG)
+    predictor = Predictor(model, precision="bf16")
+    target = int(predictor.predict(features).probabilities.mean(axis=0).argmax())
+    reference = grad_cam(model.network, features, target)
+    assert reference.max() > 0  # the predicted genre has evidence to show
+    cam = predictor.grad_cam(features, target)
+    assert cam.shape == reference.shape and np.isfinite(cam).all()
+    assert np.corrcoef(cam.ravel(), reference.ravel())[0, 1] > 0.99
+    np.testing.assert_allclose(cam, reference, atol=0.05 * float(reference.max()))
 
 
 def test_band_focus_maps_mel_rows_to_their_frequencies():
