@@ -275,7 +275,7 @@ class IngestRun:
                 continue
             quiet_since = time.monotonic()
             self._handle(message, pool)
-            if sum(len(f) for _, _, f in self.batch) >= self.options.batch_size:
+            while sum(len(f) for _, _, f in self.batch) >= self.options.batch_size:
                 self._submit()
             self._maybe_save_index()
 
@@ -343,12 +343,33 @@ class IngestRun:
         return _TrackState(task, window=window)
 
     def _submit(self) -> None:
-        """Hand the pending segments to an inference thread (waiting if all are busy)."""
+        """Hand up to a batch of pending segments to an inference thread.
+
+        Waits if all threads are busy. A call never takes more than ``batch_size``
+        segments: activation memory grows with the batch and the allocator keeps
+        the high-water mark, so the largest call sets the process's peak RSS.
+        """
         while len(self.inflight) > self.threads:
             self._collect(block=True)
-        batch, self.batch = self.batch, []
+        batch = self._take(self.options.batch_size)
         features = np.concatenate([f for _, _, f in batch])
         self.inflight.append((batch, self.executor.submit(self.predictor.predict, features)))
+
+    def _take(self, limit: int) -> list[tuple[int, int, np.ndarray]]:
+        """The oldest pending segments, at most ``limit``, splitting a chunk if needed."""
+        taken: list[tuple[int, int, np.ndarray]] = []
+        count = 0
+        while self.batch and count < limit:
+            task_id, first, features = self.batch[0]
+            room = limit - count
+            if len(features) <= room:
+                taken.append(self.batch.pop(0))
+                count += len(features)
+            else:
+                taken.append((task_id, first, features[:room]))
+                self.batch[0] = (task_id, first + room, features[room:])
+                count = limit
+        return taken
 
     def _collect(self, block: bool = False) -> None:
         """Apply finished inference results, strictly in submission order.

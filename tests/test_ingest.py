@@ -14,6 +14,7 @@ from catalog.index import VectorIndex
 from catalog.queries import similar
 from catalog.schema import Segment, TrackGenre
 from catalog.store import Catalog
+from embeddings.inference import Predictor
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 
 
@@ -69,6 +70,37 @@ def test_probabilities_and_timeline_are_stored(library, data_dir, model):
             assert probs.sum() == pytest.approx(1.0, abs=1e-4)
             assert seg.genre == model.genres[int(probs.argmax())]
             assert seg.end_s - seg.start_s == pytest.approx(3.0)
+
+
+def test_network_calls_never_exceed_the_batch_size(tmp_path, model, monkeypatch):
+    """Workers send 32-segment chunks; a smaller batch splits them, in order."""
+    music = tmp_path / "music"
+    write(music / "long.wav", chord((220, 277, 330), 39.5), 22050)  # 13 segments
+    sizes: list[int] = []
+    predict = Predictor.predict
+
+    def recording_predict(self, features):
+        sizes.append(len(features))
+        return predict(self, features)
+
+    monkeypatch.setattr(Predictor, "predict", recording_predict)
+    run_ingest([music], tmp_path / "small", model, batch_size=5, precision="fp32")
+    assert sum(sizes) == 13 and max(sizes) <= 5
+    run_ingest([music], tmp_path / "whole", model, precision="fp32")
+
+    def timeline(data_dir):
+        with Catalog(data_dir) as catalog, catalog.sessions() as s:
+            rows = s.scalars(select(Segment).order_by(Segment.idx)).all()
+            return [r.start_s for r in rows], np.stack(
+                [np.frombuffer(r.probabilities, dtype=np.float32) for r in rows]
+            )
+
+    (starts, probs), (starts_whole, probs_whole) = (
+        timeline(tmp_path / "small"),
+        timeline(tmp_path / "whole"),
+    )
+    assert starts == starts_whole == [3.0 * i for i in range(13)]
+    np.testing.assert_allclose(probs, probs_whole, atol=1e-4)
 
 
 def test_bad_files_are_recorded_with_reasons_and_do_not_stop_ingest(library, data_dir, model):
