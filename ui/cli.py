@@ -133,7 +133,9 @@ def ingest(
         int,
         typer.Option(help="Network calls run side by side, one core each.", min=1),
     ] = os.cpu_count() or 1,
-    batch_size: Annotated[int, typer.Option(help="Segments per network call.", min=1)] = 32,
+    batch_size: Annotated[
+        int, typer.Option(help="Most segments per network call; peak memory grows with it.", min=1)
+    ] = 32,
     aggregate: Annotated[
         str,
         typer.Option(help="How segment probabilities become a track's: mean, median, max, vote."),
