@@ -109,8 +109,8 @@ class Predictor:
         """Grad-CAM maps for ``target`` over (n, n_mels, frames) features.
 
         Runs at the inference precision: ingest draws one map per track, and in bf16
-        it costs about half the fp32 time (35 against 64 ms for four segments on
-        one core) for maps that correlate with fp32's at 0.9999.
+        it costs about half the fp32 time for maps that correlate with fp32's at
+        0.9999 (``bench/gradcam.py`` measures both).
         """
         from embeddings.gradcam import grad_cam
 
