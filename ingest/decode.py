@@ -45,7 +45,7 @@ class DecodedStream:
         return self.frames_decoded / self.info.sample_rate if self.info.sample_rate else 0.0
 
 
-def _downmix(block: np.ndarray) -> np.ndarray:
+def downmix(block: np.ndarray) -> np.ndarray:
     """Average the channels.
 
     A matrix-vector product rather than ``mean(axis=1)``: numpy reduces a
@@ -104,7 +104,7 @@ def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
                 if len(block) == 0:
                     break
                 stream.frames_decoded += len(block)
-                out = resample(_downmix(block))
+                out = resample(downmix(block))
                 if len(out):
                     yield out
             tail = resample(np.zeros(0, dtype=np.float32), last=True)

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ingest.decode import BLOCK_FRAMES, DecodeError, open_pyav_audio
+from ingest.decode import BLOCK_FRAMES, DecodeError, downmix, open_pyav_audio
 
 # Output formats: libsndfile container and subtype. FLAC is lossless at 24 bits; WAV
 # keeps the model's float32 output exactly; MP3 is for small files to share.
@@ -44,7 +44,7 @@ def convert_channels(block: np.ndarray, channels: int) -> np.ndarray:
     if have == channels:
         return block
     if channels == 1:
-        return block.mean(axis=1, keepdims=True, dtype=np.float32)
+        return downmix(block)[:, None]
     if have == 1:
         return np.repeat(block, channels, axis=1)
     if have > channels:

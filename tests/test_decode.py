@@ -9,7 +9,7 @@ import pytest
 
 from audio_fixtures import tone, write
 from embeddings.frontend import FrontendConfig
-from ingest.decode import DecodeError, _downmix, decode_all, open_audio
+from ingest.decode import DecodeError, decode_all, downmix, open_audio
 from ingest.worker import Task, analyse_file
 
 
@@ -36,9 +36,20 @@ def test_downmix_is_the_channel_mean():
     for shape in ((4096, 2), (4096, 6), (4096, 1), (4096,)):
         block = rng.standard_normal(shape).astype(np.float32)
         expected = block if block.ndim == 1 else block.mean(axis=1, dtype=np.float64)
-        mixed = _downmix(block)
+        mixed = downmix(block)
         assert mixed.dtype == np.float32 and mixed.shape == (4096,), shape
         np.testing.assert_allclose(mixed, expected, atol=1e-6, err_msg=str(shape))
+
+
+def test_stem_audio_converts_channels_as_demucs_does():
+    from ingest.stem_audio import convert_channels
+
+    stereo = np.random.default_rng(1).standard_normal((4096, 2)).astype(np.float32)
+    mono = convert_channels(stereo, 1)
+    assert mono.shape == (4096, 1) and mono.dtype == np.float32
+    np.testing.assert_allclose(mono[:, 0], stereo.mean(axis=1), atol=1e-6)
+    assert convert_channels(mono, 2).shape == (4096, 2)
+    assert convert_channels(stereo, 2) is stereo
 
 
 def test_m4a_goes_through_ffmpeg(pristine_library):
