@@ -4,7 +4,7 @@ Ingest draws one heatmap per track: Grad-CAM for the predicted genre over a
 window of ``--segments`` 3-second segments, in the main process, on one core.
 This times that call on the default model in fp32 and under bf16 autocast (what
 ``Predictor.grad_cam`` uses where the CPU runs bf16 natively), on the same
-synthetic features, and reports how closely the two maps agree.
+synthetic corpus track, and reports how closely the two maps agree.
 
     python bench/gradcam.py            # about 10 s
 """
@@ -18,23 +18,25 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soxr
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.corpus import SR as CORPUS_RATE  # noqa: E402
+from bench.corpus import synth_track  # noqa: E402
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.gradcam import grad_cam  # noqa: E402
 from embeddings.inference import Predictor  # noqa: E402
+from ingest.decode import downmix  # noqa: E402
 
 
-def chord_features(config: FrontendConfig, segments: int, seed: int = 0) -> np.ndarray:
-    """A chord over noise: enough structure for the predicted genre to have evidence."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(segments * config.segment_seconds * config.sample_rate)) / config.sample_rate
-    audio = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (110, 220, 277, 330, 440))
-    audio = (audio + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+def corpus_features(config: FrontendConfig, segments: int, seed: int = 0) -> np.ndarray:
+    """Features of a ``bench/corpus.py`` track, the audio ``bench/ingest.py`` times."""
+    stereo = synth_track(segments * config.segment_seconds, seed)
+    audio = soxr.resample(downmix(stereo), CORPUS_RATE, config.sample_rate)
     return batch_features(split_segments(audio, config), config)
 
 
@@ -58,7 +60,7 @@ def main() -> None:
 
     torch.set_num_threads(1)  # ingest's main thread shares the cores with the workers
     model = load_default_model()
-    features = chord_features(model.frontend, args.segments)
+    features = corpus_features(model.frontend, args.segments)
     fp32 = Predictor(model, precision="fp32")
     bf16 = Predictor(model, precision="bf16")
     target = int(fp32.predict(features).probabilities.mean(axis=0).argmax())
