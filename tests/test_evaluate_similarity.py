@@ -124,6 +124,32 @@ def test_paired_difference_sees_a_shift_that_separate_intervals_miss() -> None:
     assert s_low < a_high  # ...where the two separate intervals overlap
 
 
+def test_whitening_lets_a_quiet_direction_outvote_a_loud_shared_one() -> None:
+    from bench.whitening_similarity import whitening
+
+    # two albums told apart only by a small offset on axis 1, while axes 0 and 2 carry
+    # a large variation, unrelated to the album, on top of a common positive level
+    # (as post-ReLU averages do): the raw cosine follows the loud axes
+    rng = np.random.default_rng(3)
+
+    def tracks(n: int) -> tuple[np.ndarray, np.ndarray]:
+        album = np.repeat([0, 1], n // 2)
+        x = np.column_stack([
+            rng.normal(20.0, 5.0, n), 0.3 * (2 * album - 1) + rng.normal(0, 0.05, n),
+            rng.normal(20.0, 5.0, n),
+        ])  # fmt: skip
+        return x, album
+
+    reference, _ = tracks(400)
+    x, albums = tracks(40)
+    mean, projection = whitening(reference, eps=0.0)
+    white = (reference - mean) @ projection
+    assert np.allclose(np.cov(white.T), np.eye(3), atol=1e-6)  # what whitening means
+    raw = precision_at_k(x, albums).mean()
+    whitened = precision_at_k((x - mean) @ projection, albums).mean()
+    assert raw < 0.8 and whitened > 0.95
+
+
 def test_evaluate_similarity_end_to_end(albums: Path) -> None:
     teacher = albums.parent / f"{albums.name}-teacher"
     result = CliRunner().invoke(
