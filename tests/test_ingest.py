@@ -14,6 +14,7 @@ from catalog.index import VectorIndex
 from catalog.queries import similar
 from catalog.schema import Segment, TrackGenre
 from catalog.store import Catalog
+from embeddings.checkpoint import untrained_model
 from embeddings.inference import Predictor
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 
@@ -133,6 +134,27 @@ def test_rerun_analyses_nothing_and_does_not_retry_failures(library, data_dir, m
         p: t.analysed_at for p, t in before.items()
     }
     assert_index_consistent(data_dir)
+
+
+def test_a_new_model_reanalyses_every_track_but_not_the_failures(library, data_dir, model):
+    # what every existing catalog goes through when a release ships a new default model
+    run_ingest([library.root], data_dir, model)
+    before = tracks_by_path(data_dir)
+    other = untrained_model()
+    assert other.model_id != model.model_id
+    summary = run_ingest([library.root], data_dir, other)
+    assert summary.analysed == len(library.good) and summary.failed == []
+    after = tracks_by_path(data_dir)
+    for path in map(str, library.good.values()):
+        assert after[path].model_id == other.model_id
+        assert after[path].embedding != before[path].embedding
+    for path in map(str, library.bad.values()):  # a decode failure is not the model's
+        assert after[path].status == "failed"
+        assert after[path].analysed_at == before[path].analysed_at
+    with Catalog(data_dir) as catalog:
+        assert catalog.active_model_id == other.model_id
+    assert_index_consistent(data_dir)
+    assert run_ingest([library.root], data_dir, other).analysed == 0
 
 
 def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, model):
