@@ -197,6 +197,7 @@ class Catalog:
         version, model_id = self.index_version(), self.active_model_id
         dim = int(self.meta(EMBEDDING_DIM, "512"))
         existed = self.paths.index.exists()
+        loaded: VectorIndex | None = None
         if existed:
             try:
                 loaded = VectorIndex.load(self.paths.index)
@@ -210,7 +211,9 @@ class Catalog:
             ):
                 return loaded
         rebuilt = self.rebuild_index(dim, model_id, version)
-        self.index_repaired = existed or len(rebuilt) > 0
+        # an index written for another model is expected after a model change, not damage
+        switched = existed and loaded is not None and loaded.model_id != model_id
+        self.index_repaired = not switched and (existed or len(rebuilt) > 0)
         return rebuilt
 
     def rebuild_index(self, dim: int, model_id: str | None, version: int) -> VectorIndex:
