@@ -186,6 +186,21 @@ class Catalog:
             if merged != known:
                 self._set_meta(s, LIBRARY_ROOTS, json.dumps(merged))
 
+    def tracks_of_other_models(self) -> int:
+        """Analysed tracks whose embeddings come from a model other than the active one.
+
+        They stay out of search until an ingest of their folders redoes them.
+        """
+        with self.sessions() as s:
+            return int(
+                s.scalar(
+                    select(func.count()).where(
+                        Track.status == TrackStatus.OK, Track.model_id != self.active_model_id
+                    )
+                )
+                or 0
+            )
+
     def _indexable(self):
         return select(Track.id, Track.embedding).where(
             Track.status == TrackStatus.OK,

@@ -66,6 +66,8 @@ class IngestSummary:
     index_repaired: bool = False
     model_id: str = ""
     model_trained: bool = True
+    previous_model_id: str | None = None  # set when this run switched the catalog's model
+    other_model_tracks: int = 0  # analysed by another model: out of search until redone
 
     @property
     def processed(self) -> int:
@@ -84,6 +86,8 @@ class IngestSummary:
             "index_repaired": self.index_repaired,
             "model_id": self.model_id,
             "model_trained": self.model_trained,
+            "previous_model_id": self.previous_model_id,
+            "other_model_tracks": self.other_model_tracks,
         }
 
 
@@ -207,9 +211,11 @@ class IngestRun:
         started = time.monotonic()
         roots = [Path(r) for r in roots]
         with catalog_lock(self.catalog.paths.root):
-            self.catalog.activate_model(
+            previous = self.catalog.active_model_id
+            if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
-            )
+            ):
+                self.summary.previous_model_id = previous
             self.catalog.index()
             self.summary.index_repaired = self.catalog.index_repaired
             self.catalog.add_library_roots(roots)
@@ -226,6 +232,7 @@ class IngestRun:
             unclaimed = [i for i in self.plan.missing_candidates if i not in self.claimed]
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
+            self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
         self.summary.wall_seconds = time.monotonic() - started
         return self.summary
 
@@ -239,6 +246,13 @@ class IngestRun:
         self.threads = threads
         previous_threads = op_threads(1) if threads > 1 else None
         self.progress.start(len(tasks))
+        if self.summary.previous_model_id:
+            # a large library takes hours to redo; say why before the bar starts moving
+            self.progress.note(
+                f"the model changed from {self.summary.previous_model_id} to "
+                f"{self.model.model_id}: tracks analysed with the old one are analysed "
+                "again, and search covers only those redone so far"
+            )
         try:
             for task in tasks:
                 self.states[task.task_id] = self._new_state(task)

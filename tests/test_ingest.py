@@ -145,6 +145,7 @@ def test_a_new_model_reanalyses_every_track_but_not_the_failures(library, data_d
     summary = run_ingest([library.root], data_dir, other)
     assert summary.analysed == len(library.good) and summary.failed == []
     assert not summary.index_repaired  # the old model's index is expected, not damage
+    assert summary.previous_model_id == model.model_id  # and the user is told why
     after = tracks_by_path(data_dir)
     for path in map(str, library.good.values()):
         assert after[path].model_id == other.model_id
@@ -155,7 +156,20 @@ def test_a_new_model_reanalyses_every_track_but_not_the_failures(library, data_d
     with Catalog(data_dir) as catalog:
         assert catalog.active_model_id == other.model_id
     assert_index_consistent(data_dir)
-    assert run_ingest([library.root], data_dir, other).analysed == 0
+    assert summary.other_model_tracks == 0  # the whole library was redone
+    again = run_ingest([library.root], data_dir, other)
+    assert again.analysed == 0 and again.previous_model_id is None
+
+
+def test_tracks_left_on_the_old_model_are_counted(library, data_dir, model):
+    run_ingest([library.root], data_dir, model)
+    part = library.root / "albumA"
+    untouched = sum(1 for p in library.good.values() if part not in p.parents)
+    summary = run_ingest([part], data_dir, untrained_model())
+    assert 0 < summary.analysed < len(library.good)
+    assert summary.other_model_tracks == untouched > 0
+    with Catalog(data_dir) as catalog:
+        assert len(catalog.index()) == summary.analysed  # search skips the old model's
 
 
 def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, model):

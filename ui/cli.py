@@ -107,6 +107,16 @@ def _print_ingest_summary(data: dict) -> None:
         f"missing {data['missing']} "
         f"({data['audio_hours']:.2f} h of audio in {data['wall_seconds']:.1f} s)"
     )
+    if data["previous_model_id"]:
+        typer.echo(
+            f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
+            "tracks analysed with the old one were analysed again"
+        )
+    if data["other_model_tracks"]:
+        typer.echo(
+            f"{data['other_model_tracks']} tracks elsewhere in the catalog were analysed with "
+            "another model and stay out of search until their folders are ingested again"
+        )
     if data["index_repaired"]:
         typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
     shown = data["failed"][:20]
