@@ -34,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from bench.networks import add_network_options, named_networks  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
@@ -42,7 +42,6 @@ from embeddings.similarity_eval import (  # noqa: E402
     discover_albums,
     paired_difference,
     precision_at_k,
-    random_network,
 )
 
 CATALOG = "stage4-avg"
@@ -82,22 +81,10 @@ def track_vectors(network: nn.Module, segments: np.ndarray, batch: int = 64) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dir", type=Path, help="a folder of albums, one sub-folder each")
-    parser.add_argument(
-        "--model", action="append", default=[], help="checkpoint, or 'shipped' (repeatable)"
-    )
-    parser.add_argument("--random-seed", type=int, action="append", default=[])
-    parser.add_argument("--threads", type=int, default=2)
+    add_network_options(parser)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
-    networks: dict[str, nn.Module] = {}
-    for spec in args.model or ["shipped"]:
-        path = DEFAULT_CHECKPOINT if spec == "shipped" else Path(spec)
-        model = load_checkpoint(path)
-        networks[f"{spec} ({model.model_id})"] = model.network.eval()
-    for seed in args.random_seed:
-        networks[f"random resnet18 seed {seed}"] = random_network(seed)
+    networks = named_networks(args)
 
     started = time.perf_counter()
     fe = FrontendConfig()

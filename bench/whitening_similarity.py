@@ -45,7 +45,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
+from bench.networks import add_network_options, named_networks  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
@@ -55,7 +55,6 @@ from embeddings.similarity_eval import (  # noqa: E402
     discover_albums,
     paired_difference,
     precision_at_k,
-    random_network,
     track_embedding,
     zscore,
 )
@@ -162,21 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         "--reference-max-seconds", type=float, default=None,
         help="use only the first seconds of each reference track (faster)",
     )  # fmt: skip
-    parser.add_argument(
-        "--model", action="append", default=[], help="checkpoint, or 'shipped' (repeatable)"
-    )
-    parser.add_argument("--random-seed", type=int, action="append", default=[])
-    parser.add_argument("--threads", type=int, default=2)
+    add_network_options(parser)
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-
-    networks: dict[str, nn.Module] = {}
-    for spec in args.model or ["shipped"]:
-        model = load_checkpoint(DEFAULT_CHECKPOINT if spec == "shipped" else Path(spec))
-        networks[f"{spec} ({model.model_id})"] = model.network.eval()
-    for seed in args.random_seed:
-        networks[f"random resnet18 seed {seed}"] = random_network(seed)
+    networks = named_networks(args)
     for network in networks.values():
         network.to(memory_format=torch.channels_last)
 
