@@ -227,7 +227,7 @@ class Catalog:
                 return loaded
         rebuilt = self.rebuild_index(dim, model_id, version)
         # an index written for another model is expected after a model change, not damage
-        switched = existed and loaded is not None and loaded.model_id != model_id
+        switched = loaded is not None and loaded.model_id != model_id
         self.index_repaired = not switched and (existed or len(rebuilt) > 0)
         return rebuilt
 
