@@ -35,12 +35,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.networks import add_network_options, named_networks  # noqa: E402
+from bench.paired_table import paired_rows  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
-    bootstrap_interval,
     discover_albums,
-    paired_difference,
     precision_at_k,
 )
 
@@ -113,20 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         scores = {v: precision_at_k(np.stack(x), labels) for v, x in variants.items()}
         base = scores[CATALOG]
         print(f"\n{name}: same-album precision@5, minus {CATALOG} (the catalog's embedding)")
-        rows = {}
-        for variant, per_track in sorted(scores.items(), key=lambda kv: -kv[1].mean()):
-            low, high = bootstrap_interval(per_track)
-            diff, dlow, dhigh = paired_difference(per_track, base)
-            rows[variant] = {
-                "precision": float(per_track.mean()),
-                "interval_95": [low, high],
-                "minus_catalog": [diff, dlow, dhigh],
-            }
-            print(
-                f"  {variant:<12} {per_track.mean():.3f}  ({low:.3f}-{high:.3f})"
-                f"  {diff:+.3f} ({dlow:+.3f} to {dhigh:+.3f})"
-            )
-        result["networks"][name] = rows
+        best_first = dict(sorted(scores.items(), key=lambda kv: -kv[1].mean()))
+        result["networks"][name] = paired_rows(best_first, base, "minus_catalog", 12)
     result["seconds"] = time.perf_counter() - started
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -46,14 +46,13 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.networks import add_network_options, named_networks  # noqa: E402
+from bench.paired_table import paired_rows  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
 from embeddings.inference import pick_precision  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
-    bootstrap_interval,
     discover_albums,
-    paired_difference,
     precision_at_k,
     track_embedding,
     zscore,
@@ -134,20 +133,7 @@ def score_transforms(x: np.ndarray, reference: np.ndarray, name: str, labels: np
     }
     base = scores["as evaluated"]
     print(f"\n{name}: same-album precision@5, minus 'as evaluated'")
-    rows = {}
-    for label, per_track in scores.items():
-        low, high = bootstrap_interval(per_track)
-        diff, dlow, dhigh = paired_difference(per_track, base)
-        rows[label] = {
-            "precision": float(per_track.mean()),
-            "interval_95": [low, high],
-            "minus_as_evaluated": [diff, dlow, dhigh],
-        }
-        print(
-            f"  {label:<22} {per_track.mean():.3f}  ({low:.3f}-{high:.3f})"
-            f"  {diff:+.3f} ({dlow:+.3f} to {dhigh:+.3f})"
-        )
-    return rows
+    return paired_rows(scores, base, "minus_as_evaluated", 22)
 
 
 def main(argv: list[str] | None = None) -> int:
