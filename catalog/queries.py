@@ -319,6 +319,8 @@ def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
         "tracks": {status: int(by_status.get(status, 0)) for status in TrackStatus.ALL},
         "audio_hours": float(hours or 0) / 3600,
         "active_model_id": catalog.active_model_id,
+        # analysed by an earlier model: out of search until an ingest redoes them
+        "other_model_tracks": catalog.tracks_of_other_models(),
         "top_failure_reasons": [{"reason": r, "tracks": int(n)} for r, n in failures],
         "index": catalog.index_health() if check_index_file else _index_in_memory(catalog),
     }

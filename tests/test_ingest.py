@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from audio_fixtures import chord, write
 from catalog.index import VectorIndex
-from catalog.queries import similar
+from catalog.queries import similar, stats
 from catalog.schema import Segment, TrackGenre
 from catalog.store import Catalog
 from embeddings.checkpoint import untrained_model
@@ -170,6 +170,7 @@ def test_tracks_left_on_the_old_model_are_counted(library, data_dir, model):
     assert summary.other_model_tracks == untouched > 0
     with Catalog(data_dir) as catalog:
         assert len(catalog.index()) == summary.analysed  # search skips the old model's
+        assert stats(catalog)["other_model_tracks"] == untouched  # and `sonic status` says so
 
 
 def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, model):

@@ -397,6 +397,11 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
         typer.echo("tracks        " + ", ".join(f"{k} {v}" for k, v in d["tracks"].items()))
         typer.echo(f"audio         {d['audio_hours']:.2f} h analysed")
         typer.echo(f"model         {d['active_model_id'] or '-'}")
+        if d["other_model_tracks"]:
+            typer.echo(
+                f"              {d['other_model_tracks']} tracks were analysed with another "
+                "model: out of search until `sonic ingest` redoes their folders"
+            )
         idx = d["index"]
         state = "consistent" if idx["consistent"] else "INCONSISTENT (repaired on next use)"
         typer.echo(f"index         {idx.get('file_vectors', 0)} vectors, {state}")

@@ -106,6 +106,12 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
             f"**Sonic Catalog** · device **{s['device']}** · {t['ok']} tracks analysed, "
             f"{t['failed']} failed, {t['missing']} missing · {s['audio_hours']:.2f} h of audio · "
             f"search: {search['searching_with']} over {search['vectors']} vectors · model {model}"
+            + (
+                f" · {s['other_model_tracks']} tracks from another model are out of search "
+                "until re-ingested"
+                if s["other_model_tracks"]
+                else ""
+            )
         )
 
     # -- library ------------------------------------------------------------------------
