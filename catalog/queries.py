@@ -305,7 +305,13 @@ def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
     """
     with catalog.sessions() as s:
         by_status = dict(s.execute(select(Track.status, func.count()).group_by(Track.status)).all())
-        hours = s.scalar(select(func.sum(Track.duration_s)).where(Track.status == TrackStatus.OK))
+        # one pass over the analysed tracks for both (a library may hold 300k)
+        hours, other_model = s.execute(
+            select(
+                func.sum(Track.duration_s),
+                func.count().filter(catalog.of_another_model()),
+            ).where(Track.status == TrackStatus.OK)
+        ).one()
         failures = s.execute(
             select(Track.error, func.count())
             .where(Track.status == TrackStatus.FAILED)
@@ -320,7 +326,7 @@ def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
         "audio_hours": float(hours or 0) / 3600,
         "active_model_id": catalog.active_model_id,
         # analysed by an earlier model: out of search until an ingest redoes them
-        "other_model_tracks": catalog.tracks_of_other_models(),
+        "other_model_tracks": int(other_model or 0),
         "top_failure_reasons": [{"reason": r, "tracks": int(n)} for r, n in failures],
         "index": catalog.index_health() if check_index_file else _index_in_memory(catalog),
     }

@@ -186,20 +186,17 @@ class Catalog:
             if merged != known:
                 self._set_meta(s, LIBRARY_ROOTS, json.dumps(merged))
 
-    def tracks_of_other_models(self) -> int:
-        """Analysed tracks whose embeddings come from a model other than the active one.
+    def of_another_model(self):
+        """SQL condition: an analysed track whose embedding is not the active model's.
 
-        They stay out of search until an ingest of their folders redoes them.
+        Such tracks stay out of search until an ingest of their folders redoes them.
         """
+        return (Track.status == TrackStatus.OK) & (Track.model_id != self.active_model_id)
+
+    def tracks_of_other_models(self) -> int:
+        """How many analysed tracks :meth:`of_another_model` holds for."""
         with self.sessions() as s:
-            return int(
-                s.scalar(
-                    select(func.count()).where(
-                        Track.status == TrackStatus.OK, Track.model_id != self.active_model_id
-                    )
-                )
-                or 0
-            )
+            return int(s.scalar(select(func.count()).where(self.of_another_model())) or 0)
 
     def _indexable(self):
         return select(Track.id, Track.embedding).where(
