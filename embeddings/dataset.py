@@ -21,8 +21,9 @@ by the front-end parameters. What is cached per track:
   ``log_power`` of an excerpt of at most ``max_seconds`` from a seeded offset,
   in fp16, so that a corpus of long tracks stays small in memory.
 
-This module reads audio files with soundfile/soxr itself (the layering rule keeps
-``embeddings`` from importing ``ingest``); it only ever sees a dataset folder.
+Files are read by :mod:`embeddings.audio_files`, the decoders ingest also uses
+(libsndfile, and FFmpeg for M4A/AAC), so a model learns from the same samples
+it will be fed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.atomic import atomic_write
+from embeddings.audio_files import (
+    DecodeError,
+    audio_info,
+    failure_reason,
+    read_audio,
+    silence_reason,
+)
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments
 
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
@@ -71,6 +79,21 @@ class Dataset:
             out[t.genre] += 1
         return out
 
+    def without(self, keys: set[str]) -> Dataset:
+        """The dataset minus the tracks ``keys`` (files that could not be read).
+
+        A genre left with no tracks is dropped rather than trained as an empty
+        class; fewer than two left is an error, as in :func:`discover`.
+        """
+        tracks = [t for t in self.tracks if t.key not in keys]
+        genres = [g for g in self.genres if any(t.genre == g for t in tracks)]
+        if len(genres) < 2:
+            raise ValueError(
+                f"only {len(genres)} genre(s) of {self.root} have readable audio "
+                f"after skipping {len(self.tracks) - len(tracks)} unreadable file(s)"
+            )
+        return Dataset(root=self.root, genres=genres, tracks=tracks)
+
 
 def discover(root: Path, min_tracks_per_genre: int = 1) -> Dataset:
     """Find genre folders and their audio files under ``root`` (sorted, reproducible)."""
@@ -98,23 +121,13 @@ def discover(root: Path, min_tracks_per_genre: int = 1) -> Dataset:
 
 
 def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int, float]:
-    """Mono float32 audio at ``sample_rate``, plus the file's own rate and duration."""
-    import soundfile as sf
+    """Mono float32 audio at ``sample_rate``, plus the file's own rate and the decoded seconds.
 
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        data = data.mean(axis=1)
-    except Exception:  # formats libsndfile lacks (m4a): fall back to librosa/audioread
-        import librosa
-
-        data, rate = librosa.load(str(path), sr=None, mono=True)
-        data = data.astype(np.float32)
-    duration = len(data) / rate if rate else 0.0
-    if rate != sample_rate:
-        import soxr
-
-        data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
-    return data, int(rate), float(duration)
+    Raises :class:`~embeddings.audio_files.DecodeError` with the reason for a file
+    neither libsndfile nor FFmpeg can decode.
+    """
+    audio, info = read_audio(path, sample_rate)
+    return audio, info.sample_rate, len(audio) / sample_rate
 
 
 def excerpt_offset(
@@ -148,33 +161,18 @@ def load_excerpt(
 ) -> tuple[np.ndarray, float, float]:
     """Mono audio of at most ``max_seconds`` from :func:`excerpt_offset`; also offset and duration.
 
-    Reads only the excerpt where libsndfile can seek (WAV, FLAC, OGG, MP3...),
-    so a one-hour file never sits in memory whole; other formats are decoded whole
-    and cut.
+    libsndfile seeks straight to the excerpt (WAV, FLAC, OGG, MP3...), so a
+    one-hour file never sits in memory whole; FFmpeg (M4A/AAC) decodes up to its
+    end. The duration is the declared one, as the offset was drawn from it (the
+    excerpt's own length where the container declares none).
     """
-    import soundfile as sf
-
-    try:
-        info = sf.info(str(path))
-        duration = info.frames / info.samplerate if info.samplerate else 0.0
-        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
-        start = int(round(offset * info.samplerate))
-        frames = int(round(max_seconds * info.samplerate)) if max_seconds else -1
-        data, rate = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
-        data = data.mean(axis=1)
-        if len(data) == 0 and info.frames > 0:
-            raise ValueError("nothing decoded")
-        if rate != sample_rate:
-            import soxr
-
-            data = soxr.resample(data, rate, sample_rate, quality="HQ").astype(np.float32)
-        return data.astype(np.float32, copy=False), offset, float(duration)
-    except Exception:
-        audio, _, duration = load_audio(path, sample_rate)
-        offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
-        start = int(round(offset * sample_rate))
-        stop = start + int(round(max_seconds * sample_rate)) if max_seconds else len(audio)
-        return audio[start:stop], offset, duration
+    info = audio_info(path)
+    duration = info.duration_s or 0.0
+    offset = excerpt_offset(path, duration, max_seconds, seed, within_s)
+    audio, _ = read_audio(path, sample_rate, start_s=offset, max_seconds=max_seconds)
+    if len(audio) == 0:
+        raise DecodeError(f"no audio decoded at {offset:.1f} s of a {duration:.1f} s file")
+    return audio, offset, float(duration or len(audio) / sample_rate)
 
 
 def log_power(audio: np.ndarray, config: FrontendConfig) -> np.ndarray:
@@ -234,6 +232,9 @@ class FeatureCache:
                 )
         else:
             audio, rate, duration = load_audio(path, self.config.sample_rate)
+            silent = silence_reason(audio)
+            if silent:  # nothing to learn; ingest refuses such tracks too
+                raise DecodeError(silent)
             segments = split_segments(audio, self.config)
             feats = TrackFeatures(
                 log_power=log_power(audio, self.config),
@@ -295,7 +296,15 @@ class FeatureCache:
         tracks: Iterable[Track],
         handcrafted: bool = False,
         progress: Callable[[Iterable], Iterable] | None = None,
-    ) -> list[TrackFeatures]:
+    ) -> tuple[list[TrackFeatures], list[tuple[Track, str]]]:
+        """Features of the readable tracks, in order, and (track, reason) for the rest."""
         items = list(tracks)
         iterator = progress(items) if progress else items
-        return [self.get(t.path, handcrafted) for t in iterator]
+        features: list[TrackFeatures] = []
+        unreadable: list[tuple[Track, str]] = []
+        for track in iterator:
+            try:
+                features.append(self.get(track.path, handcrafted))
+            except Exception as exc:  # one bad file must not end a training run
+                unreadable.append((track, failure_reason(exc)))
+        return features, unreadable

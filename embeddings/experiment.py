@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from embeddings.checkpoint import GenreModel, load_checkpoint, save_checkpoint
-from embeddings.dataset import Dataset, FeatureCache, TrackFeatures, discover
+from embeddings.dataset import Dataset, FeatureCache, Track, discover
 from embeddings.evaluate import clip_metrics, clip_probabilities, segment_probabilities, summarise
 from embeddings.frontend import FrontendConfig
 from embeddings.handcrafted import fit_predict_baseline
@@ -80,6 +80,20 @@ def _with_validation(fold: Fold, labels: np.ndarray, options: ExperimentOptions)
     out = Fold(train=fit, test=fold.test, val=val)
     out.check_disjoint()
     return out
+
+
+def _skip_unreadable(
+    dataset: Dataset, unreadable: list[tuple[Track, str]], log: Callable[[str], None]
+) -> Dataset:
+    """Train on what could be read, saying which files were left out and why."""
+    for track, reason in unreadable:
+        log(f"warning: skipped {track.key}: {reason}")
+    kept = dataset.without({track.key for track, _ in unreadable})
+    lost = [g for g in dataset.genres if g not in kept.genres]
+    if lost:
+        log(f"warning: no readable audio left in genre(s) {', '.join(lost)}: not trained")
+    log(f"training on {len(kept.tracks)} tracks in {len(kept.genres)} genres: {kept.counts()}")
+    return kept
 
 
 def load_init(options: ExperimentOptions, frontend: FrontendConfig) -> GenreModel | None:
@@ -145,15 +159,17 @@ def run_experiment(
     if init:
         log(f"initialising every network's backbone from {init.model_id} ({init.kind})")
     dataset = discover(dataset_root)
-    labels = dataset.labels
-    genres = dataset.genres
-    log(f"{len(dataset.tracks)} tracks in {len(genres)} genres: {dataset.counts()}")
+    log(f"{len(dataset.tracks)} tracks in {len(dataset.genres)} genres: {dataset.counts()}")
 
     cache = FeatureCache(cache_dir, frontend)
     wrap = (lambda it: progress(it, desc="features", unit="track")) if progress else None
-    feats: list[TrackFeatures] = cache.load_all(
+    feats, unreadable = cache.load_all(
         dataset.tracks, handcrafted=bool(options.baselines), progress=wrap
     )
+    if unreadable:
+        dataset = _skip_unreadable(dataset, unreadable, log)
+    labels = dataset.labels
+    genres = dataset.genres
 
     folds = [_with_validation(f, labels, options) for f in make_folds(dataset, options, log)]
     models = [*options.archs, *options.baselines]
@@ -236,6 +252,7 @@ def run_experiment(
         "genres": genres,
         "tracks": len(dataset.tracks),
         "counts": dataset.counts(),
+        "unreadable": [{"track": t.key, "reason": reason} for t, reason in unreadable],
         "protocol": {
             "split": str(options.split_file)
             if options.split_file

@@ -106,8 +106,7 @@ def dataset_report(
     ``examples_per_genre`` files per genre for the pictures. Writes ``report.md`` or
     ``report.html`` plus PNGs into ``out_dir``; returns the numbers as a dict.
     """
-    import soundfile as sf
-
+    from embeddings.audio_files import audio_info
     from embeddings.dataset import discover, load_audio, log_power
     from embeddings.frontend import FrontendConfig
 
@@ -123,12 +122,13 @@ def dataset_report(
     items = progress(dataset.tracks) if progress else dataset.tracks
     for track in items:
         try:
-            info = sf.info(str(track.path))
-            durations[track.genre].append(info.frames / info.samplerate)
-            rates[info.samplerate] = rates.get(info.samplerate, 0) + 1
-            channels[info.channels] = channels.get(info.channels, 0) + 1
+            info = audio_info(track.path)
         except Exception:
             unreadable.append(track.key)
+            continue
+        durations[track.genre].append(info.duration_s or 0.0)
+        rates[info.sample_rate] = rates.get(info.sample_rate, 0) + 1
+        channels[info.channels] = channels.get(info.channels, 0) + 1
 
     counts = dataset.counts()
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(counts)), 3), dpi=80)

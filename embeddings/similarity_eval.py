@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from embeddings.audio_files import failure_reason, silence_reason
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, GTZAN_GENRES, load_checkpoint
 from embeddings.dataset import AUDIO_EXTENSIONS, load_audio
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
@@ -260,12 +261,13 @@ def evaluate_similarity(
         try:
             audio, _, _ = load_audio(track.path, sample_rate)
         except Exception as exc:  # a broken file is reported, not fatal
-            failed.append({"path": str(track.path), "reason": f"{type(exc).__name__}: {exc}"})
+            failed.append({"path": str(track.path), "reason": failure_reason(exc)})
             continue
         if max_seconds:
             audio = audio[: int(max_seconds * sample_rate)]
-        if len(audio) == 0 or not np.any(audio):
-            failed.append({"path": str(track.path), "reason": "empty or silent"})
+        silent = silence_reason(audio)
+        if silent:
+            failed.append({"path": str(track.path), "reason": silent})
             continue
         segments: dict[FrontendConfig, np.ndarray] = {}
         for i, item in enumerate(networks):

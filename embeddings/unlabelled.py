@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.audio_files import failure_reason
 from embeddings.dataset import AUDIO_EXTENSIONS, FeatureCache
 from embeddings.frontend import FrontendConfig
 
@@ -115,7 +116,7 @@ def _load_one(
     try:
         spec, offset, duration = cache.excerpt(path, max_seconds, seed, within_s)
     except Exception as exc:  # corrupt, empty, unsupported: report and go on
-        return path, None, 0.0, 0.0, f"{type(exc).__name__}: {exc}"
+        return path, None, 0.0, 0.0, failure_reason(exc)
     if spec.size == 0 or float(spec.max()) - float(spec.min()) < 1.0:
         return path, None, offset, duration, "silent"
     return path, spec, offset, duration, None

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.audio_files import silence_reason
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments, to_db
 from embeddings.inference import AGGREGATIONS, Predictor, aggregate, l2_normalise, top_k
 from ingest.decode import DecodeError, decode_all
-from ingest.worker import SILENCE_PEAK
 
 MAX_CLIP_SECONDS = 15 * 60  # an upload longer than this is analysed over its start only
 BATCH_SEGMENTS = 32
@@ -119,10 +119,8 @@ class ClipAnalyser:
         config = self.frontend
         if len(audio) == 0:
             raise ClipError("no audio could be decoded")
-        peak = float(np.max(np.abs(audio)))
-        if peak <= SILENCE_PEAK:
-            level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
-            raise ClipError(f"silent: peak level {level} dBFS")
+        if silent := silence_reason(audio):
+            raise ClipError(silent)
         segments = split_segments(audio, config)
         probs, embedding_sum = [], None
         with self._lock:

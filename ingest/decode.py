@@ -16,11 +16,15 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from embeddings.audio_files import (
+    DecodeError,
+    downmix,
+    open_pyav_audio,
+    pyav_duration,
+    unreadable,
+)
+
 BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.5 s at 44.1 kHz
-
-
-class DecodeError(Exception):
-    """The file could not be decoded at all; the message is shown to the user."""
 
 
 @dataclass
@@ -43,22 +47,6 @@ class DecodedStream:
     @property
     def decoded_seconds(self) -> float:
         return self.frames_decoded / self.info.sample_rate if self.info.sample_rate else 0.0
-
-
-def downmix(block: np.ndarray) -> np.ndarray:
-    """Average the channels.
-
-    A matrix-vector product rather than ``mean(axis=1)``: numpy reduces a
-    (frames, 2) block across its short axis one frame at a time, which made the
-    downmix cost as much as decoding the MP3 itself (bench/ingest.py).
-    """
-    if block.ndim == 1:
-        return block.astype(np.float32, copy=False)
-    channels = block.shape[1]
-    if channels == 1:
-        return np.ascontiguousarray(block[:, 0], dtype=np.float32)
-    weights = np.full(channels, 1.0 / channels, dtype=np.float32)
-    return block.astype(np.float32, copy=False) @ weights
 
 
 class _Resampler:
@@ -117,42 +105,12 @@ def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
     return stream
 
 
-def open_pyav_audio(path: Path):
-    """Open ``path`` with FFmpeg: (container, first audio stream, sample rate, channels).
-
-    Raises DecodeError, with the container closed, for anything that is not a
-    decodable audio stream; the caller closes the container otherwise.
-    """
-    import av  # FFmpeg; imported only for files libsndfile cannot read
-
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise DecodeError(str(exc)) from exc
-    if not container.streams.audio:
-        container.close()
-        raise DecodeError("no audio stream in the file")
-    audio = container.streams.audio[0]
-    ctx = audio.codec_context
-    rate = int(ctx.sample_rate or 0)
-    channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels) or 0)
-    if rate <= 0 or channels <= 0:
-        container.close()
-        raise DecodeError("audio stream declares no sample rate or channels")
-    return container, audio, rate, channels
-
-
 def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
     import av
 
     container, audio, rate, channels = open_pyav_audio(path)
     ctx = audio.codec_context
-    duration = None
-    if audio.duration is not None and audio.time_base is not None:
-        duration = float(audio.duration * audio.time_base)
-    elif container.duration:
-        duration = container.duration / 1_000_000
-    info = StreamInfo(rate, channels, duration, f"ffmpeg/{ctx.name}")
+    info = StreamInfo(rate, channels, pyav_duration(container, audio), f"ffmpeg/{ctx.name}")
     stream = DecodedStream(info=info, blocks=iter(()))
 
     def blocks() -> Iterator[np.ndarray]:
@@ -187,14 +145,7 @@ def open_audio(path: Path, target_rate: int) -> DecodedStream:
         try:
             return _pyav_stream(path, target_rate)
         except DecodeError as av_exc:
-            raise DecodeError(
-                f"not a readable audio file (libsndfile: {_short(sf_exc)}; ffmpeg: {av_exc})"
-            ) from None
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return text.removeprefix("Error opening ").strip()
+            raise unreadable(sf_exc, av_exc) from None
 
 
 def decode_all(path: Path, target_rate: int, max_seconds: float | None = None) -> np.ndarray:

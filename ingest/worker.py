@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from catalog.records import AudioFacts, FileFacts
+from embeddings.audio_files import silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.decode import DecodeError, open_audio
 from ingest.hashing import content_hash
 from ingest.tags import read_tags
 
 CHUNK_SEGMENTS = 32
-SILENCE_PEAK = 1e-4  # -80 dBFS: below one 16-bit LSB of dither counts as silence
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,8 @@ def analyse_file(
     if stream.frames_decoded == 0:
         reason = stream.stopped_early or "no audio frames could be decoded"
         send(("fail", task.task_id, f"no audio decoded ({reason})", audio))
-    elif peak <= SILENCE_PEAK:
-        level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
-        send(("fail", task.task_id, f"silent: peak level {level} dBFS", audio))
+    elif silent := silent_peak(peak):
+        send(("fail", task.task_id, silent, audio))
     else:
         send(("done", task.task_id, audio, sent, peak, _truncation_warning(stream)))
 

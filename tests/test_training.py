@@ -240,3 +240,39 @@ def test_feature_cache_writes_side_by_side_never_collide(tmp_path):
         list(pool.map(write, range(64)))
     assert target.stat().st_size == 200_000
     assert [p.name for p in tmp_path.iterdir()] == ["same.mel.npz"]  # no temporaries left
+
+
+def test_training_skips_unreadable_and_silent_files_and_reads_m4a(
+    dataset: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from audio_fixtures import write_m4a
+
+    root = tmp_path / "genres"
+    shutil.copytree(dataset, root)
+    write_m4a(root / "tones" / "tones.m4a", _clip("tones", 5).astype(np.float32), SR)
+    (root / "noise" / "broken.mp3").write_text("not audio\n" * 50)
+    (root / "clicks" / "empty.wav").write_bytes(b"")
+    sf.write(root / "clicks" / "silence.wav", np.zeros(SR, np.float32), SR)
+    lines: list[str] = []
+    metrics = run_experiment(
+        root, tmp_path / "run", tmp_path / "cache", _options(final_model=False), log=lines.append
+    )
+    skipped = {item["track"]: item["reason"] for item in metrics["unreadable"]}
+    assert set(skipped) == {"noise/broken.mp3", "clicks/empty.wav", "clicks/silence.wav"}
+    assert skipped["clicks/empty.wav"] == "empty file (0 bytes)"
+    assert skipped["clicks/silence.wav"].startswith("silent")
+    assert skipped["noise/broken.mp3"].startswith("not a readable audio file")
+    assert metrics["counts"] == {"clicks": PER_GENRE, "noise": PER_GENRE, "tones": PER_GENRE + 1}
+    assert any("skipped noise/broken.mp3" in line for line in lines)
+    tested = sum(f["n_tracks"] for f in metrics["per_fold"]["resnet18"])
+    assert tested == len(GENRES) * PER_GENRE + 1  # the M4A was trained and tested on
+
+
+def test_dataset_without_its_last_readable_genre_is_refused(dataset: Path) -> None:
+    ds = discover(dataset)
+    noise = {t.key for t in ds.tracks if t.genre == "noise"}
+    assert discover(dataset).without(noise).genres == ["clicks", "tones"]
+    with pytest.raises(ValueError, match="only 1 genre"):
+        ds.without(noise | {t.key for t in ds.tracks if t.genre == "tones"})
