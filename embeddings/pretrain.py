@@ -348,6 +348,7 @@ class PretrainOptions:
     teacher_cache: Path | None = None
     init: Path | None = None
     workers: int = 1
+    max_corpus_bytes: int | None = None  # cap on the spectrograms held in memory
     config: PretrainConfig = field(default_factory=PretrainConfig)
 
 
@@ -395,12 +396,18 @@ def run_pretraining(
     )
     corpus = load_corpus(
         files, options.cache_dir, frontend, config.max_seconds, config.seed, options.workers,
-        bars, within,
+        bars, within, options.max_corpus_bytes,
     )  # fmt: skip
     for path, reason in corpus.failed[:10]:
         log(f"  skipped {path}: {reason}")
     if len(corpus.failed) > 10:
         log(f"  ... and {len(corpus.failed) - 10} more skipped")
+    if corpus.left_out:
+        log(
+            f"memory cap reached ({options.max_corpus_bytes / 1e6:,.0f} MB of spectrograms): "
+            f"{corpus.left_out} files left out, those kept spread evenly across folders; "
+            "raise --memory-gb or lower --max-seconds to learn from more of them"
+        )
     folders = len(np.unique(album_labels(corpus.tracks)))
     log(
         f"{len(corpus.tracks)} tracks in {folders} folders, "
@@ -455,6 +462,7 @@ def run_pretraining(
         ),
         "albums": folders,
         "tracks": len(corpus.tracks),
+        "left_out_by_memory_cap": corpus.left_out,
         "audio_hours": corpus.seconds / 3600,
         "roots": [str(Path(r).resolve()) for r in options.roots],
         "excluded": [str(Path(e).resolve()) for e in options.exclude],
@@ -476,5 +484,6 @@ def run_pretraining(
     log_path(options.out).write_text(json.dumps(record, indent=1))
     log(f"saved {options.out} ({model_id}); loss log {log_path(options.out)}")
     return {"checkpoint": str(options.out), "model_id": model_id, "log": str(log_path(options.out)),
-            "tracks": len(corpus.tracks), "failed": len(corpus.failed), "teacher": teacher_record,
+            "tracks": len(corpus.tracks), "failed": len(corpus.failed),
+            "left_out_by_memory_cap": corpus.left_out, "teacher": teacher_record,
             **summary}  # fmt: skip

@@ -4,8 +4,11 @@ Pretraining needs many tracks and random crops of each, drawn thousands of times
 so every file is decoded once into its unreferenced dB mel spectrogram
 (``dataset.log_power``) and cached on disk by :class:`dataset.FeatureCache`. A
 track longer than ``max_seconds`` keeps only an excerpt from a seeded offset, in
-fp16: about 0.7 MB per track at 90 s, whatever the track's length, so the corpus
-held in memory is bounded by the number of tracks.
+fp16: about 1 MB per track at 90 s, whatever the track's length. A whole music
+library would not fit in memory that way (20,000 tracks, 20 GB), so ``max_bytes``
+caps the corpus: files are taken one folder at a time in turn, each folder in a
+seeded random order, until the cap is reached, so every album is represented and
+the files left over are never decoded.
 
 ``exclude`` folders are skipped wherever they sit under the roots: held-out
 soundtracks used to evaluate sound-alike search must never be pretrained on.
@@ -14,9 +17,11 @@ Files that do not decode, or decode to silence, are reported and left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +52,7 @@ class Corpus:
     tracks: list[UnlabelledTrack]
     failed: list[tuple[Path, str]] = field(default_factory=list)
     excluded: int = 0  # audio files skipped because they sit under an --exclude folder
+    left_out: int = 0  # files never decoded because the memory cap was reached
 
     @property
     def nbytes(self) -> int:
@@ -122,6 +128,53 @@ def _load_one(
     return path, spec, offset, duration, None
 
 
+def budget_order(files: Sequence[Path], seed: int) -> list[Path]:
+    """The order a memory cap takes ``files`` in: one file per folder in turn.
+
+    Folders (albums, as ``--positives album`` sees them) take turns in a seeded
+    random order, and each gives its files in a seeded random order, so any prefix
+    holds as many albums as it can and no album is favoured by its name.
+    """
+    rng = np.random.default_rng(seed)
+    folders: dict[Path, list[Path]] = {}
+    for path in files:
+        folders.setdefault(Path(path).parent, []).append(Path(path))
+    queues = [
+        [group[i] for i in rng.permutation(len(group))] for _, group in sorted(folders.items())
+    ]
+    turns = rng.permutation(len(queues))
+    order: list[Path] = []
+    while len(order) < len(files):
+        for i in turns:
+            if queues[i]:
+                order.append(queues[i].pop())
+    return order
+
+
+def _outcomes(jobs: list[tuple], workers: int) -> Iterator[tuple]:
+    """``_load_one`` over ``jobs`` in order, a few files ahead on ``workers`` processes.
+
+    Lazy, so that a caller who stops early (the memory cap) leaves the rest undecoded.
+    """
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield _load_one(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        queue = iter(jobs)
+        pending = deque(pool.submit(_load_one, job) for job in islice(queue, 4 * workers))
+        try:
+            while pending:
+                outcome = pending.popleft().result()
+                following = next(queue, None)
+                if following is not None:
+                    pending.append(pool.submit(_load_one, following))
+                yield outcome
+        finally:
+            for future in pending:
+                future.cancel()
+
+
 def load_corpus(
     files: Sequence[Path],
     cache_dir: Path,
@@ -131,29 +184,40 @@ def load_corpus(
     workers: int = 1,
     progress: Progress | None = None,
     within_s: Mapping[Path, float] | None = None,
+    max_bytes: int | None = None,
 ) -> Corpus:
     """Decode (or read from the cache) every file's excerpt; ``workers`` processes.
 
     ``within_s`` maps files to the seconds (from the start) their excerpt should
-    stay within where possible: what a teacher cache covers.
+    stay within where possible: what a teacher cache covers. With ``max_bytes``,
+    files are taken in :func:`budget_order` until the spectrograms kept reach it;
+    the rest are counted in ``left_out``. Tracks come back sorted by path either way.
     """
     within_s = within_s or {}
+    order = budget_order(files, seed) if max_bytes else list(files)
     jobs = [
         (Path(f), Path(cache_dir), frontend, max_seconds, seed, within_s.get(Path(f)))
-        for f in files
+        for f in order
     ]
     corpus = Corpus(tracks=[])
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            results: Iterable = pool.map(_load_one, jobs, chunksize=4)
-            results = progress(results, total=len(jobs)) if progress else results
-            outcomes = list(results)
-    else:
-        iterator = progress(jobs, total=len(jobs)) if progress else jobs
-        outcomes = [_load_one(job) for job in iterator]
-    for path, spec, offset, duration, error in outcomes:
-        if error is not None:
-            corpus.failed.append((path, error))
-        else:
-            corpus.tracks.append(UnlabelledTrack(path, spec, offset, duration))
+    raw = _outcomes(jobs, workers)
+    outcomes = progress(raw, total=len(jobs)) if progress else raw
+    held = taken = 0
+    try:
+        for path, spec, offset, duration, error in outcomes:
+            taken += 1
+            if error is not None:
+                corpus.failed.append((path, error))
+            else:
+                corpus.tracks.append(UnlabelledTrack(path, spec, offset, duration))
+                held += spec.nbytes
+            if max_bytes and held >= max_bytes:
+                break
+    finally:
+        raw.close()  # cancels what the workers have not started: it will not be used
+        if outcomes is not raw and hasattr(outcomes, "close"):
+            outcomes.close()
+    corpus.left_out = len(jobs) - taken
+    corpus.tracks.sort(key=lambda track: track.path)
+    corpus.failed.sort(key=lambda item: item[0])
     return corpus

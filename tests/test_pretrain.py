@@ -34,7 +34,7 @@ from embeddings.model import build_model, classifier_keys, load_backbone
 from embeddings.pretrain import PretrainConfig, _AlbumSampler, album_labels, pretrain_network
 from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
 from embeddings.train import TrainConfig, parameter_groups, train_network
-from embeddings.unlabelled import UnlabelledTrack, discover_audio
+from embeddings.unlabelled import UnlabelledTrack, budget_order, discover_audio, load_corpus
 from embeddings.view_augment import (
     VIEW_PRESETS,
     Crops,
@@ -361,6 +361,29 @@ def test_discovery_excludes_held_out_folders(unlabelled: Path, tmp_path: Path) -
     (held / "link.wav").symlink_to(unlabelled / "game" / "track2.wav")
     files, excluded = discover_audio([unlabelled / "game"], [held])
     assert "track2.wav" not in {p.name for p in files} and excluded == 1
+
+
+def test_memory_cap_takes_folders_in_turn_and_decodes_no_more(tmp_path: Path) -> None:
+    sizes = {"a": 4, "b": 2, "c": 1}
+    files = [tmp_path / f / f"{f}{i}.wav" for f, n in sizes.items() for i in range(n)]
+    order = budget_order(files, seed=0)
+    assert sorted(order) == sorted(files) and order == budget_order(files, seed=0)
+    assert len({p.parent for p in order[:3]}) == 3  # one of each folder before any repeat
+    assert len({p.parent for p in order[3:5]}) == 2
+    for k, path in enumerate(files):
+        _wav(path, k)
+    frontend = FrontendConfig()
+    one_track = FrontendConfig().n_mels * (1 + int(1.0 * frontend.sample_rate) // 512) * 2
+    for workers in (1, 2):
+        cache = tmp_path / f"cache{workers}"
+        corpus = load_corpus(files, cache, frontend, max_seconds=1.0, workers=workers,
+                             max_bytes=int(2.5 * one_track))  # fmt: skip
+        assert len(corpus.tracks) == 3 and corpus.left_out == 4, workers
+        assert {t.path.parent.name for t in corpus.tracks} == set(sizes)
+        assert [t.path for t in corpus.tracks] == sorted(t.path for t in corpus.tracks)
+    assert len(list((tmp_path / "cache1").glob("*.npz"))) == 3  # the rest never decoded
+    whole = load_corpus(files, tmp_path / "cache1", frontend, max_seconds=1.0)
+    assert len(whole.tracks) == 7 and whole.left_out == 0
 
 
 def test_excerpts_are_fixed_per_file_and_stay_within_the_teacher(tmp_path: Path) -> None:

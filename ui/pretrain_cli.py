@@ -105,6 +105,14 @@ def pretrain(
     workers: Annotated[
         int, typer.Option(help="Processes decoding audio into the cache.", min=1)
     ] = 1,
+    memory_gb: Annotated[
+        float,
+        typer.Option(
+            help="Most memory the decoded excerpts may take (about 1 MB per track at 90 s); "
+            "a larger library is sampled evenly across its folders (0: no cap).",
+            min=0.0,
+        ),
+    ] = 4.0,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Spectrogram cache (default: <data dir>/cache/features)."),
@@ -156,6 +164,7 @@ def pretrain(
         teacher_cache=teacher_cache,
         init=init,
         workers=workers,
+        max_corpus_bytes=int(memory_gb * 1e9) or None,
         config=PretrainConfig(
             arch=arch,
             batch_size=batch_size,
