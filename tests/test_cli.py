@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from helpers import run_ingest, tracks_by_path
 from ui.cli import app
 
@@ -114,6 +115,14 @@ def test_ingest_exit_codes(tmp_path, library):
     mixed = sonic("ingest", str(library.root), "--data-dir", data_dir, "--no-progress")
     assert mixed.exit_code == 0, mixed.output
     assert f"indexed {len(library.good)}" in mixed.stdout
+
+
+def test_ingest_model_shipped_names_the_packaged_checkpoint(tmp_path, library):
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT).model_id
+    one = next(iter(library.good.values()))
+    result = sonic("ingest", str(one), "--model", "shipped", "--data-dir", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model_id"] == shipped
 
 
 def test_every_command_has_help():

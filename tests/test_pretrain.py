@@ -22,7 +22,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from embeddings.checkpoint import (
+    DEFAULT_CHECKPOINT,
     BackboneOnlyError,
+    GenreModel,
     load_checkpoint,
     load_model,
     save_checkpoint,
@@ -46,6 +48,7 @@ from embeddings.view_augment import (
     warp,
 )
 from ui.cli import app
+from ui.options import checkpoint_argument
 
 TINY = FrontendConfig(sample_rate=8000, n_mels=32, n_fft=512, hop_length=128, segment_seconds=1.0)
 SECONDS = 6.0
@@ -490,6 +493,30 @@ def _genre_dataset(root: Path) -> tuple[Path, Path]:
     return root, split
 
 
+def _train_from(init: str, tmp_path: Path) -> tuple[dict, GenreModel]:
+    """``sonic train --init INIT`` at learning rate 0, so the weights stay where they began."""
+    dataset, split = _genre_dataset(tmp_path / "genres")
+    run = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["train", str(dataset), "--init", init, "--split", str(split), "--epochs", "1",
+         "--crops", "1", "--batch-size", "4", "--lr", "0", "--mixup", "0", "--final-epochs", "1",
+         "--out", str(run), "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+         "--no-progress", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    return metrics, load_checkpoint(run / "genre_resnet18.pt")
+
+
+def _assert_backbone_from(trained: GenreModel, source: dict[str, torch.Tensor]) -> None:
+    for key, value in trained.network.named_parameters():
+        if key.startswith("net.fc."):
+            assert value.shape[0] == 3 and value.abs().sum() > 0  # a fresh 3-genre head
+        else:
+            torch.testing.assert_close(value, source[key], atol=0, rtol=0)
+
+
 def test_sonic_train_init_starts_from_the_pretrained_backbone(tmp_path: Path) -> None:
     torch.manual_seed(3)
     backbone = build_model("resnet18", 0)
@@ -497,29 +524,25 @@ def test_sonic_train_init_starts_from_the_pretrained_backbone(tmp_path: Path) ->
     init_id = save_checkpoint(
         init, backbone, "resnet18", [], FrontendConfig(), kind="backbone", info={"kind": "test"}
     )
-    dataset, split = _genre_dataset(tmp_path / "genres")
-    run = tmp_path / "run"
-    # lr 0: the weights cannot move, so the saved model shows exactly where training started
-    result = CliRunner().invoke(
-        app,
-        ["train", str(dataset), "--init", str(init), "--split", str(split), "--epochs", "1",
-         "--crops", "1", "--batch-size", "4", "--lr", "0", "--mixup", "0", "--final-epochs", "1",
-         "--out", str(run), "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
-         "--no-progress", "--json"],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics, trained = _train_from(str(init), tmp_path)
     assert metrics["init"]["model_id"] == init_id and metrics["init"]["kind"] == "backbone"
-    trained = load_checkpoint(run / "genre_resnet18.pt")
     assert trained.info["init"]["model_id"] == init_id
     assert trained.genres == ["clicks", "noise", "tones"]
-    source = load_checkpoint(init).network.state_dict()
-    params = dict(trained.network.named_parameters())
-    for key, value in params.items():
-        if key.startswith("net.fc."):
-            assert value.shape[0] == 3 and value.abs().sum() > 0  # a fresh 3-genre head
-        else:
-            torch.testing.assert_close(value, source[key], atol=0, rtol=0)
+    _assert_backbone_from(trained, load_checkpoint(init).network.state_dict())
+
+
+def test_init_shipped_names_the_packaged_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = load_checkpoint(DEFAULT_CHECKPOINT)
+    metrics, trained = _train_from("shipped", tmp_path)
+    assert metrics["init"]["model_id"] == shipped.model_id
+    _assert_backbone_from(trained, shipped.network.state_dict())
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint_argument(Path("shipped")) == DEFAULT_CHECKPOINT
+    (tmp_path / "shipped").write_bytes(b"")  # a file the user can see is never replaced
+    assert checkpoint_argument(Path("shipped")) == Path("shipped")
+    assert checkpoint_argument(Path("my.pt")) == Path("my.pt")
 
 
 def test_backbone_lr_zero_trains_the_head_only() -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir, JsonFlag
+from ui.options import DataDir, JsonFlag, checkpoint_argument
 
 app = typer.Typer(
     help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
@@ -92,7 +92,7 @@ def _load_model(model_path: Path | None):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedModelWarning)
         try:
-            model = load_model(model_path)
+            model = load_model(checkpoint_argument(model_path) if model_path else None)
         except (FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
     for warning in caught:

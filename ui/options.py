@@ -23,3 +23,18 @@ DataDir = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+SHIPPED = "shipped"
+
+
+def checkpoint_argument(entry: Path) -> Path:
+    """Let ``shipped`` name the packaged model, so nobody has to find where pip put it.
+
+    A real file called ``shipped`` in the working directory still wins: a path the
+    user can see should never be silently replaced.
+    """
+    if str(entry) == SHIPPED and not entry.exists():
+        from embeddings.checkpoint import DEFAULT_CHECKPOINT
+
+        return DEFAULT_CHECKPOINT
+    return entry

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir
+from ui.options import DataDir, checkpoint_argument
 from ui.train_cli import _Bars
 
 
@@ -70,8 +70,9 @@ def pretrain(
         Path | None,
         typer.Option(
             "--init",
-            help="Start from this checkpoint's backbone (the shipped genre model, or an "
-            "earlier pretraining run) instead of random weights.",
+            help="Start from this checkpoint's backbone instead of random weights: "
+            "'shipped' (the packaged genre model, the usual start for adapting it to "
+            "your library) or an earlier pretraining run.",
         ),
     ] = None,
     views: Annotated[
@@ -151,6 +152,7 @@ def pretrain(
     missing = [str(p) for p in audio_dirs if not p.exists()]
     if missing:
         fail(f"no such file or folder: {', '.join(missing)}")
+    init = checkpoint_argument(init) if init is not None else None
     for path, what in ((teacher_cache, "teacher cache"), (init, "checkpoint")):
         if path is not None and not path.exists():
             fail(f"no such {what}: {path}")

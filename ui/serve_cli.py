@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir
+from ui.options import DataDir, checkpoint_argument
 
 
 def serve(
@@ -47,7 +47,7 @@ def serve(
 
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
-        model_path=model,
+        model_path=checkpoint_argument(model) if model else None,
         device=device,
         library_roots=[p.expanduser().absolute() for p in library or []],
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),

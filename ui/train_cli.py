@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir
+from ui.options import DataDir, checkpoint_argument
 
 COMPARE_ARCHS = ["resnet18", "vgg", "crnn", "transformer"]
 COMPARE_BASELINES = ["svm", "logreg", "mlp"]
@@ -112,7 +112,8 @@ def train(
         typer.Option(
             "--init",
             help="Start every network from this checkpoint's backbone (all weights but the "
-            "genre head), e.g. one made by `sonic pretrain`; the head starts fresh.",
+            "genre head), e.g. one made by `sonic pretrain`, or 'shipped' for the "
+            "packaged model; the head starts fresh.",
         ),
     ] = None,
     backbone_lr: Annotated[
@@ -150,6 +151,7 @@ def train(
     if not dataset.is_dir():
         typer.secho(f"error: no such folder: {dataset}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
+    init = checkpoint_argument(init) if init is not None else None
     if init is not None and not init.is_file():
         typer.secho(f"error: no such checkpoint: {init}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
