@@ -34,10 +34,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.networks import add_network_options, named_networks  # noqa: E402
+from bench.networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
 from bench.paired_table import paired_rows  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
-from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
+from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
     discover_albums,
     precision_at_k,
@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         if not np.any(audio):
             print(f"skipped {track.path}: silent", file=sys.stderr)
             continue
-        segments = batch_features(split_segments(audio, fe), fe)
-        for name, network in networks.items():
-            for variant, v in track_vectors(network, segments).items():
+        segments = features_by_frontend(audio, networks)
+        for name, (network, frontend) in networks.items():
+            for variant, v in track_vectors(network, segments[frontend]).items():
                 vectors[name].setdefault(variant, []).append(v)
         albums.append(track.album)
         print(f"[{i}/{len(tracks)}] {track.album}/{track.path.name}", file=sys.stderr)

@@ -45,10 +45,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.networks import add_network_options, named_networks  # noqa: E402
+from bench.networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
 from bench.paired_table import paired_rows  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
-from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
+from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
 from embeddings.inference import pick_precision  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
@@ -86,9 +86,9 @@ def method_vectors(
         if not np.any(audio):
             print(f"skipped {path}: silent", file=sys.stderr)
             continue
-        segments = batch_features(split_segments(audio, fe), fe)
-        for name, network in networks.items():
-            vectors[name].append(track_embedding(network, segments, device, dtype))
+        segments = features_by_frontend(audio, networks)
+        for name, (network, frontend) in networks.items():
+            vectors[name].append(track_embedding(network, segments[frontend], device, dtype))
         vectors[HANDCRAFTED].append(spectral_statistics(audio, fe.sample_rate))
         kept.append(i)
         print(f"[{i + 1}/{len(paths)}] {path.name}", file=sys.stderr)
