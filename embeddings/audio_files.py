@@ -13,6 +13,7 @@ soxr for libsndfile's output and FFmpeg's own resampler for PyAV's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,11 +108,32 @@ def short_reason(exc: Exception) -> str:
     return text.removeprefix("Error opening ").strip()
 
 
-def unreadable(sf_exc: Exception, av_exc: Exception) -> DecodeError:
-    """The error for a file neither decoder could open, naming both reasons."""
-    return DecodeError(
-        f"not a readable audio file (libsndfile: {short_reason(sf_exc)}; ffmpeg: {av_exc})"
-    )
+# libsndfile's words for a format it does not recognise, said of a file that exists.
+_SNDFILE_UNRECOGNISED = "File does not exist or is not a regular file"
+
+
+def _without_path(reason: str, path: str) -> str:
+    """A decoder's reason with the file's name taken out: the caller names the file."""
+    for quoted in (f"'{path}'", f'"{path}"'):
+        reason = reason.replace(f": {quoted}", "").replace(f"{quoted}: ", "")
+    return re.sub(r"^\[Errno -?\d+\]\s*", "", reason).strip(" .;:") or reason
+
+
+def unreadable(sf_exc: Exception, av_exc: Exception, path: Path | None = None) -> DecodeError:
+    """The error for a file neither decoder could open, naming both reasons.
+
+    libsndfile answers "File does not exist or is not a regular file" for any format
+    it does not know; the file does exist by then, so that is said plainly instead.
+    """
+    sf_reason, av_reason = short_reason(sf_exc), str(av_exc)
+    if path is not None:
+        sf_reason, av_reason = (
+            _without_path(sf_reason, str(path)),
+            _without_path(av_reason, str(path)),
+        )
+    if _SNDFILE_UNRECOGNISED in sf_reason:
+        sf_reason = "format not recognised"
+    return DecodeError(f"not a readable audio file (libsndfile: {sf_reason}; ffmpeg: {av_reason})")
 
 
 def failure_reason(exc: Exception) -> str:
@@ -140,7 +162,7 @@ def audio_info(path: Path) -> AudioInfo:
         try:
             container, audio, rate, channels = open_pyav_audio(path)
         except DecodeError as av_exc:
-            raise unreadable(sf_exc, av_exc) from None
+            raise unreadable(sf_exc, av_exc, path) from None
         try:
             decoder = f"ffmpeg/{audio.codec_context.name}"
             return AudioInfo(rate, channels, pyav_duration(container, audio), decoder)
@@ -172,7 +194,7 @@ def read_audio(
         try:
             container, audio, rate, channels = open_pyav_audio(path)
         except DecodeError as av_exc:
-            raise unreadable(sf_exc, av_exc) from None
+            raise unreadable(sf_exc, av_exc, path) from None
         return _read_pyav(container, audio, rate, channels, sample_rate, start_s, max_seconds)
     with handle:
         return _read_soundfile(handle, sample_rate, start_s, max_seconds)

@@ -145,7 +145,7 @@ def open_audio(path: Path, target_rate: int) -> DecodedStream:
         try:
             return _pyav_stream(path, target_rate)
         except DecodeError as av_exc:
-            raise unreadable(sf_exc, av_exc) from None
+            raise unreadable(sf_exc, av_exc, path) from None
 
 
 def decode_all(path: Path, target_rate: int, max_seconds: float | None = None) -> np.ndarray:

@@ -70,6 +70,17 @@ def test_bad_files_raise_the_reason(tmp_path: Path) -> None:
             read(text)
 
 
+def test_an_unreadable_file_is_not_said_to_be_missing(tmp_path: Path) -> None:
+    """libsndfile calls an unknown format 'does not exist'; the user is told what is true."""
+    garbage = tmp_path / "garbage.mp3"
+    garbage.write_bytes(b"not audio" * 100)
+    with pytest.raises(DecodeError) as caught:
+        read_audio(garbage, SR)
+    reason = str(caught.value)
+    assert "does not exist" not in reason and "format not recognised" in reason
+    assert str(garbage) not in reason and "Errno" not in reason  # the caller names the file
+
+
 def test_silence_is_named_with_its_level() -> None:
     assert silence_reason(np.zeros(100, np.float32)) == "silent: peak level -inf dBFS"
     assert silence_reason(np.full(100, 1e-5, np.float32)) == "silent: peak level -100 dBFS"
