@@ -140,6 +140,22 @@ def parameter_groups(
     )
 
 
+def set_training_mode(network: nn.Module, backbone_lr: float) -> None:
+    """Training mode, except a frozen backbone's batch norms, which keep their statistics.
+
+    With ``backbone_lr`` 0 the backbone's weights do not move, but batch norm in
+    training mode would still re-estimate its running statistics on the new data
+    (augmented crops, mixed up): the backbone, and with it every embedding, would
+    change after all.
+    """
+    network.train()
+    if backbone_lr == 0:
+        head = set(network.classifier.modules())
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and module not in head:
+                module.eval()
+
+
 def train_network(
     train_clips: list[np.ndarray],
     train_labels: np.ndarray,
@@ -190,7 +206,7 @@ def train_network(
     started = time.perf_counter()
     for epoch in range(1, n_epochs + 1):
         t0 = time.perf_counter()
-        network.train()
+        set_training_mode(network, config.backbone_lr)
         crops, owner = random_crops(
             train_clips, config.crops_per_track, frontend.segment_frames, frontend.top_db, rng
         )
