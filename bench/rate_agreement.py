@@ -2,11 +2,12 @@
 
 GTZAN's clips are recorded at 22,050 Hz and keep energy up to Nyquist (11,025 Hz).
 A user's library is 44.1 or 48 kHz audio that reaches the model through the
-resampler's anti-aliasing filter, which removes the last kilohertz below Nyquist,
-and M4A used to go through FFmpeg's resampler, whose filter is another. A network
-trained on the clips can lean on that kilohertz and then hears every real track
-differently. ``embeddings/resample.py`` now puts every file through one filter;
-this script measures what is left of the difference.
+resampler's anti-aliasing filter, which removes the last kilohertz below Nyquist
+(and FFmpeg's resampler, which ingest uses for M4A, removes another share of it). A
+network trained on the clips can lean on that kilohertz and then hears every real
+track differently, and can even tell a library's 22,050 Hz files from its 44.1 kHz
+ones by it. The front end's ``band_limit_hz`` (``embeddings/frontend.py``) leaves
+that kilohertz out; this script measures what a model makes of the difference.
 
 For each clip of a folder-per-genre dataset, the model's track embedding and genre
 from the clip itself and from 44.1 kHz stereo copies of it (FLAC, lossless: what a
@@ -16,12 +17,11 @@ between the clip's and the copy's embeddings, and how often the copy's nearest c
 is its own original. The models may have seen these clips: this measures
 consistency, not generalisation.
 
-    python bench/rate_agreement.py /path/to/gtzan/genres --model OLD.pt --model shipped \
+    python bench/rate_agreement.py /path/to/gtzan/genres --model OLD.pt --model shipped \\
         --mp3 --m4a --json rate-agreement.json
 
 The copies are written once under ``--copies`` (default: a folder beside the
-dataset named ``<dataset>-44k``) and reused. Run at a commit before the one filter
-(git checkout 75c7cab), the same command measures the old decoding.
+dataset named ``<dataset>-44k``) and reused.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ excerpt at once. They all need the same two decoders, libsndfile for what it rea
 (M4A/AAC and odd containers), and the same clear reasons when a file is bad. They
 live here, in the bottom layer, so that ``embeddings`` can learn from a user's own
 library, M4A included, without importing ``ingest``; ingest builds its streaming
-decoder on these pieces. Samples come out as ingest's do: the channel mean (FFmpeg's
-downmix for PyAV), then one soxr filter for every rate (``embeddings/resample.py``).
+decoder on these pieces. Samples come out as ingest's do: the channel mean, then
+soxr for libsndfile's output and FFmpeg's own resampler for PyAV's.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from embeddings.resample import resample
 
 READ_FRAMES = 1 << 16  # source frames per libsndfile read: ~1.5 s at 44.1 kHz
 SILENCE_PEAK = 1e-4  # -80 dBFS: below one 16-bit LSB of dither counts as silence
@@ -205,6 +203,8 @@ def read_audio(
 def _read_soundfile(
     handle, sample_rate: int, start_s: float, max_seconds: float | None
 ) -> tuple[np.ndarray, AudioInfo]:
+    import soxr
+
     rate = handle.samplerate
     if rate <= 0 or handle.channels <= 0:
         raise DecodeError("file declares no sample rate or channels")
@@ -237,7 +237,10 @@ def _read_soundfile(
     if not parts:
         reason = f": {short_reason(problem)}" if problem else ""
         raise DecodeError(f"no audio frames could be decoded{reason}")
-    return resample(np.concatenate(parts), rate, sample_rate), info
+    audio = np.concatenate(parts)
+    if rate != sample_rate:
+        audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
+    return audio.astype(np.float32, copy=False), info
 
 
 def _read_pyav(
@@ -248,8 +251,6 @@ def _read_pyav(
 
     skip = int(round(start_s * sample_rate))
     stop = skip + int(round(max_seconds * sample_rate)) if max_seconds else None
-    # source frames that cover [skip, stop) at the target rate, plus the filter's reach
-    enough = int(stop * rate / sample_rate) + rate if stop is not None else None
     parts: list[np.ndarray] = []
     got = 0
     problem: Exception | None = None
@@ -257,23 +258,23 @@ def _read_pyav(
         info = AudioInfo(
             rate, channels, pyav_duration(container, audio), f"ffmpeg/{audio.codec_context.name}"
         )
-        # FFmpeg only downmixes; the rate changes in soxr, as for every other format.
-        to_mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         try:
             for frame in container.decode(audio):
-                for out in to_mono.resample(frame):
+                for out in resampler.resample(frame):
                     parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
                     got += len(parts[-1])
-                if enough is not None and got >= enough:
+                if stop is not None and got >= stop:
                     break
         except Exception as exc:  # damaged part-way: keep what decoded
             problem = exc
-        if enough is None or got < enough:
-            for out in to_mono.resample(None):
+        if stop is None or got < stop:
+            for out in resampler.resample(None):
                 parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
     finally:
         container.close()
-    if not parts or not sum(len(p) for p in parts):
+    decoded = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+    if len(decoded) == 0:
         reason = f": {short_reason(problem)}" if problem else ""
         raise DecodeError(f"no audio frames could be decoded{reason}")
-    return resample(np.concatenate(parts), rate, sample_rate)[skip:stop], info
+    return decoded[skip:stop], info

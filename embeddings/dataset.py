@@ -49,7 +49,7 @@ from embeddings.frontend import FrontendConfig, batch_features, power_mel, split
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff", ".m4a"}
 )
-CACHE_VERSION = 2  # 2: every file meets one resampling filter (embeddings/resample.py)
+CACHE_VERSION = 1
 AMIN = 1e-10
 
 

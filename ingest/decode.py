@@ -2,9 +2,8 @@
 
 libsndfile (soundfile) reads WAV, FLAC, OGG/Vorbis, Opus, MP3 and AIFF; anything it
 cannot open (M4A/AAC, odd containers) goes through FFmpeg via PyAV. Both paths
-yield blocks of mono float32 audio already resampled, with one filter for every
-rate and decoder (``embeddings/resample.py``), so an hour-long file never sits in
-memory whole: only one block and the resampler's state do.
+yield blocks of mono float32 audio already resampled, so an hour-long file never
+sits in memory whole: only one block and the resampler's state do.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import soxr
 
 from embeddings.audio_files import (
     DecodeError,
@@ -23,7 +23,6 @@ from embeddings.audio_files import (
     pyav_duration,
     unreadable,
 )
-from embeddings.resample import Resampler
 
 BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.5 s at 44.1 kHz
 
@@ -50,6 +49,21 @@ class DecodedStream:
         return self.frames_decoded / self.info.sample_rate if self.info.sample_rate else 0.0
 
 
+class _Resampler:
+    def __init__(self, source_rate: int, target_rate: int) -> None:
+        self.passthrough = source_rate == target_rate
+        self.stream = (
+            None
+            if self.passthrough
+            else soxr.ResampleStream(source_rate, target_rate, 1, dtype="float32", quality="HQ")
+        )
+
+    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+        if self.passthrough:
+            return block
+        return self.stream.resample_chunk(np.ascontiguousarray(block), last=last)
+
+
 def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
     handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError
     if handle.samplerate <= 0 or handle.channels <= 0:
@@ -65,7 +79,7 @@ def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
     stream = DecodedStream(info=info, blocks=iter(()))
 
     def blocks() -> Iterator[np.ndarray]:
-        resample = Resampler(handle.samplerate, target_rate)
+        resample = _Resampler(handle.samplerate, target_rate)
         try:
             while True:
                 try:
@@ -100,24 +114,17 @@ def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
     stream = DecodedStream(info=info, blocks=iter(()))
 
     def blocks() -> Iterator[np.ndarray]:
-        # FFmpeg only downmixes; the rate changes in soxr, as for every other format.
-        to_mono = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        resample = Resampler(rate, target_rate)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=target_rate)
         try:
             try:
                 for frame in container.decode(audio):
                     stream.frames_decoded += frame.samples
-                    for out in to_mono.resample(frame):
-                        block = resample(out.to_ndarray().reshape(-1))
-                        if len(block):
-                            yield block
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
             except Exception as exc:
                 stream.stopped_early = f"decoding stopped at {stream.decoded_seconds:.1f} s: {exc}"
-            for out in to_mono.resample(None):
-                yield resample(out.to_ndarray().reshape(-1))
-            tail = resample(np.zeros(0, dtype=np.float32), last=True)
-            if len(tail):
-                yield tail
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
         finally:
             container.close()
 
