@@ -108,7 +108,7 @@ def load_init(options: ExperimentOptions, frontend: FrontendConfig) -> GenreMode
             f"--init {path} holds a {init.arch} network; it cannot initialise "
             f"{', '.join(others)} (train --arch {init.arch} with it)"
         )
-    if init.frontend != frontend:
+    if not frontend.same_shape(init.frontend):
         raise ValueError(
             f"--init {path} was trained on another front end ({init.frontend}); "
             f"this training uses {frontend}"

@@ -6,6 +6,14 @@ The numbers match the source projects: 22,050 Hz mono, 128 mel bands, a 2048-poi
 FFT, hop 512, dB scale, and 3-second segments of 128 x 130 frames, each normalised
 on its own so loudness differences between recordings do not leak into the model.
 
+Content above ``band_limit_hz`` (10 kHz) is left out of every mel band. A library
+is mostly 44.1 or 48 kHz audio, and resampling it to 22,050 Hz rolls off the last
+kilohertz below Nyquist (soxr: -1 dB at 10.4 kHz, -30 dB at 10.8 kHz), while
+training clips recorded at 22,050 Hz keep it; without the limit the same music
+read from a 44.1 kHz file reached a network trained on such clips as a different
+spectrogram (``bench/band_limit.py`` measures it). Checkpoints made before the limit
+existed record no ``band_limit_hz`` and keep the full band.
+
 The STFT is computed with NumPy/SciPy rather than librosa's high-level call because
 this runs in decode workers for every segment of every track; ``tests`` check it
 against ``librosa.feature.melspectrogram`` + ``power_to_db``.
@@ -13,7 +21,7 @@ against ``librosa.feature.melspectrogram`` + ``power_to_db``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -30,6 +38,7 @@ class FrontendConfig:
     hop_length: int = 512
     segment_seconds: float = 3.0
     top_db: float = 80.0
+    band_limit_hz: float | None = 10_000.0
 
     @property
     def segment_samples(self) -> int:
@@ -50,7 +59,16 @@ class FrontendConfig:
     @classmethod
     def from_dict(cls, data: dict) -> FrontendConfig:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known.setdefault("band_limit_hz", None)  # a checkpoint from before the limit
         return cls(**known)
+
+    def same_shape(self, other: FrontendConfig) -> bool:
+        """True when a network trained on ``other`` takes these features as input.
+
+        Only the band limit may differ: it empties the top bands but leaves every
+        band where it was, so a backbone carries over (fine-tuning adapts it).
+        """
+        return replace(self, band_limit_hz=None) == replace(other, band_limit_hz=None)
 
 
 def hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -92,6 +110,7 @@ def mel_filterbank(config: FrontendConfig) -> np.ndarray:
 
     Written out rather than imported: importing librosa costs each decode worker
     about 110 MB of memory for this one small matrix (``tests`` check equality).
+    FFT bins above ``config.band_limit_hz`` get no weight (see the module docstring).
     """
     fft_hz = np.linspace(0.0, config.sample_rate / 2.0, 1 + config.n_fft // 2)
     edges = mel_band_edges(config)
@@ -101,6 +120,8 @@ def mel_filterbank(config: FrontendConfig) -> np.ndarray:
     upper = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # equal area per filter (Slaney)
+    if config.band_limit_hz is not None:
+        weights[:, fft_hz > config.band_limit_hz] = 0.0
     return weights.astype(np.float32)
 
 

@@ -114,7 +114,7 @@ def dataset_report(
     dataset = discover(dataset_root)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = FrontendConfig()
+    config = FrontendConfig(band_limit_hz=None)  # the data as recorded, up to Nyquist
     durations: dict[str, list[float]] = {g: [] for g in dataset.genres}
     rates: dict[int, int] = {}
     channels: dict[int, int] = {}

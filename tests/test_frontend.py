@@ -20,12 +20,13 @@ from embeddings.frontend import (
 )
 
 CONFIG = FrontendConfig()
+FULL_BAND = FrontendConfig(band_limit_hz=None)  # librosa's filters, up to Nyquist
 
 
 @pytest.mark.parametrize(
     "config",
-    [CONFIG, FrontendConfig(sample_rate=16_000, n_fft=512, n_mels=64),
-     FrontendConfig(sample_rate=44_100, n_fft=4096, n_mels=96)],
+    [FULL_BAND, FrontendConfig(sample_rate=16_000, n_fft=512, n_mels=64),
+     FrontendConfig(sample_rate=44_100, n_fft=4096, n_mels=96, band_limit_hz=None)],
 )  # fmt: skip
 def test_mel_filterbank_equals_librosa(config):
     ours = mel_filterbank(config)
@@ -77,7 +78,7 @@ def test_segment_shape_is_128_by_130():
 
 def test_mel_and_db_match_librosa():
     segment = chord([220, 330, 1760], 3) + noise(3, seed=4, amp=0.02)
-    ours = power_mel(segment, CONFIG)
+    ours = power_mel(segment, FULL_BAND)
     theirs = librosa.feature.melspectrogram(
         y=segment, sr=22050, n_fft=2048, hop_length=512, n_mels=128
     )
@@ -85,6 +86,45 @@ def test_mel_and_db_match_librosa():
     np.testing.assert_allclose(
         to_db(ours, 80.0), librosa.power_to_db(theirs, ref=np.max, top_db=80.0), atol=0.05
     )
+
+
+def test_band_limit_only_empties_filters_above_it():
+    limited, full = mel_filterbank(CONFIG), mel_filterbank(FULL_BAND)
+    fft_hz = np.linspace(0.0, CONFIG.sample_rate / 2, 1 + CONFIG.n_fft // 2)
+    below = fft_hz <= CONFIG.band_limit_hz
+    np.testing.assert_array_equal(limited[:, below], full[:, below])
+    assert not limited[:, ~below].any() and full[:, ~below].any()
+    assert not limited[-2:].any() and limited[:-4].any(axis=1).all()  # top bands only
+
+
+def _upsampled_and_back(audio: np.ndarray) -> np.ndarray:
+    """What ingest reads from a 44.1 kHz file of the same music: soxr back to 22,050 Hz."""
+    import soxr
+
+    up = soxr.resample(audio, 22_050, 44_100, quality="VHQ")
+    return soxr.resample(up, 44_100, 22_050, quality="HQ").astype(np.float32)
+
+
+def test_band_limit_makes_a_44k_file_look_like_the_22k_clip():
+    """The resampler removes the last kilohertz below Nyquist; the features must not care."""
+    segment = noise(3, seed=7, amp=0.1) + chord([440, 10_700], 3)  # energy up to Nyquist
+    resampled = _upsampled_and_back(segment)
+
+    def gap(config: FrontendConfig) -> float:
+        return float(
+            np.abs(segment_features(segment, config) - segment_features(resampled, config)).max()
+        )
+
+    assert gap(FULL_BAND) > 1.0  # a different input, in standard deviations
+    assert gap(CONFIG) < 0.05
+
+
+def test_checkpoints_from_before_the_band_limit_keep_the_full_band():
+    legacy = {k: v for k, v in CONFIG.to_dict().items() if k != "band_limit_hz"}
+    assert FrontendConfig.from_dict(legacy).band_limit_hz is None
+    assert FrontendConfig.from_dict(CONFIG.to_dict()) == CONFIG
+    assert CONFIG.same_shape(FrontendConfig.from_dict(legacy))
+    assert not CONFIG.same_shape(FrontendConfig(n_mels=96))
 
 
 def test_silent_segment_normalises_to_zeros_not_nan():

@@ -531,6 +531,26 @@ def test_sonic_train_init_starts_from_the_pretrained_backbone(tmp_path: Path) ->
     _assert_backbone_from(trained, load_checkpoint(init).network.state_dict())
 
 
+def test_a_backbone_from_before_the_band_limit_fine_tunes_on_todays_front_end(
+    tmp_path: Path,
+) -> None:
+    """The band limit moves no band, so an older backbone carries over; a new shape does not."""
+    init = tmp_path / "old.pt"
+    save_checkpoint(init, build_model("resnet18", 0), "resnet18", [],
+                    FrontendConfig(band_limit_hz=None), kind="backbone")  # fmt: skip
+    _, trained = _train_from(str(init), tmp_path / "ok")
+    assert trained.frontend == FrontendConfig() and trained.frontend.band_limit_hz
+    other = tmp_path / "96mels.pt"
+    save_checkpoint(other, build_model("resnet18", 0), "resnet18", [],
+                    FrontendConfig(n_mels=96), kind="backbone")  # fmt: skip
+    dataset, _ = _genre_dataset(tmp_path / "genres")
+    result = CliRunner().invoke(
+        app, ["train", str(dataset), "--init", str(other), "--out", str(tmp_path / "run"),
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 1 and "another front end" in result.output
+
+
 def test_init_shipped_names_the_packaged_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
