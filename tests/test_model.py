@@ -94,8 +94,8 @@ def test_the_shipped_model_hears_a_44k_file_as_the_22k_file_it_was_made_from(tmp
     """Libraries are 44.1 kHz; the genre data is 22,050 Hz. The shipped model must not care.
 
     The clip has energy up to Nyquist, as GTZAN's do; the 44.1 kHz FLAC copy loses the
-    last kilohertz in the resampler on its way back to 22,050 Hz, and so, since every
-    file meets the same filter, does the clip (``embeddings/resample.py``).
+    last kilohertz in the resampler on its way back to 22,050 Hz, and the front end's
+    band limit leaves that kilohertz out of both.
     """
     import soxr
 
@@ -105,7 +105,7 @@ def test_the_shipped_model_hears_a_44k_file_as_the_22k_file_it_was_made_from(tmp
     from ingest.decode import decode_all
 
     model = load_checkpoint(DEFAULT_CHECKPOINT)
-    assert model.frontend == FrontendConfig()
+    assert model.frontend == FrontendConfig()  # trained on today's front end, band limit included
     rng = np.random.default_rng(0)
     clip = (chord([110, 165, 220], 9.0) + noise(9.0, seed=1, amp=0.1)) * rng.uniform(0.5, 1.0)
     clip = clip.astype(np.float32)
