@@ -53,7 +53,7 @@ def copy_path(copies: Path, key: str, fmt: str) -> Path:
 
 
 def make_copies(dataset, copies: Path, formats: list[str]) -> None:
-    """44.1 kHz stereo copies of every clip (FLAC: lossless; MP3: libsndfile's default)."""
+    """44.1 kHz stereo copies of every clip in each of ``formats`` (flac, mp3, m4a)."""
     for track in dataset.tracks:
         targets = [copy_path(copies, track.key, f) for f in formats]
         if all(t.is_file() for t in targets):

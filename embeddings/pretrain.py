@@ -372,7 +372,7 @@ def run_pretraining(
         init = load_checkpoint(options.init)
         if init.arch != config.arch:
             raise ValueError(f"--init {options.init} holds a {init.arch}, not a {config.arch}")
-        if not frontend.same_shape(init.frontend):  # its own front end, not ours
+        if not frontend.same_shape(init.frontend):  # another shape: keep the backbone's own
             frontend = init.frontend
         load_backbone(network, init.network.state_dict())
         init_record = {"path": str(options.init), "model_id": init.model_id, "kind": init.kind}
