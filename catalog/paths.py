@@ -45,7 +45,7 @@ class CatalogPaths:
 
 
 def display_path(path: str | os.PathLike) -> str:
-    """A file path as text that any terminal, JSON encoder or web page can show.
+    """A file path, or text quoting one, that any terminal, JSON encoder or page can show.
 
     POSIX file names are bytes; Python hands back the bytes that are not UTF-8
     (old Latin-1 names, say) as lone surrogates, which every UTF-8 encoder refuses.
@@ -53,7 +53,13 @@ def display_path(path: str | os.PathLike) -> str:
     The catalog keeps the real name (see ``catalog.schema.FsPath``); this is only
     for showing it.
     """
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
+    raw = os.fspath(path)
+    if isinstance(raw, str):
+        try:
+            raw = raw.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a surrogate no file name decodes to (from JSON, say)
+            raw = raw.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def path_is_text(path: str) -> bool:
@@ -63,3 +69,18 @@ def path_is_text(path: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def displayable(value):
+    """``value`` (JSON-like) with every string made safe to show by :func:`display_path`.
+
+    The faces (CLI ``--json``, REST, web UI) call this once on what they are about to
+    print or send, instead of escaping each path field by hand.
+    """
+    if isinstance(value, str):
+        return value if path_is_text(value) else display_path(value)
+    if isinstance(value, dict):
+        return {displayable(k): displayable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [displayable(v) for v in value]
+    return value

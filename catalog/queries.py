@@ -20,7 +20,7 @@ from catalog.store import Catalog
 
 SUMMARY_COLUMNS = (
     Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,
-    Track.duration_s, Track.status, Track.genre, Track.confidence,
+    Track.duration_s, Track.status, Track.genre, Track.confidence, Track.error, Track.warning,
 )  # fmt: skip
 
 
@@ -37,6 +37,8 @@ def track_summary(track) -> dict:
         "status": track.status,
         "genre": track.genre,
         "confidence": track.confidence,
+        "error": track.error,  # why a failed track failed: listings of failures need it
+        "warning": track.warning,
     }
 
 

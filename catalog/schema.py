@@ -8,6 +8,7 @@ index on disk is a fast copy that can always be rebuilt from it.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from sqlalchemy import (
@@ -22,6 +23,50 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from catalog.paths import display_path, path_is_text
+
+
+class FsPath(TypeDecorator):
+    """A file path stored losslessly, whatever bytes its name holds.
+
+    POSIX names are bytes and old libraries hold Latin-1 ones; Python decodes those
+    bytes to lone surrogates, which SQLite's UTF-8 text refuses. A name that is valid
+    UTF-8 is stored as TEXT, as always; any other is stored as its raw bytes (SQLite
+    keeps a BLOB in a TEXT column as it is) and read back with ``os.fsdecode``, so
+    it names the same file again. Comparisons bind the same way, so ``path == x``
+    still finds it. Existing catalogs need no migration.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if isinstance(value, str) and not path_is_text(value):
+            return os.fsencode(value)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, bytes):
+            return os.fsdecode(value)
+        return value
+
+
+class SafeText(TypeDecorator):
+    """Free text that may quote an undecodable file name (an error, a tag): shown escaped.
+
+    Unlike a path, such text is only ever shown, so its odd bytes become ``\\xNN``
+    escapes (:func:`catalog.paths.display_path`) instead of failing the transaction.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if isinstance(value, str) and not path_is_text(value):
+            return display_path(value)
+        return value
 
 
 class Base(DeclarativeBase):
@@ -42,23 +87,23 @@ class Track(Base):
     __tablename__ = "tracks"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
     size: Mapped[int] = mapped_column(Integer)
     mtime_ns: Mapped[int] = mapped_column(Integer)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     format: Mapped[str | None] = mapped_column(String(16))
 
-    title: Mapped[str | None] = mapped_column(Text)
-    artist: Mapped[str | None] = mapped_column(Text, index=True)
-    album: Mapped[str | None] = mapped_column(Text, index=True)
+    title: Mapped[str | None] = mapped_column(SafeText)
+    artist: Mapped[str | None] = mapped_column(SafeText, index=True)
+    album: Mapped[str | None] = mapped_column(SafeText, index=True)
     track_number: Mapped[int | None] = mapped_column(Integer)
     duration_s: Mapped[float | None] = mapped_column(Float)
     sample_rate: Mapped[int | None] = mapped_column(Integer)
     channels: Mapped[int | None] = mapped_column(Integer)
 
     status: Mapped[str] = mapped_column(String(16), index=True)
-    error: Mapped[str | None] = mapped_column(Text)
-    warning: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(SafeText)
+    warning: Mapped[str | None] = mapped_column(SafeText)
     model_id: Mapped[str | None] = mapped_column(String(64))
     genre: Mapped[str | None] = mapped_column(String(64), index=True)
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -68,7 +113,7 @@ class Track(Base):
 
     # Explanation of the predicted genre (migration 0002): a Grad-CAM heatmap over a
     # representative window and the share of its mass in each frequency band.
-    heatmap_path: Mapped[str | None] = mapped_column(Text)
+    heatmap_path: Mapped[str | None] = mapped_column(FsPath)
     heatmap_genre: Mapped[str | None] = mapped_column(String(64))
     heatmap_start_s: Mapped[float | None] = mapped_column(Float)
     heatmap_end_s: Mapped[float | None] = mapped_column(Float)

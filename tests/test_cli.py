@@ -130,3 +130,12 @@ def test_every_command_has_help():
         result = sonic(command, "--help")
         assert result.exit_code == 0
         assert "--json" in result.stdout
+
+
+def test_the_failed_listing_carries_reasons_in_json(catalog_dir, library):
+    page = json.loads(
+        sonic("tracks", "--status", "failed", "--data-dir", str(catalog_dir), "--json").stdout
+    )
+    assert page["total"] == len(library.bad) > 0
+    assert all(t["status"] == "failed" and t["error"] for t in page["tracks"])
+    assert "empty file (0 bytes)" in {t["error"] for t in page["tracks"]}

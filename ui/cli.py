@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import warnings
@@ -11,8 +10,10 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import default_data_dir
+from catalog.paths import default_data_dir, displayable
 from ui.options import DataDir, JsonFlag, checkpoint_argument
+from ui.options import emit as _emit
+from ui.options import fail as _fail
 
 app = typer.Typer(
     help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
@@ -26,18 +27,6 @@ def _open_catalog(data_dir: Path | None):
     from catalog.store import Catalog
 
     return Catalog(data_dir or default_data_dir())
-
-
-def _emit(data, as_json: bool, render) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    else:
-        render(data)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 def _resolve(catalog, ref: str) -> int:
@@ -79,7 +68,7 @@ class _TqdmProgress:
 
     def note(self, message: str) -> None:
         if self.bar is not None and self.enabled:
-            self.bar.write(message, file=sys.stderr)
+            self.bar.write(displayable(message), file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -248,13 +237,10 @@ def tracks(
         page = browse(catalog, genre, status, artist, album, query, limit, offset)
 
     def render(data: dict) -> None:
-        _render_tracks(data["tracks"])
-        if status == "failed":
-            with _open_catalog(data_dir) as catalog:
-                from catalog.queries import track_details
-
-                for t in data["tracks"]:
-                    typer.echo(f"    reason: {track_details(catalog, t['id'])['error']}")
+        for t in data["tracks"]:
+            _render_tracks([t])
+            if t["error"]:
+                typer.echo(f"    reason: {t['error']}")
         shown = data["offset"] + len(data["tracks"])
         typer.echo(f"({shown} of {data['total']})")
 

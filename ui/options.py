@@ -6,12 +6,14 @@ Kept free of heavy imports: every CLI module imports it at start-up, and
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV
+from catalog.paths import DATA_DIR_ENV, displayable
 
 DataDir = Annotated[
     Path | None,
@@ -38,3 +40,22 @@ def checkpoint_argument(entry: Path) -> Path:
 
         return DEFAULT_CHECKPOINT
     return entry
+
+
+def emit(data, as_json: bool, render: Callable) -> None:
+    """Print a command's result: JSON for scripts, else ``render``'s text.
+
+    Everything printed goes through :func:`catalog.paths.displayable` first, so a file
+    name that is not UTF-8 shows as ``\\xNN`` escapes instead of crashing the print.
+    """
+    data = displayable(data)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        render(data)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Say what went wrong on stderr and exit with ``code``."""
+    typer.secho(f"error: {displayable(message)}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)

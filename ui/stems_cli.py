@@ -6,7 +6,6 @@ and importing nothing from it, so ``python -m ui.cli`` cannot import it twice.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +14,8 @@ import typer
 
 from catalog.paths import default_data_dir
 from ui.options import DataDir, JsonFlag
+from ui.options import emit as _emit
+from ui.options import fail as _fail
 
 MODELS_DIR_ENV = "SONIC_DEMUCS_DIR"  # same as ingest.stems.MODELS_DIR_ENV (not imported: torch)
 
@@ -42,18 +43,6 @@ Shifts = Annotated[
     int, typer.Option(help="Random time shifts averaged (better, N times slower; 0: exact).", min=0)
 ]
 ProgressFlag = Annotated[bool, typer.Option(help="Show progress bars (stderr).")]
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _emit(data, as_json: bool, render) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    else:
-        render(data)
 
 
 def _open_catalog(data_dir: Path | None):
