@@ -22,6 +22,20 @@ import numpy as np
 READ_FRAMES = 1 << 16  # source frames per libsndfile read: ~1.5 s at 44.1 kHz
 SILENCE_PEAK = 1e-4  # -80 dBFS: below one 16-bit LSB of dither counts as silence
 
+# What a header may declare before anything is allocated for it. The resampler's
+# output per block grows with target rate / source rate: a WAV declaring 1 Hz made
+# one 64k-frame read come out as 1.4 billion samples (a 9 GB process). Real audio
+# lives well inside these bounds (8 kHz telephony to 384 kHz studio masters, 7.1.4
+# and ambisonic layouts well under 32 channels).
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 32
+
+# Float files can hold any value; audio is nominally within +-1. A sample beyond
+# +-SAMPLE_BOUND (60 dB over full scale) is damage, and squares of values like 1e30
+# overflow float32 in the power spectrum, so such samples are clipped to the bound.
+SAMPLE_BOUND = 1_000.0
+
 
 class DecodeError(Exception):
     """The file could not be decoded at all; the message is shown to the user."""
@@ -35,6 +49,78 @@ class AudioInfo:
     channels: int
     duration_s: float | None  # missing or wrong in some containers
     decoder: str
+
+
+def check_header(sample_rate: int, channels: int) -> None:
+    """Refuse a header whose rate or channel count no real audio has, before any read.
+
+    Every open path calls this (libsndfile and FFmpeg, streaming and whole-file), so
+    ingest, uploads and training share one rule and one wording.
+    """
+    if sample_rate <= 0 or channels <= 0:
+        raise DecodeError("file declares no sample rate or channels")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise DecodeError(
+            f"the file declares a sample rate of {sample_rate:,} Hz; only "
+            f"{MIN_SAMPLE_RATE:,}–{MAX_SAMPLE_RATE:,} Hz are read"
+        )
+    if channels > MAX_CHANNELS:
+        raise DecodeError(
+            f"the file declares {channels:,} channels; at most {MAX_CHANNELS} are read"
+        )
+
+
+@dataclass
+class SampleCleaning:
+    """Counts what :meth:`clean` had to repair, so the track's warning can say so.
+
+    A NaN or an infinity anywhere would reach the network and turn every
+    probability into NaN; one resampler pass spreads it over the whole filter
+    length first. So samples are cleaned as they leave the decoder, before
+    resampling: non-finite ones become 0 (silence) and huge ones are clipped.
+    """
+
+    seen: int = 0
+    nonfinite: int = 0
+    clipped: int = 0
+
+    def clean(self, block: np.ndarray) -> np.ndarray:
+        """``block`` with non-finite samples zeroed and huge ones clipped (counted)."""
+        self.seen += block.size
+        if block.size == 0:
+            return block
+        # Two reductions and no copy on the common path; NaN fails both comparisons.
+        if -SAMPLE_BOUND <= block.min() and block.max() <= SAMPLE_BOUND:
+            return block
+        finite = np.isfinite(block)
+        bad = block.size - int(np.count_nonzero(finite))
+        out = np.where(finite, block, 0).astype(block.dtype, copy=False)
+        huge = np.abs(out) > SAMPLE_BOUND
+        self.nonfinite += bad
+        self.clipped += int(np.count_nonzero(huge))
+        return np.clip(out, -SAMPLE_BOUND, SAMPLE_BOUND, out=out)
+
+    @property
+    def none_finite(self) -> bool:
+        """True when every sample read so far was NaN or infinite."""
+        return self.seen > 0 and self.nonfinite == self.seen
+
+    def note(self) -> str | None:
+        """What was repaired, in words for the track's warning; None if nothing was."""
+        parts = []
+        if self.nonfinite:
+            parts.append(
+                f"replaced {self.nonfinite:,} non-finite samples (NaN or infinity) with silence"
+            )
+        if self.clipped:
+            parts.append(
+                f"clipped {self.clipped:,} samples beyond ±{SAMPLE_BOUND:,.0f} "
+                "(far outside the usual ±1 range)"
+            )
+        return "; ".join(parts) or None
+
+
+NO_FINITE_SAMPLES = "no finite audio samples (every sample is NaN or infinite)"
 
 
 def downmix(block: np.ndarray) -> np.ndarray:
@@ -75,7 +161,36 @@ def open_pyav_audio(path: Path):
     if rate <= 0 or channels <= 0:
         container.close()
         raise DecodeError("audio stream declares no sample rate or channels")
+    try:
+        check_header(rate, channels)
+    except DecodeError:
+        container.close()
+        raise
     return container, audio, rate, channels
+
+
+def clean_frame(frame, cleaning: SampleCleaning):
+    """An FFmpeg frame with non-finite or huge samples repaired, before its resampler.
+
+    FFmpeg's resampler would smear one NaN over its whole filter; integer sample
+    formats cannot hold either problem, so only float frames are looked at.
+    """
+    import av
+
+    if frame.format.name not in ("flt", "fltp", "dbl", "dblp"):
+        cleaning.seen += frame.samples * len(frame.layout.channels)
+        return frame
+    data = frame.to_ndarray()
+    cleaned = cleaning.clean(data)
+    if cleaned is data:
+        return frame
+    fixed = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(cleaned), format=frame.format.name, layout=frame.layout.name
+    )
+    fixed.sample_rate = frame.sample_rate
+    fixed.pts = frame.pts
+    fixed.time_base = frame.time_base
+    return fixed
 
 
 def pyav_duration(container, audio) -> float | None:
@@ -168,8 +283,7 @@ def audio_info(path: Path) -> AudioInfo:
             return AudioInfo(rate, channels, pyav_duration(container, audio), decoder)
         finally:
             container.close()
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise DecodeError("file declares no sample rate or channels")
+    check_header(info.samplerate, info.channels)
     duration = info.frames / info.samplerate if info.frames > 0 else None
     return AudioInfo(info.samplerate, info.channels, duration, f"libsndfile/{info.format.lower()}")
 
@@ -206,8 +320,7 @@ def _read_soundfile(
     import soxr
 
     rate = handle.samplerate
-    if rate <= 0 or handle.channels <= 0:
-        raise DecodeError("file declares no sample rate or channels")
+    check_header(rate, handle.channels)
     frames = handle.frames if handle.frames > 0 else None
     info = AudioInfo(
         rate, handle.channels, frames / rate if frames else None,
@@ -223,6 +336,7 @@ def _read_soundfile(
     parts: list[np.ndarray] = []
     got = 0
     problem: Exception | None = None
+    cleaning = SampleCleaning()
     while wanted is None or got < wanted:
         count = READ_FRAMES if wanted is None else min(READ_FRAMES, wanted - got)
         try:
@@ -232,11 +346,13 @@ def _read_soundfile(
             break
         if len(block) == 0:
             break
-        parts.append(downmix(block))
+        parts.append(downmix(cleaning.clean(block)))
         got += len(block)
     if not parts:
         reason = f": {short_reason(problem)}" if problem else ""
         raise DecodeError(f"no audio frames could be decoded{reason}")
+    if cleaning.none_finite:
+        raise DecodeError(NO_FINITE_SAMPLES)
     audio = np.concatenate(parts)
     if rate != sample_rate:
         audio = soxr.resample(audio, rate, sample_rate, quality="HQ")
@@ -254,6 +370,7 @@ def _read_pyav(
     parts: list[np.ndarray] = []
     got = 0
     problem: Exception | None = None
+    cleaning = SampleCleaning()
     try:
         info = AudioInfo(
             rate, channels, pyav_duration(container, audio), f"ffmpeg/{audio.codec_context.name}"
@@ -261,7 +378,7 @@ def _read_pyav(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         try:
             for frame in container.decode(audio):
-                for out in resampler.resample(frame):
+                for out in resampler.resample(clean_frame(frame, cleaning)):
                     parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
                     got += len(parts[-1])
                 if stop is not None and got >= stop:
@@ -277,4 +394,6 @@ def _read_pyav(
     if len(decoded) == 0:
         reason = f": {short_reason(problem)}" if problem else ""
         raise DecodeError(f"no audio frames could be decoded{reason}")
+    if cleaning.none_finite:
+        raise DecodeError(NO_FINITE_SAMPLES)
     return decoded[skip:stop], info

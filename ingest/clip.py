@@ -132,6 +132,10 @@ class ClipAnalyser:
                 part = out.embeddings.sum(axis=0, dtype=np.float64)
                 embedding_sum = part if embedding_sum is None else embedding_sum + part
         seg_probs = np.concatenate(probs)
+        if not (np.isfinite(seg_probs).all() and np.isfinite(embedding_sum).all()):
+            # decode_all cleans the samples; this guards the answer (and the search)
+            # against whatever else could still make the network return NaN.
+            raise ClipError("the model produced non-finite output (NaN or infinity) for it")
         return ClipAnalysis(
             model_id=self.model.model_id,
             model_trained=self.model.trained,

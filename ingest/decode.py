@@ -9,7 +9,7 @@ sits in memory whole: only one block and the resampler's state do.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,11 @@ import soundfile as sf
 import soxr
 
 from embeddings.audio_files import (
+    NO_FINITE_SAMPLES,
     DecodeError,
+    SampleCleaning,
+    check_header,
+    clean_frame,
     downmix,
     open_pyav_audio,
     pyav_duration,
@@ -43,6 +47,8 @@ class DecodedStream:
     # decoding stopped early (truncated or damaged file).
     frames_decoded: int = 0
     stopped_early: str | None = None
+    # Non-finite and huge samples repaired on the way out of the decoder.
+    cleaning: SampleCleaning = field(default_factory=SampleCleaning)
 
     @property
     def decoded_seconds(self) -> float:
@@ -66,9 +72,11 @@ class _Resampler:
 
 def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
     handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError
-    if handle.samplerate <= 0 or handle.channels <= 0:
+    try:
+        check_header(handle.samplerate, handle.channels)  # before any buffer is sized by it
+    except DecodeError:
         handle.close()
-        raise DecodeError("file declares no sample rate or channels")
+        raise
     frames = handle.frames if handle.frames and handle.frames > 0 else None
     info = StreamInfo(
         sample_rate=handle.samplerate,
@@ -92,7 +100,7 @@ def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
                 if len(block) == 0:
                     break
                 stream.frames_decoded += len(block)
-                out = resample(downmix(block))
+                out = resample(downmix(stream.cleaning.clean(block)))
                 if len(out):
                     yield out
             tail = resample(np.zeros(0, dtype=np.float32), last=True)
@@ -119,7 +127,7 @@ def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
             try:
                 for frame in container.decode(audio):
                     stream.frames_decoded += frame.samples
-                    for out in resampler.resample(frame):
+                    for out in resampler.resample(clean_frame(frame, stream.cleaning)):
                         yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
             except Exception as exc:
                 stream.stopped_early = f"decoding stopped at {stream.decoded_seconds:.1f} s: {exc}"
@@ -149,7 +157,13 @@ def open_audio(path: Path, target_rate: int) -> DecodedStream:
 
 
 def decode_all(path: Path, target_rate: int, max_seconds: float | None = None) -> np.ndarray:
-    """Whole-file decode for short clips (uploads, tests); bounded by ``max_seconds``."""
+    """Whole-file decode for short clips (uploads, tests); bounded by ``max_seconds``.
+
+    Memory stays bounded by construction: reading stops at the first block past
+    ``max_seconds``, and :func:`check_header` caps how much one block can grow in
+    the resampler (at most target rate / 4,000 Hz times its source frames).
+    Raises :class:`DecodeError` when every sample read was NaN or infinite.
+    """
     stream = open_audio(path, target_rate)
     parts: list[np.ndarray] = []
     total = 0
@@ -160,5 +174,7 @@ def decode_all(path: Path, target_rate: int, max_seconds: float | None = None) -
         if limit is not None and total >= limit:
             stream.blocks.close()
             break
+    if stream.cleaning.none_finite:
+        raise DecodeError(NO_FINITE_SAMPLES)
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     return audio[:limit] if limit is not None else audio

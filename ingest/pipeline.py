@@ -36,6 +36,10 @@ from ingest.worker import Task, file_facts, single_thread_env, worker_main
 
 INDEX_SAVE_SECONDS = 30.0
 POLL_SECONDS = 0.2
+NON_FINITE_OUTPUT = (
+    "the model produced non-finite output (NaN or infinity) for this file; "
+    "nothing was stored for it"
+)
 
 
 @dataclass
@@ -427,9 +431,14 @@ class IngestRun:
         _, _, audio, n_segments, _peak, warning = state.end
         if state.inferred < n_segments:
             return
-        del self.states[task_id]
         order = sorted(state.probs)
         seg_probs = np.concatenate([state.probs[k] for k in order])
+        if not (np.isfinite(seg_probs).all() and np.isfinite(state.embedding_sum).all()):
+            # Never let NaN reach SQLite (NOT NULL on probabilities ended whole runs)
+            # or FAISS: whatever caused it, it is this track's failure, not the run's.
+            self._fail(task_id, NON_FINITE_OUTPUT, audio)
+            return
+        del self.states[task_id]
         probabilities = aggregate(seg_probs, self.options.aggregation)
         analysis = Analysis(
             model_id=self.model.model_id,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from catalog.records import AudioFacts, FileFacts
-from embeddings.audio_files import silent_peak
+from embeddings.audio_files import NO_FINITE_SAMPLES, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.decode import DecodeError, open_audio
 from ingest.hashing import content_hash
@@ -115,13 +115,17 @@ def analyse_file(
         sample_rate=stream.info.sample_rate,
         channels=stream.info.channels,
     )
+    repaired = stream.cleaning.note()
     if stream.frames_decoded == 0:
         reason = stream.stopped_early or "no audio frames could be decoded"
         send(("fail", task.task_id, f"no audio decoded ({reason})", audio))
+    elif stream.cleaning.none_finite:
+        send(("fail", task.task_id, NO_FINITE_SAMPLES, audio))
     elif silent := silent_peak(peak):
-        send(("fail", task.task_id, silent, audio))
+        send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
-        send(("done", task.task_id, audio, sent, peak, _truncation_warning(stream)))
+        warnings = [w for w in (_truncation_warning(stream), repaired) if w]
+        send(("done", task.task_id, audio, sent, peak, "; ".join(warnings) or None))
 
 
 def _truncation_warning(stream) -> str | None:

@@ -149,3 +149,39 @@ def copy_library(source: Library, dest: Path) -> Library:
         return {k: dest / p.relative_to(source.root) for k, p in files.items()}
 
     return Library(dest, remap(source.good), remap(source.bad), dict(source.tagged))
+
+
+# -- hostile files: headers written by hand where soundfile would refuse -----------------
+
+
+def write_raw_wav(
+    path: Path,
+    payload: bytes,
+    sample_rate: int,
+    channels: int,
+    bits: int = 16,
+    format_tag: int = 1,
+) -> Path:
+    """A RIFF/WAVE file with exactly the header fields given, whatever they claim.
+
+    ``format_tag`` 1 is integer PCM, 3 is IEEE float. Nothing is checked: this is
+    how the tests make files that declare a 1 Hz rate or 64 channels.
+    """
+    import struct
+
+    block_align = channels * bits // 8
+    fmt = struct.pack(
+        "<HHIIHH", format_tag, channels, sample_rate, sample_rate * block_align, block_align, bits
+    )
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(payload)) + payload
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def write_float_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
+    """32-bit float WAV of ``audio`` bit for bit: NaN, infinities and 1e30 included."""
+    samples = np.asarray(audio, dtype="<f4")
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    return write_raw_wav(path, samples.tobytes(), sample_rate, channels, 32, format_tag=3)
