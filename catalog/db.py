@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -50,10 +54,40 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (``alembic upgrade head``)."""
-    if current_revision(engine) == head_revision():
+@contextmanager
+def _migration_lock(database: Path) -> Iterator[None]:
+    """Serialise migrations across processes: one upgrades, the others wait, then see head.
+
+    Without it two processes opening a new catalog at once both find no schema and both
+    create it, and one dies with "table tracks already exists". The OS drops the lock
+    if its holder dies.
+    """
+    fd = os.open(database.with_name(database.name + ".migrate.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def migrate(engine: Engine, database: Path | None = None) -> None:
+    """Bring the schema to the newest migration (``alembic upgrade head``).
+
+    With ``database`` (the SQLite file) the upgrade runs under a cross-process lock,
+    and the revision is checked again once the lock is held.
+    """
+    head = head_revision()
+    if current_revision(engine) == head:
         return
+    if database is None:
+        _upgrade(engine)
+        return
+    with _migration_lock(database):
+        if current_revision(engine) != head:
+            _upgrade(engine)
+
+
+def _upgrade(engine: Engine) -> None:
     config = _alembic_config(str(engine.url))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -63,5 +97,5 @@ def migrate(engine: Engine) -> None:
 def open_database(database: Path) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory on a migrated catalog database."""
     engine = create_catalog_engine(database)
-    migrate(engine)
+    migrate(engine, database)
     return engine, sessionmaker(engine, expire_on_commit=False)

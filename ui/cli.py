@@ -155,27 +155,30 @@ def ingest(
 
     Re-runs skip unchanged files, re-analyse changed ones, and mark vanished ones missing.
     """
-    from embeddings.inference import AGGREGATIONS
-    from ingest.lock import CatalogBusyError
-    from ingest.pipeline import IngestOptions
-    from ingest.pipeline import ingest as run_ingest
+    from ingest.lock import CatalogBusyError, catalog_lock
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
-    if aggregate not in AGGREGATIONS:
-        _fail(f"--aggregate must be one of {', '.join(AGGREGATIONS)}")
-    genre_model = _load_model(model)
-    options = IngestOptions(
-        workers=workers, inference_threads=inference_threads, batch_size=batch_size,
-        aggregation=aggregate,
-        device=device, precision=precision, heatmaps=heatmaps,
-    )  # fmt: skip
     with _open_catalog(data_dir) as catalog:
         try:
-            summary = run_ingest(
-                paths, catalog, genre_model, options, _TqdmProgress(progress and not as_json)
-            )
+            # the lock first: a busy catalog is reported at once, before torch loads
+            with catalog_lock(catalog.paths.root):
+                from embeddings.inference import AGGREGATIONS
+                from ingest.pipeline import IngestOptions
+                from ingest.pipeline import ingest as run_ingest
+
+                if aggregate not in AGGREGATIONS:
+                    _fail(f"--aggregate must be one of {', '.join(AGGREGATIONS)}")
+                options = IngestOptions(
+                    workers=workers, inference_threads=inference_threads,
+                    batch_size=batch_size, aggregation=aggregate, device=device,
+                    precision=precision, heatmaps=heatmaps,
+                )  # fmt: skip
+                genre_model = _load_model(model)
+                summary = run_ingest(
+                    paths, catalog, genre_model, options, _TqdmProgress(progress and not as_json)
+                )
         except CatalogBusyError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
