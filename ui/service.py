@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import os
+from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -34,6 +35,7 @@ from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.state import TOKEN_ENV, ServiceState, Settings
 
 TOKEN_COOKIE = "sonic_token"
+UI_PATH = "/ui"
 AUDIO_TYPES = {
     ".mp3": "audio/mpeg", ".flac": "audio/flac", ".wav": "audio/wav", ".ogg": "audio/ogg",
     ".oga": "audio/ogg", ".opus": "audio/ogg", ".m4a": "audio/mp4", ".aac": "audio/aac",
@@ -59,10 +61,18 @@ class Guard:
     query-token visit sets (so the browser UI keeps working after ``/ui?token=``).
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        max_body: int,
+        before: Mapping[str, Callable[[], object]] | None = None,
+    ) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body = max_body
+        # path -> work to do (in a thread) before an admitted POST to it is handled
+        self.before = dict(before or {})
 
     def _presented(self, scope: Scope) -> tuple[bytes | None, bool]:
         headers = {k.decode("latin-1").lower(): v for k, v in scope.get("headers", [])}
@@ -108,6 +118,9 @@ class Guard:
                 await response(scope, receive, send)
                 return
             receive = self._counting(receive)
+            hook = self.before.get(scope.get("path", ""))
+            if hook is not None and scope.get("method") == "POST":
+                await anyio.to_thread.run_sync(hook)
         if from_query:
             send = self._setting_cookie(send)
         started = False
@@ -186,22 +199,28 @@ def create_app(
     app.state.sonic = state
     _add_errors(app)
     _add_routes(app, state)
+    before: dict[str, Callable[[], object]] = {}
     if mount_ui:
         import gradio as gr
 
-        from ui.webui import CSS, build_ui
+        from ui.webui import CSS, Uploads, build_ui
 
+        uploads = Uploads(settings.upload_cache_bytes)
+        # Make room before each upload, so the upload folder stays under the cap.
+        before[UI_PATH + "/gradio_api/upload"] = uploads.trim
         gr.mount_gradio_app(
             app,
-            build_ui(state),
-            path="/ui",
+            build_ui(state, uploads),
+            path=UI_PATH,
             ssr_mode=False,
             max_file_size=settings.max_upload_bytes,
             blocked_paths=[str(settings.data_dir)],  # Gradio never serves the catalog's files
             footer_links=[],
             css=CSS,
         )
-    app.add_middleware(Guard, token=settings.token, max_body=settings.max_upload_bytes)
+    app.add_middleware(
+        Guard, token=settings.token, max_body=settings.max_upload_bytes, before=before
+    )
 
     return app
 

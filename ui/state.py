@@ -20,6 +20,8 @@ from ui.jobs import Jobs
 from ui.optional import Features, inside
 
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+DEFAULT_UPLOAD_CACHE_BYTES = 500 * 1024 * 1024
+DEFAULT_UPLOAD_MAX_AGE_S = 3600
 TOKEN_ENV = "SONIC_API_TOKEN"
 
 
@@ -32,6 +34,10 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     token: str | None = None  # when set, every route requires it
     build_ann: bool = True  # build the approximate index in the background when large
+    # The web UI's uploads: at most this many bytes kept (oldest removed first, plus the
+    # upload arriving), none kept longer than this (Gradio's ``delete_cache``).
+    upload_cache_bytes: int = DEFAULT_UPLOAD_CACHE_BYTES
+    upload_max_age_s: int = DEFAULT_UPLOAD_MAX_AGE_S
 
 
 class ServiceState:

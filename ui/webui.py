@@ -10,11 +10,15 @@ so the UI serves no file the API would refuse.
 from __future__ import annotations
 
 import html
+import os
+import threading
 import time
 from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio import utils as gradio_utils
+from gradio_client import utils as gradio_client_utils
 
 from catalog import queries
 from catalog.projection import library_map, umap_available
@@ -33,6 +37,104 @@ CSS = """
 """
 PAGE = 50
 TRACK_COLUMNS = ["id", "title", "artist", "album", "genre", "confidence", "status"]
+# The one answer to any file that is not a live upload of this UI: the same words whether
+# the path exists, is a directory, is audio or is /etc/shadow, so it tells nothing.
+NOT_AN_UPLOAD = "Upload an audio file first (each upload is analysed once, then deleted)."
+
+
+class Uploads:
+    """This UI's uploads in Gradio's upload folder: the only files its handlers open.
+
+    Gradio copies any file a request names (``{"path": ..., "meta": {"_type":
+    "gradio.FileData"}}``, in *any* input, a text box too) into its cache before a
+    handler runs, and a mounted app never switches on Gradio's own "uploaded by a
+    user" check (it waits for ``launch()``), so a request could read any file of
+    the server. ``confine`` refuses such inputs before Gradio touches the path;
+    ``resolve`` is the handlers' own check. Analysed uploads are deleted at once;
+    ``trim`` keeps the rest under ``cap_bytes`` (Gradio's ``delete_cache`` bounds
+    their age).
+    """
+
+    def __init__(self, cap_bytes: int, folder: str | os.PathLike | None = None) -> None:
+        self.cap_bytes = cap_bytes
+        # Where Gradio writes uploads: $GRADIO_TEMP_DIR, else <tempdir>/gradio.
+        self.folder = os.path.realpath(folder or gradio_utils.get_upload_folder())
+        self.blocks: gr.Blocks | None = None
+        self._lock = threading.Lock()
+
+    def resolve(self, path: object) -> Path | None:
+        """The real file ``path`` names if it lies inside the upload folder, else None.
+
+        Symlinks are resolved first, so a link in the folder cannot point out of it;
+        nothing outside the folder is ever stat'ed, so refusals disclose nothing.
+        """
+        if not isinstance(path, str) or not path or "://" in path or "\0" in path:
+            return None
+        real = os.path.realpath(path)
+        if real == self.folder or os.path.commonpath([real, self.folder]) != self.folder:
+            return None
+        return Path(real)
+
+    def confine(self, demo: gr.Blocks) -> None:
+        """Refuse every event whose inputs name a file that is not one of the uploads."""
+        self.blocks = demo
+        original = demo.preprocess_data
+
+        def check(file_data: dict) -> dict:
+            if self.resolve(file_data.get("path")) is None:
+                raise gr.Error(NOT_AN_UPLOAD, print_exception=False)
+            return file_data
+
+        async def preprocess_data(block_fn, inputs, *args, **kwargs):
+            for value in inputs:
+                gradio_client_utils.traverse(
+                    value, check, gradio_client_utils.is_file_obj_with_meta
+                )
+            return await original(block_fn, inputs, *args, **kwargs)
+
+        demo.preprocess_data = preprocess_data
+
+    def discard(self, path: Path) -> None:
+        """Delete an analysed upload (and the folder Gradio made for it, once empty)."""
+        with self._lock:
+            path.unlink(missing_ok=True)
+            if path.parent != Path(self.folder):
+                try:
+                    path.parent.rmdir()
+                except OSError:
+                    pass  # not empty: another upload of the same content
+            if self.blocks is not None:
+                for files in self.blocks.temp_file_sets:
+                    files.discard(str(path))
+
+    def trim(self) -> int:
+        """Delete this UI's oldest uploads until they total at most ``cap_bytes``; bytes freed.
+
+        Called before each upload is received, so the folder holds at most the cap
+        plus the upload arriving.
+        """
+        if self.blocks is None:
+            return 0
+        with self._lock:
+            found = []
+            for files in self.blocks.temp_file_sets:
+                for name in list(files):
+                    try:
+                        st = os.lstat(name)
+                    except OSError:
+                        files.discard(name)
+                        continue
+                    found.append((st.st_mtime, st.st_size, name))
+            total = sum(size for _, size, _ in found)
+            freed = 0
+            for _, size, name in sorted(found):
+                if total - freed <= self.cap_bytes:
+                    break
+                Path(name).unlink(missing_ok=True)
+                for files in self.blocks.temp_file_sets:
+                    files.discard(name)
+                freed += size
+            return freed
 
 
 def _esc(value) -> str:
@@ -92,8 +194,12 @@ def _segments_frame(timeline: list[dict]) -> pd.DataFrame:
     )
 
 
-def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per widget)
+def build_ui(  # noqa: C901 (one closure per widget)
+    state: ServiceState, uploads: Uploads | None = None
+) -> gr.Blocks:
+    """The Blocks over ``state``; file inputs are confined to ``uploads`` (see ``Uploads``)."""
     features = state.features
+    uploads = uploads or Uploads(state.settings.upload_cache_bytes)
 
     # -- header ---------------------------------------------------------------------------
 
@@ -312,15 +418,18 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
     # -- analyse a file -----------------------------------------------------------------
 
     def analyse(path, aggregation, top_k, k):
-        if not path:
-            return "Upload an audio file first.", None, None, None, _segments_frame([]), "", ""
+        upload = uploads.resolve(path)
+        if upload is None or not upload.is_file():
+            return NOT_AN_UPLOAD, None, None, None, _segments_frame([]), "", ""
         analyser = state.analyser
         try:
-            audio, truncated = decode_clip(Path(path), analyser.frontend.sample_rate)
+            audio, truncated = decode_clip(upload, analyser.frontend.sample_rate)
             result = analyser.analyse_audio(audio, aggregation, truncated)
         except ClipError as exc:
             return (f"**Cannot analyse this file:** {_esc(exc)}", None, None, None,
                     _segments_frame([]), "", "")  # fmt: skip
+        finally:
+            uploads.discard(upload)  # analysed once; nothing of it stays on the server
         data = result.to_dict(int(top_k))
         tops = ", ".join(f"{r['genre']} {r['probability']:.0%}" for r in data["top_k"])
         summary = (
@@ -363,7 +472,8 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
 
     # -- layout -------------------------------------------------------------------------
 
-    with gr.Blocks(title="Sonic Catalog") as demo:
+    age = max(1, int(state.settings.upload_max_age_s))
+    with gr.Blocks(title="Sonic Catalog", delete_cache=(min(age, 600), age)) as demo:
         head = gr.Markdown(elem_id="sonic-header")
         with gr.Tabs(selected="library") as tabs:
             with gr.Tab("Library", id="library"):
@@ -489,4 +599,5 @@ def build_ui(state: ServiceState) -> gr.Blocks:  # noqa: C901 (one closure per w
             [a_summary, a_wave, a_bars, a_line, a_segments, a_heat, a_nearest],
         )  # fmt: skip
         map_btn.click(draw_map, method, [scatter, map_note])
+    uploads.confine(demo)
     return demo

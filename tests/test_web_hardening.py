@@ -1,0 +1,168 @@
+"""A hostile user against a real running server (issue 28): files, hosts, links, names, ids.
+
+Each test starts uvicorn on a free port in a thread (``service_fixtures``) and
+speaks HTTP to it, Gradio's own API included; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from service_fixtures import build_small_library, running_server
+
+from audio_fixtures import tone, write
+from helpers import run_ingest, tracks_by_path
+from ui.service import create_app
+from ui.state import ServiceState, Settings
+from ui.webui import NOT_AN_UPLOAD, Uploads
+
+UPLOAD_LIMIT = 1_000_000
+UPLOAD_CAP = 600_000  # room for one ~400 kB clip, not two
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, model):
+    tmp = tmp_path_factory.mktemp("hardening")
+    library = build_small_library(tmp / "music")
+    data_dir = tmp / "data"
+    summary = run_ingest([library.root], data_dir, model)
+    assert summary.analysed == 5
+    ids = {p: t.id for p, t in tracks_by_path(data_dir).items()}
+    settings = Settings(
+        data_dir=data_dir, max_upload_bytes=UPLOAD_LIMIT, upload_cache_bytes=UPLOAD_CAP
+    )
+    app = create_app(data_dir, state=ServiceState(settings, model=model))
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        yield {
+            "client": client,
+            "app": app,
+            "base": base,
+            "library": library,
+            "data_dir": data_dir,
+            "tmp": tmp,
+            "model": model,
+            "id": {name: ids[str(path)] for name, path in library.files.items()},
+        }
+
+
+@pytest.fixture
+def api(served) -> httpx.Client:
+    return served["client"]
+
+
+def wav_bytes(audio: np.ndarray, sr: int = 22050) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(sr)
+        fh.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
+
+
+def file_data(path: str | Path) -> dict:
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def gradio_call(client: httpx.Client, api_name: str, data: list) -> str:
+    """One call through Gradio's HTTP API: POST the inputs, read the event stream to its end."""
+    posted = client.post(f"/ui/gradio_api/call/{api_name}", json={"data": data})
+    assert posted.status_code == 200, posted.text
+    event_id = posted.json()["event_id"]
+    return client.get(f"/ui/gradio_api/call/{api_name}/{event_id}").text
+
+
+def upload(client: httpx.Client, name: str, content: bytes) -> Path:
+    """A file sent through Gradio's own upload route; the path Gradio stored it at."""
+    response = client.post("/ui/gradio_api/upload", files={"files": (name, content, "audio/wav")})
+    assert response.status_code == 200, response.text
+    (stored,) = response.json()
+    path = Path(stored)
+    deadline = time.monotonic() + 10  # Gradio may move the file in a background task
+    while not path.exists():
+        assert time.monotonic() < deadline, stored
+        time.sleep(0.05)
+    return path
+
+
+def upload_folder_files() -> dict[str, bytes]:
+    folder = Path(Uploads(0).folder)
+    return {
+        str(p): p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink() and p.stat().st_size < 10_000_000
+    }
+
+
+# -- 1. Gradio opens only its own uploads ---------------------------------------------------
+
+
+def test_gradio_handlers_open_no_file_but_an_upload(api, served):
+    """Before the fix: the outside clip was analysed, /etc/passwd copied into Gradio's cache."""
+    outside = write(served["tmp"] / "outside" / "secret.wav", tone(300, 3.0), 22050)
+    folder = Path(Uploads(0).folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / f"sonic-test-link-{os.getpid()}.wav"  # inside the folder, pointing out
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside)
+    before = upload_folder_files()
+    try:
+        answers = {
+            target: gradio_call(api, "analyse", [file_data(target), "mean", 3, 5])
+            for target in (outside, "/etc/passwd", "/etc", "/no/such/file.wav", link,
+                           "http://127.0.0.1:1/x.wav", "../../../../etc/passwd")
+        }  # fmt: skip
+    finally:
+        link.unlink()
+    for target, answer in answers.items():
+        assert "event: complete" not in answer and "predicted" not in answer, target
+        assert NOT_AN_UPLOAD in answer, (target, answer)
+        assert str(target) not in answer
+    assert len(set(answers.values())) == 1  # one answer: nothing about what exists
+    # Any input that Gradio would take a file from, a text box too (it echoed the copy's path).
+    searched = gradio_call(api, "search", [file_data("/etc/passwd")])
+    assert NOT_AN_UPLOAD in searched and "/etc/passwd" not in searched
+    after = upload_folder_files()
+    new = {p: c for p, c in after.items() if p not in before}
+    assert not [p for p, c in new.items() if b"root:" in c or c == outside.read_bytes()]
+
+
+def test_an_upload_is_analysed_once_then_deleted(api):
+    stored = upload(api, "clip.wav", wav_bytes(tone(330, 4.0)))
+    assert Uploads(0).resolve(str(stored)) is not None
+    answer = gradio_call(
+        api, "analyse", [{**file_data(stored), "orig_name": "clip.wav"}, "mean", 3, 5]
+    )
+    assert "event: complete" in answer and "predicted **" in answer, answer[:500]
+    assert not stored.exists()
+    again = gradio_call(api, "analyse", [file_data(stored), "mean", 3, 5])
+    assert NOT_AN_UPLOAD in again and "predicted" not in again
+
+
+def test_the_upload_folder_is_capped_oldest_first(api):
+    clips = [wav_bytes(tone(f, 9.0)) for f in (200, 250, 300)]  # ~400 kB each
+    assert all(UPLOAD_CAP / 2 < len(c) < UPLOAD_CAP for c in clips)
+    first = upload(api, "a.wav", clips[0])
+    second = upload(api, "b.wav", clips[1])
+    assert first.exists()  # 400 kB kept: under the cap
+    third = upload(api, "c.wav", clips[2])
+    assert not first.exists()  # 800 kB before the third: the oldest went
+    assert second.exists() and third.exists()
+
+
+def test_unanalysed_uploads_expire(served):
+    settings = Settings(data_dir=served["data_dir"], upload_max_age_s=1)
+    app = create_app(served["data_dir"], state=ServiceState(settings, model=served["model"]))
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        stored = upload(client, "old.wav", wav_bytes(tone(440, 1.0)))
+        deadline = time.monotonic() + 15
+        while stored.exists():
+            assert time.monotonic() < deadline, "Gradio's delete_cache did not remove it"
+            time.sleep(0.2)
