@@ -166,3 +166,42 @@ def test_unanalysed_uploads_expire(served):
         while stored.exists():
             assert time.monotonic() < deadline, "Gradio's delete_cache did not remove it"
             time.sleep(0.2)
+
+
+# -- 2. the Host header (DNS rebinding) -----------------------------------------------------
+
+
+def test_a_foreign_host_header_is_refused(api, served):
+    port = httpx.URL(served["base"]).port
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "0.0.0.0"):
+        for route in ("/health", "/tracks", "/ui/", "/docs"):
+            refused = api.get(route, headers={"Host": host})
+            assert refused.status_code == 400, (host, route)
+            assert "--allowed-host" in refused.json()["detail"]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", f"[::1]:{port}"):
+        assert api.get("/health", headers={"Host": host}).status_code == 200, host
+
+
+def test_allowed_hosts_come_from_the_environment_or_a_star(served, monkeypatch):
+    monkeypatch.setenv("SONIC_ALLOWED_HOSTS", "music.local, Box.lan")
+    app = create_app(
+        served["data_dir"], settings=Settings(data_dir=served["data_dir"]), mount_ui=False
+    )
+    with running_server(app) as base, httpx.Client(base_url=base) as client:
+        for host in ("music.local", "box.lan:8000", "localhost"):
+            assert client.get("/health", headers={"Host": host}).status_code == 200, host
+        assert client.get("/health", headers={"Host": "other.lan"}).status_code == 400
+    monkeypatch.delenv("SONIC_ALLOWED_HOSTS")
+    anyone = Settings(data_dir=served["data_dir"], allowed_hosts=["*"])
+    app = create_app(served["data_dir"], settings=anyone, mount_ui=False)
+    with running_server(app) as base, httpx.Client(base_url=base) as client:
+        assert client.get("/health", headers={"Host": "anything.example"}).status_code == 200
+
+
+def test_sonic_serve_documents_allowed_host():
+    from typer.testing import CliRunner
+
+    from ui.cli import app as cli
+
+    help_text = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert help_text.exit_code == 0 and "--allowed-host" in help_text.stdout

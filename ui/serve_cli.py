@@ -10,6 +10,8 @@ import typer
 from catalog.paths import default_data_dir
 from ui.options import DataDir, checkpoint_argument
 
+WILDCARD_BINDS = ("0.0.0.0", "::", "")  # bind every interface; not a name anyone uses
+
 
 def serve(
     data_dir: DataDir = None,
@@ -29,6 +31,14 @@ def serve(
             "already); repeatable."
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A Host name the service answers to besides 127.0.0.1, localhost, [::1] and "
+            "--host (also SONIC_ALLOWED_HOSTS, comma-separated); '*' answers to any; "
+            "repeatable. Other names get 400 (DNS rebinding)."
+        ),
+    ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Upload size limit (MB).", min=0.1)] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
 ) -> None:
@@ -36,6 +46,8 @@ def serve(
 
     With SONIC_API_TOKEN set, every route requires the token: an
     `Authorization: Bearer TOKEN` header, or open /ui?token=TOKEN once in a browser.
+    Requests must name the service by an allowed Host: the loopback names, --host
+    (unless it is 0.0.0.0 or ::, which name no host) and --allowed-host.
     """
     import json
     import os
@@ -43,7 +55,7 @@ def serve(
     import uvicorn
 
     from ui.service import create_app
-    from ui.state import TOKEN_ENV, Settings
+    from ui.state import TOKEN_ENV, Settings, allowed_hosts_from_env
 
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
@@ -52,7 +64,8 @@ def serve(
         library_roots=[p.expanduser().absolute() for p in library or []],
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
         token=os.environ.get(TOKEN_ENV) or None,
-    )
+        allowed_hosts=[*([] if host in WILDCARD_BINDS else [host]), *(allowed_host or [])],
+    )  # create_app adds SONIC_ALLOWED_HOSTS
     info = {
         "url": f"http://{host}:{port}/ui/",
         "api_docs": f"http://{host}:{port}/docs",
@@ -65,6 +78,11 @@ def serve(
         typer.echo(f"Sonic Catalog on {info['url']} (API docs {info['api_docs']})")
         if settings.token:
             typer.echo(f"{TOKEN_ENV} is set: open {info['url']}?token=... once in the browser")
+        if host in WILDCARD_BINDS and not allowed_host and not allowed_hosts_from_env():
+            typer.echo(
+                f"listening on {host}: answering only to the Host names 127.0.0.1, localhost "
+                "and [::1]; add --allowed-host NAME for the names others use (or '*' for any)"
+            )
         if host not in ("127.0.0.1", "localhost", "::1") and not settings.token:
             typer.secho(
                 f"warning: listening on {host} without {TOKEN_ENV}: anyone who can reach "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -32,7 +32,14 @@ from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError
 from ui.optional import FeatureUnavailable, valid_stem_name
-from ui.state import TOKEN_ENV, ServiceState, Settings
+from ui.state import (
+    ALLOWED_HOSTS_ENV,
+    LOOPBACK_HOSTS,
+    TOKEN_ENV,
+    ServiceState,
+    Settings,
+    allowed_hosts_from_env,
+)
 
 TOKEN_COOKIE = "sonic_token"
 UI_PATH = "/ui"
@@ -53,12 +60,24 @@ class _TooLarge(HTTPException):
         super().__init__(413, f"request body larger than the {limit} byte limit")
 
 
-class Guard:
-    """Pure ASGI middleware: the API token (when set) and the request body limit.
+def host_name(header: str) -> str:
+    """The name in a Host header, without port, brackets, case or a trailing dot."""
+    header = header.strip().lower()
+    if header.startswith("["):  # [::1]:8000
+        return header[1 : header.find("]")] if "]" in header else header
+    name, _, port = header.rpartition(":")
+    return (name if name and port.isdigit() else header).rstrip(".")
 
+
+class Guard:
+    """Pure ASGI middleware: the Host header, the API token (when set), the body limit.
+
+    The Host must be one of ``allowed_hosts`` (``"*"``: any): a page on another
+    site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) still sends
+    its own name, so it is refused before it reaches the token-less default service.
     The token is accepted as ``Authorization: Bearer``, an ``X-API-Token`` header,
-    a ``token`` query parameter (for players and M3U links) or the cookie that a
-    query-token visit sets (so the browser UI keeps working after ``/ui?token=``).
+    a ``token`` query parameter (for players) or the cookie that a query-token
+    visit sets (so the browser UI keeps working after ``/ui?token=``).
     """
 
     def __init__(
@@ -67,10 +86,14 @@ class Guard:
         token: str | None,
         max_body: int,
         before: Mapping[str, Callable[[], object]] | None = None,
+        allowed_hosts: Iterable[str] = LOOPBACK_HOSTS,
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body = max_body
+        hosts = {h.strip().strip("[]").lower().rstrip(".") for h in allowed_hosts}
+        self.any_host = "*" in hosts
+        self.allowed_hosts = frozenset(hosts - {"*"})
         # path -> work to do (in a thread) before an admitted POST to it is handled
         self.before = dict(before or {})
 
@@ -92,6 +115,13 @@ class Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
+            return
+        refusal = self._wrong_host(scope)
+        if refusal is not None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await JSONResponse({"detail": refusal}, status_code=400)(scope, receive, send)
             return
         from_query = False
         if self.token is not None:
@@ -138,6 +168,21 @@ class Guard:
                 raise
             await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
 
+    def _wrong_host(self, scope: Scope) -> str | None:
+        """Why the request's Host header is refused, or None when it is allowed."""
+        if self.any_host:
+            return None
+        values = [v for k, v in scope.get("headers", []) if k.lower() == b"host"]
+        if len(values) != 1:
+            return "a request needs exactly one Host header"
+        name = host_name(values[0].decode("latin-1"))
+        if name in self.allowed_hosts:
+            return None
+        return (
+            f"this service does not answer to the host name {name[:100]!r}: if it is yours, "
+            f"start `sonic serve --allowed-host {name[:100]}` (or add it to {ALLOWED_HOSTS_ENV})"
+        )
+
     def _counting(self, receive: Receive) -> Receive:
         seen = 0
 
@@ -180,6 +225,7 @@ def create_app(
         settings = settings or Settings(data_dir=Path(data_dir))
         if settings.token is None and os.environ.get(TOKEN_ENV):
             settings.token = os.environ[TOKEN_ENV]
+        settings.allowed_hosts = [*settings.allowed_hosts, *allowed_hosts_from_env()]
         state = ServiceState(settings)
     settings = state.settings
 
@@ -219,7 +265,11 @@ def create_app(
             css=CSS,
         )
     app.add_middleware(
-        Guard, token=settings.token, max_body=settings.max_upload_bytes, before=before
+        Guard,
+        token=settings.token,
+        max_body=settings.max_upload_bytes,
+        before=before,
+        allowed_hosts=[*LOOPBACK_HOSTS, *settings.allowed_hosts],
     )
 
     return app

@@ -7,6 +7,7 @@ objects and keeps the FAISS index fresh: before each question it checks (one
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 DEFAULT_UPLOAD_CACHE_BYTES = 500 * 1024 * 1024
 DEFAULT_UPLOAD_MAX_AGE_S = 3600
 TOKEN_ENV = "SONIC_API_TOKEN"
+ALLOWED_HOSTS_ENV = "SONIC_ALLOWED_HOSTS"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts_from_env() -> list[str]:
+    """``$SONIC_ALLOWED_HOSTS``: comma-separated Host names the service answers to."""
+    return [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
 
 
 @dataclass
@@ -34,6 +42,8 @@ class Settings:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     token: str | None = None  # when set, every route requires it
     build_ann: bool = True  # build the approximate index in the background when large
+    # Host header names answered besides the loopback ones (DNS rebinding); "*" is any.
+    allowed_hosts: list[str] = field(default_factory=list)
     # The web UI's uploads: at most this many bytes kept (oldest removed first, plus the
     # upload arriving), none kept longer than this (Gradio's ``delete_cache``).
     upload_cache_bytes: int = DEFAULT_UPLOAD_CACHE_BYTES
