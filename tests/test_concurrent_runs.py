@@ -118,3 +118,26 @@ def test_a_second_ingest_on_a_busy_catalog_is_refused_before_the_model_loads(
     imported = {line.rsplit(b"|", 1)[-1].strip() for line in second.stderr.splitlines()}
     assert b"torch" not in imported, "the model was loaded before the lock was tried"
     assert took < 30
+
+
+LOWER = """
+import os
+from ui.cli import _lower_priority
+start = os.getpriority(os.PRIO_PROCESS, 0)
+_lower_priority(5)
+first = os.getpriority(os.PRIO_PROCESS, 0)
+_lower_priority(3)  # never back up: only root could, and a user asked for 5 already
+pid = os.fork()
+if pid == 0:  # what a decode worker started now would run at
+    print(max(start, 5), first, os.getpriority(os.PRIO_PROCESS, 0))
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+
+
+def test_ingest_runs_at_a_lower_cpu_priority_that_its_workers_inherit():
+    out = subprocess.run(
+        [sys.executable, "-c", LOWER], cwd=REPO, env=_env(), capture_output=True, timeout=60
+    )
+    expected, first, child = out.stdout.split()
+    assert first == child == expected, out.stderr.decode()

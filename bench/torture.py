@@ -1,0 +1,242 @@
+"""Torture benchmark: the long versions of the hostile-input tests (issue 28).
+
+Sections (run all, or pick with ``--sections``):
+
+  serve  50 clients for 60 s against ``sonic serve`` while an ingest writes to the
+         same catalog, beside the same clients without the ingest, in one run:
+         requests, errors, p50/p99/max on catalog reads and ``similar``, and
+         whether the ingest still finished.
+
+Every figure is printed with the CPU it ran on (model and AVX2/AVX-512/bf16 flags)
+and written as JSON under ``bench/out/``.
+
+    python bench/torture.py                       # everything, full size
+    python bench/torture.py --sections serve --clients 50 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from corpus import generate  # noqa: E402
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and the SIMD flags that decide which kernels run."""
+    model, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model == "unknown":
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return {"model": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def sonic(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", *args], cwd=REPO, env=env or dict(os.environ), **kwargs
+    )
+
+
+def percentiles(samples: list[float]) -> dict:
+    if not samples:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    ms = np.asarray(samples) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+# -- serve: clients during an ingest ---------------------------------------------------------
+
+
+async def _client_load(base: str, ids: list[int], clients: int, seconds: float) -> dict:
+    """``clients`` keep-alive clients, each asking in a loop for ``seconds``."""
+    import httpx
+
+    routes = ("track", "similar", "listing", "genres")
+    times: dict[str, list[float]] = {r: [] for r in routes}
+    errors: list[str] = []
+    deadline = time.monotonic() + seconds
+
+    async def one(seed: int) -> None:
+        rng = random.Random(seed)
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            while time.monotonic() < deadline:
+                route = rng.choice(routes)
+                track = rng.choice(ids)
+                url = {
+                    "track": f"/tracks/{track}",
+                    "similar": f"/tracks/{track}/similar?k=10",
+                    "listing": f"/tracks?limit=50&offset={rng.randrange(0, max(1, len(ids)))}",
+                    "genres": "/genres",
+                }[route]
+                started = time.perf_counter()
+                try:
+                    response = await client.get(url)
+                    if response.status_code != 200:
+                        errors.append(f"{url}: HTTP {response.status_code}")
+                except httpx.HTTPError as exc:
+                    errors.append(f"{url}: {type(exc).__name__}")
+                    continue
+                times[route].append(time.perf_counter() - started)
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+    every = [t for samples in times.values() for t in samples]
+    return {
+        "requests": len(every),
+        "requests_per_s": round(len(every) / seconds, 1),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        **percentiles(every),
+        "by_route": {r: percentiles(s) for r, s in times.items()},
+    }
+
+
+def _wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
+    import httpx
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError("sonic serve exited before it was ready")
+        try:
+            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("sonic serve did not get ready in time")
+
+
+def _during_ingest(
+    base: str, ids: list[int], clients: int, seconds: float, folder: Path, env: dict, nice: int
+) -> dict:
+    """Client load while ``sonic ingest --nice NICE`` analyses ``folder`` into the catalog.
+
+    Files already in the catalog are skipped, so each call ingests a fresh copy.
+    """
+    copy = folder.with_name(f"{folder.name}-nice{nice}")
+    shutil.copytree(folder, copy)
+    started = time.monotonic()
+    ingest = sonic("ingest", str(copy), "--no-progress", "--json", "--nice", str(nice), env=env,
+                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(5)  # past its start-up, into the analysis
+    load = asyncio.run(_client_load(base, ids, clients, seconds))
+    load["ingest_running_at_end"] = ingest.poll() is None
+    out, _ = ingest.communicate(timeout=3600)
+    summary = json.loads(out)
+    load["ingest"] = {
+        "exit_code": ingest.returncode,
+        "analysed": summary["analysed"],
+        "failed": len(summary["failed"]),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+    return load
+
+
+def section_serve(
+    work: Path, clients: int, seconds: float, ingest_tracks: int, nices: list[int]
+) -> dict:
+    """Serve a catalog to ``clients`` with and without an ingest writing to it."""
+    import httpx
+
+    data_dir, seed_dir, new_dir = work / "data", work / "seed", work / "incoming"
+    print("serve: building the served catalog (40 tracks of 30 s)", flush=True)
+    generate(seed_dir, 40, 30.0, "mp3", jobs=os.cpu_count() or 1)
+    generate(new_dir, ingest_tracks, 180.0, "mp3", jobs=os.cpu_count() or 1)
+    env = {**os.environ, "SONIC_DATA_DIR": str(data_dir)}
+    env.pop("SONIC_API_TOKEN", None)
+    seed = sonic("ingest", str(seed_dir), "--no-progress", env=env, stdout=subprocess.DEVNULL)
+    if seed.wait() != 0:
+        raise RuntimeError("seeding the catalog failed")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = sonic("serve", "--port", str(port), env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+    result: dict = {"clients": clients, "seconds": seconds, "ingest_tracks": ingest_tracks,
+                    "ingest_audio_minutes": ingest_tracks * 3}  # fmt: skip
+    try:
+        _wait_ready(base, server)
+        ids = [t["id"] for t in httpx.get(f"{base}/tracks?limit=500").json()["tracks"]]
+        print(f"serve: {clients} clients for {seconds:.0f} s, no ingest", flush=True)
+        result["idle"] = asyncio.run(_client_load(base, ids, clients, seconds))
+        print(f"  {result['idle']}", flush=True)
+        for nice in nices:  # each ingest analyses the same files into its own copy
+            print(f"serve: {clients} clients, {seconds:.0f} s, ingest at nice {nice}", flush=True)
+            result[f"ingest_nice_{nice}"] = _during_ingest(
+                base, ids, clients, seconds, new_dir, env, nice
+            )
+            print(f"  {result[f'ingest_nice_{nice}']}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sections", default="serve", help="comma-separated: serve")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--ingest-tracks", type=int, default=10)
+    parser.add_argument(
+        "--nice", default="0,10", help="ingest priorities to compare (0: as before --nice)"
+    )
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "torture.json")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="sonic-torture-"))
+    results: dict = {"cpu": cpu_description(), "command": " ".join(sys.argv)}
+    print(f"CPU: {results['cpu']}", flush=True)
+    try:
+        for section in args.sections.split(","):
+            if section == "serve":
+                results["serve"] = section_serve(
+                    work / "serve",
+                    args.clients,
+                    args.seconds,
+                    args.ingest_tracks,
+                    [int(n) for n in args.nice.split(",")],
+                )
+            else:
+                parser.error(f"unknown section {section!r}")
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
