@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
+from service_fixtures import free_port
 from sqlalchemy import select
 
-from audio_fixtures import chord, tone, write, write_float_wav
+from audio_fixtures import chord, tone, write, write_float_wav, write_raw_wav
 from catalog.schema import TrackGenre
 from catalog.store import Catalog
-from embeddings.audio_files import DecodeError, read_audio
+from embeddings.audio_files import DecodeError, audio_info, open_pyav_audio, read_audio
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from ingest.clip import ClipAnalyser, ClipError
+from ingest.decode import decode_all, open_audio
 
 SR = 22050
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _good(root: Path) -> Path:
@@ -115,3 +124,104 @@ def test_uploads_and_training_reads_get_the_same_cleaning(tmp_path, model):
         analyser.analyse_file(files["all_nan"])
     with pytest.raises(DecodeError, match="no finite audio samples"):
         read_audio(files["all_nan"], SR)
+
+
+# -- 2. Headers declaring impossible rates or channel counts ---------------------------------
+
+RATE_REASON = "declares a sample rate of {rate} Hz; only 4,000–384,000 Hz are read"
+
+
+def _pcm(seconds: float = 2.0, channels: int = 1) -> bytes:
+    samples = (tone(440, seconds) * 32767).astype("<i2")
+    return np.repeat(samples[:, None], channels, axis=1).tobytes()
+
+
+def _impossible_headers(root: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, the reason it must fail with)."""
+    return {
+        "1hz": (write_raw_wav(root / "1hz.wav", _pcm(), 1, 1), RATE_REASON.format(rate="1")),
+        "1mhz": (
+            write_raw_wav(root / "1mhz.wav", _pcm(), 1_000_000, 1),
+            RATE_REASON.format(rate="1,000,000"),
+        ),
+        "64ch": (
+            write_raw_wav(root / "64ch.wav", _pcm(0.5, 64), SR, 64),
+            "declares 64 channels; at most 32 are read",
+        ),
+    }
+
+
+def test_impossible_headers_are_refused_before_anything_is_allocated(tmp_path, model):
+    hostile = _impossible_headers(tmp_path / "music")
+    good = _good(tmp_path / "music")
+    data_dir = tmp_path / "data"
+
+    summary = run_ingest([tmp_path / "music"], data_dir, model)
+
+    assert summary.analysed == 1
+    tracks = tracks_by_path(data_dir)
+    assert tracks[str(good)].status == "ok"
+    failed = dict(summary.failed)
+    for name, (path, reason) in hostile.items():
+        assert reason in failed[str(path)], name
+        assert tracks[str(path)].status == "failed" and reason in tracks[str(path)].error
+    # Every other open path says the same: training reads, headers, uploads, FFmpeg.
+    for path, reason in hostile.values():
+        for read in (
+            audio_info,
+            lambda p: read_audio(p, SR),
+            lambda p: open_audio(p, SR),
+            lambda p: decode_all(p, SR, max_seconds=10),
+            open_pyav_audio,
+        ):
+            with pytest.raises(DecodeError, match=reason):
+                read(path)
+
+
+def _peak_rss_bytes(pid: int) -> int:
+    """The process's high-water resident set (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_1_hz_upload_is_refused_by_a_running_server_in_small_memory(tmp_path, model):
+    """``sonic serve`` grew to 9 GB and died on this upload; now a 422 and nothing grows."""
+    good = _good(tmp_path / "music")
+    data_dir = tmp_path / "data"
+    run_ingest([good.parent], data_dir, model, heatmaps=False)
+    one_hz = write_raw_wav(tmp_path / "1hz.wav", _pcm(), 1, 1)
+    port = free_port()
+    env = {**os.environ, "SONIC_DATA_DIR": str(data_dir)}
+    env.pop("SONIC_API_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", "serve", "--port", str(port), "--json"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        json.loads(proc.stdout.readline())
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{base}/health", timeout=5).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        with httpx.Client(base_url=base, timeout=120) as client:
+            warm = client.post("/similar", files={"file": ("good.flac", good.read_bytes())})
+            assert warm.status_code == 200, warm.text[:500]  # analysis code paths are loaded now
+            before = _peak_rss_bytes(proc.pid)
+            response = client.post("/similar", files={"file": ("1hz.wav", one_hz.read_bytes())})
+            assert response.status_code == 422, response.text[:500]
+            assert RATE_REASON.format(rate="1") in response.json()["detail"]
+            assert client.get("/health").status_code == 200
+            grown = _peak_rss_bytes(proc.pid) - before
+        assert grown < 200 * 2**20, f"peak RSS grew by {grown / 2**20:.0f} MiB"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
