@@ -205,3 +205,93 @@ def test_sonic_serve_documents_allowed_host():
 
     help_text = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"})
     assert help_text.exit_code == 0 and "--allowed-host" in help_text.stdout
+
+
+# -- 3. playlists carry signed, expiring per-track links, never the token --------------------
+
+TOKEN = "hardening-s3cret"
+
+
+@pytest.fixture(scope="module")
+def guarded(served):
+    settings = Settings(data_dir=served["data_dir"], token=TOKEN)
+    state = ServiceState(settings, model=served["model"])
+    app = create_app(served["data_dir"], state=state, mount_ui=False)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with running_server(app, headers=auth) as base:
+        with httpx.Client(base_url=base, headers=auth) as client:
+            yield client
+
+
+def m3u_urls(text: str) -> list[httpx.URL]:
+    return [httpx.URL(line) for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_radio_m3u_has_signed_links_and_no_token(guarded, served):
+    seed = served["id"]["chord"]
+    before = time.time()
+    m3u = httpx.get(  # the token in the query, as a player would send it (it used to leak)
+        guarded.base_url.join("/playlists/radio.m3u"), params={"seed": seed, "n": 3, "token": TOKEN}
+    )
+    assert m3u.status_code == 200
+    assert TOKEN not in m3u.text and "token" not in m3u.text
+    urls = m3u_urls(m3u.text)
+    assert len(urls) == 3 and urls[0].path == f"/tracks/{seed}/audio"
+    assert all(set(u.params) == {"exp", "sig"} for u in urls)
+    assert int(before) + 24 * 3600 <= int(urls[0].params["exp"]) <= time.time() + 24 * 3600 + 1
+    anonymous = httpx.Client(base_url=str(guarded.base_url))
+    data = served["library"].files["chord"].read_bytes()
+    played = anonymous.get(str(urls[0]))
+    assert played.status_code == 200 and played.content == data
+    part = anonymous.get(str(urls[0]), headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == data[10:20]
+    assert "set-cookie" not in played.headers
+    short = guarded.get("/playlists/radio.m3u", params={"seed": seed, "n": 1, "valid_hours": 1})
+    assert int(m3u_urls(short.text)[0].params["exp"]) <= time.time() + 3600 + 1
+    for hours in (0, 10_000):
+        too = guarded.get("/playlists/radio.m3u", params={"seed": seed, "valid_hours": hours})
+        assert too.status_code == 422
+
+
+def test_a_signature_opens_only_its_track_until_it_expires(guarded, served):
+    from ui.signed_links import MAX_LIFETIME_S, link_key, signature
+
+    seed, other = served["id"]["chord"], served["id"]["sine"]
+    m3u = guarded.get("/playlists/radio.m3u", params={"seed": seed, "n": 1})
+    url = m3u_urls(m3u.text)[0]
+    exp, sig = url.params["exp"], url.params["sig"]
+    anonymous = httpx.Client(base_url=str(guarded.base_url))
+    assert (
+        anonymous.get(f"/tracks/{seed}/audio", params={"exp": exp, "sig": sig}).status_code == 200
+    )
+    flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    now = int(time.time())
+    past = now - 5
+    far = now + MAX_LIFETIME_S + 3600
+    key = link_key(TOKEN)
+    refused = [
+        (f"/tracks/{other}/audio", {"exp": exp, "sig": sig}),  # another track
+        (f"/tracks/{seed}/audio", {"exp": exp, "sig": flipped}),  # tampered signature
+        (f"/tracks/{seed}/audio", {"exp": str(int(exp) + 1), "sig": sig}),  # tampered expiry
+        (f"/tracks/{seed}/audio", {"exp": str(past), "sig": signature(key, seed, past)}),
+        (f"/tracks/{seed}/audio", {"exp": str(far), "sig": signature(key, seed, far)}),
+        (f"/tracks/{seed}/audio", {"exp": exp}),  # no signature
+        (f"/tracks/{seed}/audio", {"exp": exp, "sig": signature(b"guess", seed, int(exp))}),
+        (f"/tracks/{seed}", {"exp": exp, "sig": sig}),  # another route of the same track
+        (f"/tracks/{seed}/heatmap.png", {"exp": exp, "sig": sig}),
+        (f"/tracks/0{seed}/audio", {"exp": exp, "sig": sig}),
+        (f"/playlists/radio.m3u?seed={seed}", {"exp": exp, "sig": sig}),
+    ]
+    for path, params in refused:
+        response = anonymous.get(path, params=params)
+        assert response.status_code == 401, (path, params)
+    posted = anonymous.post(f"/tracks/{seed}/audio", params={"exp": exp, "sig": sig})
+    assert posted.status_code == 401
+
+
+def test_without_a_token_playlists_stay_plain_and_open(api, served):
+    seed = served["id"]["sine"]
+    m3u = api.get("/playlists/radio.m3u", params={"seed": seed, "n": 2})
+    urls = m3u_urls(m3u.text)
+    assert [u.params for u in urls] == [httpx.QueryParams(), httpx.QueryParams()]
+    assert httpx.get(str(urls[0])).status_code == 200

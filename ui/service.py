@@ -4,8 +4,10 @@ Thin: each route parses its arguments, asks a function of ``catalog``, ``ingest`
 or ``ui.optional`` and returns its JSON. Security defaults: the CLI binds to
 127.0.0.1; audio is served only from the library roots, heatmaps and stems only
 from the data directory, ids are integers and stem names a closed alphabet, so no
-request names a file; request bodies are limited (413); with ``SONIC_API_TOKEN``
-set, every route (the UI, the docs and ``/health`` included) requires the token.
+request names a file; request bodies are limited (413); a Host header the service
+was not told of is refused (400, DNS rebinding); with ``SONIC_API_TOKEN`` set,
+every route (the UI, the docs and ``/health`` included) requires the token, and
+playlists carry per-track signed, expiring links instead (``ui.signed_links``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs
 
 import anyio
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -32,6 +34,13 @@ from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError
 from ui.optional import FeatureUnavailable, valid_stem_name
+from ui.signed_links import (
+    DEFAULT_LIFETIME_S,
+    MAX_LIFETIME_S,
+    link_key,
+    signed_query,
+    signed_track,
+)
 from ui.state import (
     ALLOWED_HOSTS_ENV,
     LOOPBACK_HOSTS,
@@ -76,8 +85,9 @@ class Guard:
     site whose name an attacker re-points at 127.0.0.1 (DNS rebinding) still sends
     its own name, so it is refused before it reaches the token-less default service.
     The token is accepted as ``Authorization: Bearer``, an ``X-API-Token`` header,
-    a ``token`` query parameter (for players) or the cookie that a query-token
-    visit sets (so the browser UI keeps working after ``/ui?token=``).
+    a ``token`` query parameter or the cookie that a query-token visit sets (so the
+    browser UI keeps working after ``/ui?token=``). Without it, only a signed link
+    (``ui.signed_links``) opens one track's audio.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class Guard:
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
+        self.link_key = link_key(self.token) if self.token else None
         self.max_body = max_body
         hosts = {h.strip().strip("[]").lower().rstrip(".") for h in allowed_hosts}
         self.any_host = "*" in hosts
@@ -126,7 +137,11 @@ class Guard:
         from_query = False
         if self.token is not None:
             presented, from_query = self._presented(scope)
-            if presented is None or not hmac.compare_digest(presented, self.token):
+            if presented is not None and hmac.compare_digest(presented, self.token):
+                pass
+            elif self._signed_link(scope):
+                from_query = False  # a playlist link opens one track, and sets no cookie
+            else:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
@@ -167,6 +182,15 @@ class Guard:
             if started:
                 raise
             await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+
+    def _signed_link(self, scope: Scope) -> bool:
+        """A GET of one track's audio with that track's unexpired signature (M3U links)."""
+        if self.link_key is None or scope["type"] != "http":
+            return False
+        if scope.get("method") not in ("GET", "HEAD"):
+            return False
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        return signed_track(scope.get("path", ""), query, self.link_key)
 
     def _wrong_host(self, scope: Scope) -> str | None:
         """Why the request's Host header is refused, or None when it is allowed."""
@@ -534,15 +558,29 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
         seed: Annotated[int, Query(ge=1)],
         n: Annotated[int, Query(ge=1, le=500)] = 20,
         paths: Annotated[bool, Query(description="File paths instead of URLs.")] = False,
+        valid_hours: Annotated[
+            int,
+            Query(
+                ge=1,
+                le=MAX_LIFETIME_S // 3600,
+                description="With a token set: how long each signed track link plays.",
+            ),
+        ] = DEFAULT_LIFETIME_S // 3600,
     ) -> PlainTextResponse:
-        """The radio playlist as extended M3U (URLs to this service, or local paths)."""
+        """The radio playlist as extended M3U (URLs to this service, or local paths).
+
+        With a token set, each URL is signed for its one track and expires (after
+        ``valid_hours``); the token itself never appears in the playlist.
+        """
         data = _radio(seed, n)
         base = str(request.base_url).rstrip("/")
-        token = request.query_params.get("token")
-        suffix = f"?token={quote(token)}" if token else ""
+        key = link_key(state.settings.token) if state.settings.token else None
 
         def location(t: dict) -> str:
-            return t["path"] if paths else f"{base}/tracks/{t['id']}/audio{suffix}"
+            if paths:
+                return t["path"]
+            url = f"{base}/tracks/{t['id']}/audio"
+            return f"{url}?{signed_query(key, t['id'], valid_hours * 3600)}" if key else url
 
         return PlainTextResponse(
             to_m3u(data["tracks"], location),
