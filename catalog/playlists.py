@@ -6,10 +6,13 @@ holds; the faces above decide how to serve it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from urllib.parse import quote
 
 from sqlalchemy import select
 
+from catalog.paths import display_path, path_is_text
 from catalog.queries import TrackNotFound, similar, track_summary
 from catalog.schema import Track
 from catalog.store import Catalog
@@ -71,14 +74,31 @@ def radio(catalog: Catalog, seed_id: int, n: int = 20, pool: int | None = None) 
     return {"seed": seed_id, "n": n, "relaxed": relaxed, "tracks": playlist}
 
 
+def m3u_path(path: str) -> str:
+    """A local path as an M3U entry that names the same file, whatever its bytes.
+
+    A UTF-8 name stays a plain path. A name that is not (lone surrogates, from
+    ``os.fsdecode``) cannot be written to a UTF-8 playlist as text, and an escaped
+    display name would point nowhere, so it becomes a ``file://`` URL of its
+    percent-encoded bytes, which players decode back to the exact name.
+    """
+    if path_is_text(path):
+        return path
+    return "file://" + quote(os.fsencode(path))
+
+
 def to_m3u(tracks: list[dict], location: Callable[[dict], str]) -> str:
-    """Extended M3U text; ``location(track)`` gives each entry's URL or path."""
+    """Extended M3U text; ``location(track)`` gives each entry's URL or path.
+
+    Titles are only shown, so an undecodable file name in one is escaped
+    (``display_path``); locations must be exact, so they come from ``location``.
+    """
     lines = ["#EXTM3U"]
     for t in tracks:
         seconds = int(round(t["duration_s"])) if t.get("duration_s") else -1
         name = " - ".join(x for x in (t.get("artist"), t.get("title")) if x)
         name = name or t["path"].rsplit("/", 1)[-1]
-        lines.append(f"#EXTINF:{seconds},{_one_line(name)}")
+        lines.append(f"#EXTINF:{seconds},{_one_line(display_path(name))}")
         lines.append(_one_line(location(t)))
     return "\n".join(lines) + "\n"
 

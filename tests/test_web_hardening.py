@@ -7,8 +7,10 @@ speaks HTTP to it, Gradio's own API included; nothing is mocked.
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
+import urllib.parse
 import wave
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from service_fixtures import build_small_library, running_server
 
 from audio_fixtures import tone, write
+from catalog.paths import display_path
 from helpers import run_ingest, tracks_by_path
 from ui.service import create_app
 from ui.state import ServiceState, Settings
@@ -295,3 +298,78 @@ def test_without_a_token_playlists_stay_plain_and_open(api, served):
     urls = m3u_urls(m3u.text)
     assert [u.params for u in urls] == [httpx.QueryParams(), httpx.QueryParams()]
     assert httpx.get(str(urls[0])).status_code == 200
+
+
+# -- 4. file names that are not UTF-8 are shown safely, served exactly -----------------------
+
+ODD = "/music/caf\udce9.wav"  # os.fsdecode(b"/music/caf\xe9.wav"): a Latin-1 name
+
+
+def test_json_answers_escape_undecodable_names_in_one_place():
+    from ui.service import SafeJSONResponse
+
+    content = {"path": ODD, "tracks": [{"path": ODD, "id": 1}], "k\udce9": [ODD], "n": 1.5}
+    body = json.loads(SafeJSONResponse(content).body)
+    assert body == {
+        "path": "/music/caf\\xe9.wav",
+        "tracks": [{"path": "/music/caf\\xe9.wav", "id": 1}],
+        "k\\xe9": ["/music/caf\\xe9.wav"],
+        "n": 1.5,
+    }
+    assert json.loads(SafeJSONResponse({"path": "/music/café.wav"}).body)["path"] == (
+        "/music/café.wav"
+    )
+
+
+def test_m3u_writes_undecodable_names_losslessly_and_titles_safely():
+    from catalog.playlists import m3u_path, to_m3u
+
+    assert m3u_path("/music/café crème.wav") == "/music/café crème.wav"  # UTF-8: plain
+    url = m3u_path(ODD + " x")
+    assert url == "file:///music/caf%E9.wav%20x"
+    assert urllib.parse.unquote_to_bytes(url[len("file://") :]) == os.fsencode(ODD + " x")
+    text = to_m3u([{"id": 1, "path": ODD, "duration_s": 3.2}], lambda t: m3u_path(t["path"]))
+    assert text.encode("utf-8")  # no surrogate left
+    assert text.splitlines()[1:] == ["#EXTINF:3,caf\\xe9.wav", "file:///music/caf%E9.wav"]
+
+
+def test_the_web_ui_shows_undecodable_names():
+    from ui.webui import _esc, _name, _tracks_frame
+
+    row = {"id": 1, "path": ODD, "title": None, "artist": None, "status": "ok"}
+    assert _name(row) == "caf\\xe9.wav"
+    assert _esc(f"failed: cannot read {ODD}").encode("utf-8")
+    frame = _tracks_frame([row, {**row, "title": "T\udce9", "artist": "A"}])
+    assert list(frame["title"]) == ["caf\\xe9.wav", "T\\xe9"]
+    assert frame.to_json().encode("utf-8")
+
+
+def test_a_non_utf8_file_name_end_to_end(tmp_path, model):
+    """Ingest b'caf\\xe9.wav' and ask every face for it. Needs the catalog to store such
+    names losslessly (catalog.schema.FsPath)."""
+    root = tmp_path / "music"
+    root.mkdir()
+    clip = write(tmp_path / "clip.wav", tone(350, 4.0), 22050)
+    odd = os.fsdecode(os.path.join(os.fsencode(root), b"caf\xe9.wav"))
+    os.rename(clip, odd)
+    data_dir = tmp_path / "data"
+    assert run_ingest([root], data_dir, model).analysed == 1
+    (track_id,) = [t.id for p, t in tracks_by_path(data_dir).items() if p == odd]
+    app = create_app(data_dir, state=ServiceState(Settings(data_dir=data_dir), model=model))
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        listing = client.get("/tracks")
+        assert listing.status_code == 200
+        assert listing.json()["tracks"][0]["path"].endswith("/caf\\xe9.wav")
+        detail = client.get(f"/tracks/{track_id}")
+        assert detail.status_code == 200 and detail.json()["path"] == display_path(odd)
+        audio = client.get(f"/tracks/{track_id}/audio")
+        assert audio.status_code == 200 and audio.content == Path(odd).read_bytes()
+        for params in ({}, {"paths": True}):
+            m3u = client.get("/playlists/radio.m3u", params={"seed": track_id, **params})
+            assert m3u.status_code == 200, m3u.text
+        assert m3u.text.splitlines()[1].startswith("#EXTINF:4,caf\\xe9")
+        assert m3u.text.splitlines()[2] == "file://" + urllib.parse.quote(os.fsencode(odd))
+        assert client.get("/map").status_code == 200
+        assert client.get(f"/tracks/{track_id}/similar").status_code == 200
+        opened = gradio_call(client, "open_track", [track_id, 3, 5, False])
+        assert "event: complete" in opened and "caf\\\\xe9.wav" in opened, opened[:800]

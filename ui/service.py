@@ -25,11 +25,20 @@ from urllib.parse import parse_qs
 import anyio
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from fastapi.utils import is_body_allowed_for_status_code
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from catalog import queries
-from catalog.playlists import radio, to_m3u
+from catalog.paths import displayable
+from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError
@@ -59,6 +68,23 @@ AUDIO_TYPES = {
 }  # fmt: skip
 
 TrackId = Annotated[int, PathParam(ge=1, le=2**62, description="Track id.")]
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that shows any text holding an undecodable file name (``\\xNN`` escapes).
+
+    Catalog paths are the real names, which may be non-UTF-8 bytes held as lone
+    surrogates; UTF-8 JSON refuses those (a 500). Every JSON answer of the app goes
+    through this class (its default response class, and the error handlers), so no
+    route has to remember which fields hold paths; only a failing render pays for
+    the walk.
+    """
+
+    def render(self, content: object) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return super().render(displayable(content))
 
 
 # -- middleware: token and body size -------------------------------------------------------
@@ -132,7 +158,7 @@ class Guard:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await JSONResponse({"detail": refusal}, status_code=400)(scope, receive, send)
+            await SafeJSONResponse({"detail": refusal}, status_code=400)(scope, receive, send)
             return
         from_query = False
         if self.token is not None:
@@ -145,7 +171,7 @@ class Guard:
                 if scope["type"] == "websocket":
                     await send({"type": "websocket.close", "code": 1008})
                     return
-                response = JSONResponse(
+                response = SafeJSONResponse(
                     {"detail": "missing or invalid API token"},
                     status_code=401,
                     headers={"WWW-Authenticate": "Bearer"},
@@ -156,7 +182,7 @@ class Guard:
             headers = dict(scope.get("headers", []))
             length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                response = JSONResponse(
+                response = SafeJSONResponse(
                     {"detail": f"request body larger than the {self.max_body} byte limit"},
                     status_code=413,
                 )
@@ -181,7 +207,7 @@ class Guard:
         except _TooLarge as exc:
             if started:
                 raise
-            await JSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
+            await SafeJSONResponse({"detail": exc.detail}, status_code=413)(scope, receive, send)
 
     def _signed_link(self, scope: Scope) -> bool:
         """A GET of one track's audio with that track's unexpired signature (M3U links)."""
@@ -262,6 +288,7 @@ def create_app(
 
     app = FastAPI(
         lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
         title="Sonic Catalog",
         summary="Sound-alike search, genre browsing and analysis of a music library.",
         version="0.1.0",
@@ -300,17 +327,25 @@ def create_app(
 
 
 def _add_errors(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own handler, but a detail quoting a file name cannot fail to render.
+        headers = getattr(exc, "headers", None)
+        if not is_body_allowed_for_status_code(exc.status_code):
+            return Response(status_code=exc.status_code, headers=headers)
+        return SafeJSONResponse({"detail": exc.detail}, exc.status_code, headers)
+
     @app.exception_handler(queries.TrackNotFound)
-    async def _not_found(_: Request, exc: queries.TrackNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    async def _not_found(_: Request, exc: queries.TrackNotFound) -> SafeJSONResponse:
+        return SafeJSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(FeatureUnavailable)
-    async def _unavailable(_: Request, exc: FeatureUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+    async def _unavailable(_: Request, exc: FeatureUnavailable) -> SafeJSONResponse:
+        return SafeJSONResponse({"detail": exc.message}, status_code=exc.status_code)
 
     @app.exception_handler(ClipError)
-    async def _bad_clip(_: Request, exc: ClipError) -> JSONResponse:
-        return JSONResponse({"detail": f"cannot analyse the upload: {exc}"}, status_code=422)
+    async def _bad_clip(_: Request, exc: ClipError) -> SafeJSONResponse:
+        return SafeJSONResponse({"detail": f"cannot analyse the upload: {exc}"}, status_code=422)
 
 
 def _audio_type(path: Path) -> str:
@@ -410,7 +445,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
         k: Annotated[int, Query(ge=1, le=100)] = 10,
         genre: str | None = None,
         exclude_same_album: bool = False,
-    ) -> JSONResponse:
+    ) -> SafeJSONResponse:
         """Nearest tracks by cosine similarity of embeddings, best first."""
         # On the event loop, not in a worker thread: one query is about a millisecond
         # of CPU (an in-memory search and a WAL read that never waits for a writer),
@@ -423,7 +458,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from None
         # The hot path: plain JSON, no response-model validation of an untyped dict.
-        return JSONResponse({"track_id": track_id, "neighbours": [links(r) for r in rows]})
+        return SafeJSONResponse({"track_id": track_id, "neighbours": [links(r) for r in rows]})
 
     @app.post("/similar", tags=["similar"])
     def similar_to_upload(
@@ -578,7 +613,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
 
         def location(t: dict) -> str:
             if paths:
-                return t["path"]
+                return m3u_path(t["path"])
             url = f"{base}/tracks/{t['id']}/audio"
             return f"{url}?{signed_query(key, t['id'], valid_hours * 3600)}" if key else url
 

@@ -21,6 +21,7 @@ from gradio import utils as gradio_utils
 from gradio_client import utils as gradio_client_utils
 
 from catalog import queries
+from catalog.paths import display_path
 from catalog.projection import library_map, umap_available
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError, decode_clip, preview, preview_file
@@ -138,12 +139,14 @@ class Uploads:
 
 
 def _esc(value) -> str:
-    return html.escape("" if value is None else str(value))
+    """HTML-escaped text, with undecodable file-name bytes shown as ``\\xNN`` (never a failure)."""
+    return html.escape(display_path("" if value is None else str(value)))
 
 
 def _name(t: dict) -> str:
+    """What a track is called on screen: artist - title, else its (displayable) file name."""
     who = " - ".join(x for x in (t.get("artist"), t.get("title")) if x)
-    return who or Path(t["path"]).name
+    return display_path(who or Path(t["path"]).name)
 
 
 def _tracks_frame(rows: list[dict]) -> pd.DataFrame:
@@ -151,9 +154,9 @@ def _tracks_frame(rows: list[dict]) -> pd.DataFrame:
         [
             {
                 "id": t["id"],
-                "title": t.get("title") or Path(t["path"]).name,
-                "artist": t.get("artist") or "",
-                "album": t.get("album") or "",
+                "title": display_path(t.get("title") or Path(t["path"]).name),
+                "artist": display_path(t.get("artist") or ""),
+                "album": display_path(t.get("album") or ""),
                 "genre": t.get("genre") or "",
                 "confidence": round(t["confidence"], 3) if t.get("confidence") else None,
                 "status": t["status"],
@@ -234,6 +237,7 @@ def build_ui(  # noqa: C901 (one closure per widget)
         )  # fmt: skip
         shown = page["offset"] + len(page["tracks"])
         what = f"genre **{genre}**" if genre else (f"“{text}”" if text else "all analysed tracks")
+        what = display_path(what)
         note = f"{what}: {page['offset'] + 1 if page['tracks'] else 0}–{shown} of {page['total']}"
         return _tracks_frame(page["tracks"]), note, page["offset"]
 
@@ -441,7 +445,7 @@ def build_ui(  # noqa: C901 (one closure per widget)
             + (" · only the start was analysed" if data["truncated"] else "")
         )
         view = preview(audio[: 600 * analyser.frontend.sample_rate], analyser.frontend)
-        wave = figures.waveform_and_mel(view, Path(path).name)
+        wave = figures.waveform_and_mel(view, display_path(Path(path).name))
         bars = figures.genre_bars(data["probabilities"], int(top_k))
         line = figures.timeline(data["timeline"])
         ok, note = state.comparable()
@@ -465,6 +469,10 @@ def build_ui(  # noqa: C901 (one closure per widget)
             data["points"], columns=["x", "y", "genre", "title", "artist", "album", "id"]
         )
         frame["genre"] = frame["genre"].fillna("unknown")
+        for column in ("title", "artist", "album"):  # tags only shown: never a failure
+            frame[column] = frame[column].map(
+                lambda v: display_path(v) if isinstance(v, str) else v
+            )
         note = (
             f"{data['shown']} of {data['total']} indexed tracks, {method.upper()} of the embeddings"
         )
