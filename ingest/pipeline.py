@@ -16,23 +16,26 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.store import Catalog
-from embeddings.checkpoint import GenreModel
-from embeddings.gradcam import band_focus
-from embeddings.heatmap_image import render_heatmap_png
-from embeddings.inference import BatchOutput, Predictor, aggregate, l2_normalise, op_threads
+from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
 from ingest.artefacts import heatmap_file, write_atomic
-from ingest.lock import catalog_lock
+from ingest.lock import HeldLock, catalog_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
+
+if TYPE_CHECKING:  # torch-backed modules load only when there is audio to analyse
+    from embeddings.checkpoint import GenreModel
+    from embeddings.inference import BatchOutput, Predictor
 
 INDEX_SAVE_SECONDS = 30.0
 POLL_SECONDS = 0.2
@@ -64,6 +67,8 @@ class IngestSummary:
     skipped: int = 0
     reused: int = 0  # unchanged content under a new mtime or path (moves, touches)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Folders the scan could not list: their files were neither seen nor marked missing.
+    unreadable_folders: list[tuple[str, str]] = field(default_factory=list)
     missing: int = 0
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -84,6 +89,7 @@ class IngestSummary:
             "skipped": self.skipped,
             "reused": self.reused,
             "failed": [{"path": p, "reason": r} for p, r in self.failed],
+            "unreadable_folders": [{"path": p, "reason": r} for p, r in self.unreadable_folders],
             "missing": self.missing,
             "audio_hours": self.audio_seconds / 3600,
             "wall_seconds": self.wall_seconds,
@@ -190,7 +196,7 @@ class IngestRun:
     def __init__(
         self,
         catalog: Catalog,
-        model: GenreModel,
+        model: GenreModel | LazyModel,
         options: IngestOptions | None = None,
         progress: ProgressSink | None = None,
     ) -> None:
@@ -211,10 +217,12 @@ class IngestRun:
 
     # -- the run ----------------------------------------------------------------------
 
-    def run(self, roots: Iterable[Path]) -> IngestSummary:
+    def run(self, roots: Iterable[Path], held: HeldLock | None = None) -> IngestSummary:
+        """Ingest ``roots``; ``held`` is the catalog's write lock if the caller took it."""
         started = time.monotonic()
         roots = [Path(r) for r in roots]
-        with catalog_lock(self.catalog.paths.root):
+        root = self.catalog.paths.root
+        with nullcontext() if held and held.covers(root) else catalog_lock(root):
             previous = self.catalog.active_model_id
             if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
@@ -226,6 +234,9 @@ class IngestRun:
             self.plan = make_plan(roots, self.catalog.file_states(), self.model.model_id)
             self.summary.files_seen = len(self.plan.seen_paths)
             self.summary.skipped = self.plan.skipped
+            self.summary.unreadable_folders = list(self.plan.unreadable_folders)
+            if not self.plan.tasks:
+                self._note_unreadable_folders()
             for row_id, path in self.plan.restore:
                 self._reuse(row_id, Path(path))
             try:
@@ -241,6 +252,9 @@ class IngestRun:
         return self.summary
 
     def _analyse(self, tasks: list[Task]) -> None:
+        from embeddings.inference import Predictor, op_threads
+
+        self.model = loaded(self.model)  # torch and the network, now that there is work
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
         threads = max(1, self.options.inference_threads)
         pool = _WorkerPool(
@@ -257,6 +271,7 @@ class IngestRun:
                 f"{self.model.model_id}: tracks analysed with the old one are analysed "
                 "again, and search covers only those redone so far"
             )
+        self._note_unreadable_folders()
         try:
             for task in tasks:
                 self.states[task.task_id] = self._new_state(task)
@@ -269,6 +284,11 @@ class IngestRun:
             if previous_threads is not None:
                 op_threads(previous_threads)
             pool.close()
+
+    def _note_unreadable_folders(self) -> None:
+        """Say which folders were out of sight (after ``start``, so a progress bar shows it)."""
+        for folder, reason in self.plan.unreadable_folders:
+            self.progress.note(f"skipped folder: {folder}: {reason}")
 
     def _drain(self, pool: _WorkerPool) -> None:
         quiet_since = time.monotonic()
@@ -348,7 +368,11 @@ class IngestRun:
         self.progress.advance(0.0)
 
     def _reuse(self, row_id: int, path: Path) -> None:
-        self.catalog.touch(row_id, file_facts(path))
+        try:
+            facts = file_facts(path)
+        except OSError:  # vanished or became a fifo since the plan: it stays missing
+            return
+        self.catalog.touch(row_id, facts)
         self.claimed.add(row_id)
         self.summary.reused += 1
 
@@ -439,6 +463,8 @@ class IngestRun:
             self._fail(task_id, NON_FINITE_OUTPUT, audio)
             return
         del self.states[task_id]
+        from embeddings.aggregation import aggregate, l2_normalise
+
         probabilities = aggregate(seg_probs, self.options.aggregation)
         analysis = Analysis(
             model_id=self.model.model_id,
@@ -461,6 +487,9 @@ class IngestRun:
 
     def _explain(self, state: _TrackState, genre_index: int) -> Explanation:
         """Grad-CAM for the predicted genre over the track's most confident window."""
+        from embeddings.gradcam import band_focus
+        from embeddings.heatmap_image import render_heatmap_png
+
         config = self.model.frontend
         first, window = state.window.best(genre_index)
         features = window.astype(np.float32)
@@ -500,10 +529,14 @@ class IngestRun:
 
 
 def _facts_without_hash(path: Path) -> FileFacts | None:
+    """Facts to record a failure under when no worker sent any (never opens the file)."""
     try:
         stat = path.stat()
     except OSError:
-        return None
+        try:
+            stat = os.lstat(path)  # a dangling link: keyed as the plan keys it
+        except OSError:
+            return None
     return FileFacts(str(path), stat.st_size, stat.st_mtime_ns, None, path.suffix.lower()[1:])
 
 
@@ -517,9 +550,15 @@ def _empty(q) -> bool:
 def ingest(
     roots: Iterable[Path],
     catalog: Catalog,
-    model: GenreModel,
+    model: GenreModel | LazyModel,
     options: IngestOptions | None = None,
     progress: ProgressSink | None = None,
+    held: HeldLock | None = None,
 ) -> IngestSummary:
-    """Index every audio file under ``roots`` into ``catalog`` (library entry point)."""
-    return IngestRun(catalog, model, options, progress).run(roots)
+    """Index every audio file under ``roots`` into ``catalog`` (library entry point).
+
+    ``model`` may be a :class:`~embeddings.model_handle.LazyModel`: its network is
+    loaded only if some file needs analysing, so a re-run over an unchanged library
+    never imports torch. ``held``: the catalog's write lock, when the caller holds it.
+    """
+    return IngestRun(catalog, model, options, progress).run(roots, held)

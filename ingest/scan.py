@@ -24,27 +24,39 @@ AUDIO_EXTENSIONS = frozenset(
 )  # fmt: skip
 
 
-def iter_audio_files(roots: Iterable[Path]) -> Iterator[Path]:
+def iter_audio_files(
+    roots: Iterable[Path], unreadable: list[tuple[str, str]] | None = None
+) -> Iterator[Path]:
     """Audio files under ``roots`` (files or folders), absolute, in a stable order.
 
     Hidden files and folders are skipped: they include macOS ``._`` resource forks,
-    which carry an audio extension but no audio.
+    which carry an audio extension but no audio. Nothing is opened or followed
+    here: fifos, devices and dangling symbolic links with an audio extension are
+    yielded too, so the worker records each as a failure with its reason instead
+    of it being retried, unseen, on every run. A folder that cannot be listed is
+    appended to ``unreadable`` as (folder, reason): its files are not missing, just
+    out of sight, and the run says so.
     """
     seen: set[str] = set()
     for root in roots:
         root = Path(root).expanduser().absolute()
-        if root.is_file():
+        if os.path.lexists(root) and not root.is_dir():
             candidates: Iterable[Path] = [root]
         else:
-            candidates = _walk(root)
+            candidates = _walk(root, unreadable)
         for path in candidates:
             if path.suffix.lower() in AUDIO_EXTENSIONS and str(path) not in seen:
                 seen.add(str(path))
                 yield path
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk(root: Path, unreadable: list[tuple[str, str]] | None) -> Iterator[Path]:
+    def onerror(exc: OSError) -> None:
+        if unreadable is not None:
+            folder = exc.filename if exc.filename is not None else root
+            unreadable.append((str(folder), f"cannot read folder: {exc.strerror or exc}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith("."):
@@ -62,6 +74,7 @@ class Plan:
     vanished: dict[str, list[int]] = field(default_factory=dict)  # hash -> row ids
     missing_candidates: list[int] = field(default_factory=list)
     seen_paths: set[str] = field(default_factory=set)
+    unreadable_folders: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
 
     @property
     def moved_hashes(self) -> frozenset[str]:
@@ -79,6 +92,18 @@ def _under(path: str, roots: list[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
+def _stat_or_lstat(path: Path) -> os.stat_result:
+    """The file's stat, or the link's own for a dangling or looping symbolic link.
+
+    The worker records such a link's failure with these lstat values, so the next
+    run sees it unchanged and skips it instead of retrying it every time.
+    """
+    try:
+        return path.stat()
+    except OSError:
+        return os.lstat(path)
+
+
 def make_plan(
     roots: Iterable[Path], rows: list[FileState], model_id: str, files: Iterable[Path] | None = None
 ) -> Plan:
@@ -86,7 +111,8 @@ def make_plan(
     root_list = [str(Path(r).expanduser().absolute()) for r in roots]
     by_path = {row.path: row for row in rows}
     plan = Plan()
-    for path in files if files is not None else iter_audio_files(root_list):
+    found = files if files is not None else iter_audio_files(root_list, plan.unreadable_folders)
+    for path in found:
         key = str(path)
         plan.seen_paths.add(key)
         row = by_path.get(key)
@@ -95,7 +121,7 @@ def make_plan(
             plan.tasks.append(Task(task_id, key, allow_move=True))
             continue
         try:
-            stat = path.stat()
+            stat = _stat_or_lstat(path)
         except OSError:
             continue
         same_file = row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns
@@ -119,7 +145,8 @@ def make_plan(
             continue
         if row.content_hash and _reusable(row, model_id):
             vanished[row.content_hash].append(row.id)
-        if row.status != TrackStatus.MISSING and _under(row.path, root_list):
+        hidden = _under(row.path, [folder for folder, _ in plan.unreadable_folders])
+        if row.status != TrackStatus.MISSING and _under(row.path, root_list) and not hidden:
             plan.missing_candidates.append(row.id)
     plan.vanished = dict(vanished)
     return plan

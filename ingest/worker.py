@@ -8,8 +8,10 @@ of features through a bounded queue, so a long track costs a few chunks of memor
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import stat
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,15 +45,84 @@ class Task:
 #   ("fail", task_id, reason, AudioFacts | None)
 
 
-def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
-    stat = path.stat()
+_NOT_REGULAR = (
+    (stat.S_ISFIFO, "fifo"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISDIR, "folder"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
+
+
+def inspect_path(path: Path) -> tuple[os.stat_result | None, str | None]:
+    """What the file system says about ``path`` without opening it, and why it is unreadable.
+
+    Returns (the stat the catalog keys the file on, a reason or None). Only regular
+    files may be opened: opening a fifo for reading blocks until a writer comes, and
+    a link to /dev/zero reads forever. For a dangling or looping symbolic link the
+    link's own lstat is returned, so its failure can be recorded once and the next
+    run's plan (which falls back to lstat too) sees it unchanged. ``None`` as the
+    stat means nothing is there at all (the file vanished).
+    """
+    try:
+        link = os.lstat(path)
+    except OSError as exc:
+        return None, f"cannot read file: {exc.strerror or exc}"
+    try:
+        target = os.stat(path)
+    except OSError as exc:
+        if stat.S_ISLNK(link.st_mode) and exc.errno == errno.ELOOP:
+            return link, "symbolic link loop"
+        if stat.S_ISLNK(link.st_mode) and exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return link, "broken symbolic link (its target does not exist)"
+        return link, f"cannot read file: {exc.strerror or exc}"
+    if not stat.S_ISREG(target.st_mode):
+        return target, f"not a regular file: {_kind(target.st_mode)}"
+    return target, None
+
+
+def _facts(path: Path, st: os.stat_result, content_hash: str | None) -> FileFacts:
     return FileFacts(
         path=str(path),
-        size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
-        content_hash=content_hash(path) if with_hash else None,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        content_hash=content_hash,
         format=path.suffix.lower().lstrip(".") or None,
     )
+
+
+class NotRegularFile(OSError):
+    """The path stopped being a regular file between its check and its opening."""
+
+
+def _safe_hash(path: Path) -> str:
+    """The content hash, read through a descriptor checked to be a regular file.
+
+    Opened with O_NONBLOCK so that a fifo swapped in after :func:`inspect_path`
+    cannot block the open; the fstat of the open descriptor then decides.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, f"not a regular file: {_kind(mode)}")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return content_hash(fd)  # open() takes a descriptor as well as a path; closes it
+
+
+def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
+    """Size, mtime and (optionally) content hash; raises OSError if it is not a regular file."""
+    st, problem = inspect_path(path)
+    if problem is not None:
+        raise NotRegularFile(errno.EINVAL, problem)
+    return _facts(path, st, _safe_hash(path) if with_hash else None)
 
 
 def analyse_file(
@@ -63,8 +134,14 @@ def analyse_file(
     vanished: a new path with one of them is a move, and needs no decoding.
     """
     path = Path(task.path)
+    st, problem = inspect_path(path)
+    if problem is not None:
+        if st is not None:  # something is there: record it once, with the stat to skip it by
+            send(("hashed", task.task_id, _facts(path, st, None), False))
+        send(("fail", task.task_id, problem, None))
+        return
     try:
-        facts = file_facts(path)
+        facts = _facts(path, st, _safe_hash(path))
     except OSError as exc:
         send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
         return

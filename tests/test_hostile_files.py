@@ -12,8 +12,10 @@ import copy
 import dataclasses
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from embeddings.audio_files import DecodeError, audio_info, open_pyav_audio, rea
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from ingest.clip import ClipAnalyser, ClipError
 from ingest.decode import decode_all, open_audio
+from ingest.pipeline import IngestOptions, ProgressSink, ingest
 
 SR = 22050
 REPO = Path(__file__).resolve().parents[1]
@@ -225,3 +228,123 @@ def test_a_1_hz_upload_is_refused_by_a_running_server_in_small_memory(tmp_path, 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# -- 3. Fifos, devices, dangling and looping links, unreadable folders ------------------------
+
+
+def _run_bounded(roots, data_dir: Path, model, seconds: float = 180, **options):
+    """run_ingest in a thread, so a hang fails the test instead of blocking the suite."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["summary"] = run_ingest(roots, data_dir, model, **options)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the test's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the ingest run did not finish within {seconds:.0f} s"
+    if "error" in result:
+        raise result["error"]
+    return result["summary"]
+
+
+def test_special_files_and_bad_links_are_recorded_once_and_never_opened(tmp_path, model):
+    root = tmp_path / "music"
+    good = _good(root)
+    fifo = root / "stuck.wav"
+    os.mkfifo(fifo)
+    zero = root / "zero.flac"
+    zero.symlink_to("/dev/zero")
+    dangling = root / "gone.mp3"
+    dangling.symlink_to(root / "nowhere.mp3")
+    loop_a, loop_b = root / "loop_a.wav", root / "loop_b.wav"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    expected = {
+        fifo: "not a regular file: fifo",
+        zero: "not a regular file: character device",
+        dangling: "broken symbolic link",
+        loop_a: "symbolic link loop",
+        loop_b: "symbolic link loop",
+    }
+    data_dir = tmp_path / "data"
+
+    summary = _run_bounded([root], data_dir, model)
+
+    assert summary.analysed == 1 and tracks_by_path(data_dir)[str(good)].status == "ok"
+    failed = dict(summary.failed)
+    tracks = tracks_by_path(data_dir)
+    for path, reason in expected.items():
+        assert failed[str(path)].startswith(reason), (path, failed.get(str(path)))
+        assert tracks[str(path)].status == "failed", path  # visible to `sonic status`
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # nobody wrote to or replaced it
+
+    again = _run_bounded([root], data_dir, model)  # recorded once: not retried every run
+    assert (again.analysed, again.failed, again.skipped) == (0, [], 6)
+
+
+def _too_deep_folder(parent: Path) -> Path:
+    """A folder whose absolute path is longer than PATH_MAX: nothing can list it by name."""
+    fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    path = parent
+    try:
+        while len(str(path)) <= os.pathconf("/", "PC_PATH_MAX"):
+            name = "d" * 200
+            os.mkdir(name, dir_fd=fd)
+            next_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd, path = next_fd, path / name
+    finally:
+        os.close(fd)
+    return path
+
+
+class _Notes(ProgressSink):
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_not_skipped_in_silence(tmp_path, model):
+    root = tmp_path / "music"
+    good = _good(root)
+    (root / "deep").mkdir()
+    _too_deep_folder(root / "deep")
+    progress = _Notes()
+
+    with Catalog(tmp_path / "data") as catalog:
+        summary = ingest([root], catalog, model, IngestOptions(workers=2), progress)
+
+    assert summary.analysed == 1 and summary.failed == []
+    assert tracks_by_path(tmp_path / "data")[str(good)].status == "ok"
+    assert len(summary.unreadable_folders) == 1
+    folder, reason = summary.unreadable_folders[0]
+    assert (
+        folder.startswith(str(root / "deep")) and reason == "cannot read folder: File name too long"
+    )
+    assert summary.to_dict()["unreadable_folders"] == [{"path": folder, "reason": reason}]
+    assert any(folder in note and reason in note for note in progress.notes), progress.notes
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder regardless")
+def test_a_folder_without_permission_is_reported_and_its_tracks_not_marked_missing(tmp_path, model):
+    root = tmp_path / "music"
+    _good(root)
+    hidden = write(root / "private" / "song.flac", tone(330, 4, SR), SR)
+    data_dir = tmp_path / "data"
+    run_ingest([root], data_dir, model)
+    (root / "private").chmod(0)
+    try:
+        summary = run_ingest([root], data_dir, model)
+    finally:
+        (root / "private").chmod(0o755)
+    assert summary.unreadable_folders == [
+        (str(root / "private"), "cannot read folder: Permission denied")
+    ]
+    assert summary.missing == 0 and tracks_by_path(data_dir)[str(hidden)].status == "ok"
