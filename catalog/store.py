@@ -9,7 +9,9 @@ rebuilds it from the embeddings stored in SQLite. SQLite is always the truth.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,6 +170,39 @@ class Catalog:
             return False
         self._index = loaded
         return True
+
+    # -- checkpoints seen ---------------------------------------------------------------
+
+    @staticmethod
+    def _checkpoint_key(path: Path) -> tuple[str, os.stat_result]:
+        real = os.path.realpath(path)
+        digest = hashlib.sha1(os.fsencode(real)).hexdigest()
+        return f"checkpoint:{digest}", os.stat(real)
+
+    def remembered_checkpoint(self, path: Path) -> dict | None:
+        """What :meth:`remember_checkpoint` stored for ``path``, if the file is unchanged.
+
+        Lets an ingest plan a run (and find nothing to do) without loading torch and
+        the network just to learn the model's id. Size and mtime must match.
+        """
+        try:
+            key, stat = self._checkpoint_key(path)
+        except OSError:
+            return None
+        raw = self.meta(key)
+        data = json.loads(raw) if raw else None
+        if not data or (data.get("size"), data.get("mtime_ns")) != (
+            stat.st_size, stat.st_mtime_ns,
+        ):  # fmt: skip
+            return None
+        return data["identity"]
+
+    def remember_checkpoint(self, path: Path, identity: dict) -> None:
+        """Remember the identity of the model in checkpoint ``path`` as the file is now."""
+        key, stat = self._checkpoint_key(path)
+        value = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "identity": identity}
+        with self.sessions.begin() as s:
+            self._set_meta(s, key, json.dumps(value))
 
     # -- library roots ----------------------------------------------------------------
 

@@ -30,14 +30,13 @@ from torch import nn
 from embeddings.atomic import atomic_write
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, build_seeded_model
+from embeddings.model_handle import DEFAULT_CHECKPOINT, WEIGHTS_DIR  # noqa: F401 (re-exported)
 
 GTZAN_GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop",
     "jazz", "metal", "pop", "reggae", "rock",
 )  # fmt: skip
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_CHECKPOINT = WEIGHTS_DIR / "genre_resnet18.pt"
 FORMAT_VERSION = 1
 UNTRAINED_SEED = 0
 KINDS: tuple[str, ...] = ("genre", "backbone")

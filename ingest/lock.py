@@ -2,73 +2,58 @@
 
 The refusal is immediate, not a wait: the CLI takes the lock before it loads the
 model, so a user who starts a second ingest by mistake hears so in a moment rather
-than after torch has loaded. The lock is re-entrant for the thread that holds it,
-so the CLI can hold it around the library call that takes it again.
+than after torch has loaded, and hands the held lock to the pipeline, which would
+otherwise take it itself.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
 class CatalogBusyError(RuntimeError):
-    """Another process (or thread) holds the catalog's write lock."""
+    """Another writer holds the catalog's write lock."""
 
 
-_held: dict[str, tuple[int, int]] = {}  # lock file -> (owning thread id, depth)
-_guard = threading.Lock()
+@dataclass(frozen=True)
+class HeldLock:
+    """Proof that the caller holds the write lock of one data directory."""
+
+    path: str
+
+    def covers(self, data_dir: Path) -> bool:
+        return self.path == _lock_path(data_dir)
+
+
+def _lock_path(data_dir: Path) -> str:
+    return os.path.realpath(Path(data_dir) / "ingest.lock")
 
 
 @contextmanager
-def catalog_lock(data_dir: Path, wait: bool = False) -> Iterator[None]:
+def catalog_lock(data_dir: Path, wait: bool = False) -> Iterator[HeldLock]:
     """Exclusive advisory lock; the OS drops it if the holder dies, even by SIGKILL.
 
     ``wait`` blocks until the other writer is done instead of raising
-    :class:`CatalogBusyError`.
+    :class:`CatalogBusyError`. Any other open of the lock, in this process too, is
+    another writer.
     """
-    path = os.path.realpath(Path(data_dir) / "ingest.lock")
-    me = threading.get_ident()
-    with _guard:
-        owner, depth = _held.get(path, (None, 0))
-        if owner == me:
-            _held[path] = (me, depth + 1)
-            reentered = True
-        elif owner is not None and not wait:
-            raise _busy(data_dir)
-        else:
-            reentered = False
-    if reentered:
-        try:
-            yield
-        finally:
-            with _guard:
-                _held[path] = (me, _held[path][1] - 1)
-        return
+    path = _lock_path(data_dir)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            raise _busy(data_dir) from None
-        with _guard:
-            _held[path] = (me, 1)
+            raise CatalogBusyError(
+                f"another ingest is already writing to {data_dir}; "
+                "run this one when it has finished"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
-        try:
-            yield
-        finally:
-            with _guard:
-                del _held[path]
+        yield HeldLock(path)
     finally:
         os.close(fd)
-
-
-def _busy(data_dir: Path) -> CatalogBusyError:
-    return CatalogBusyError(
-        f"another ingest is already writing to {data_dir}; run this one when it has finished"
-    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -62,28 +61,17 @@ def test_processes_opening_a_new_catalog_together_all_succeed(tmp_path: Path, tr
             assert conn.execute(text("PRAGMA integrity_check")).scalar() == "ok"
 
 
-def test_the_lock_refuses_another_holder_at_once_and_reenters_for_its_own(tmp_path: Path):
-    with catalog_lock(tmp_path):
-        with catalog_lock(tmp_path):  # the CLI holds it around the library call
-            pass
-        errors: list[Exception] = []
-
-        def other_thread() -> None:
-            try:
-                with catalog_lock(tmp_path):
-                    pass
-            except CatalogBusyError as exc:
-                errors.append(exc)
-
-        worker = threading.Thread(target=other_thread)
-        worker.start()
-        worker.join(5)
-        assert len(errors) == 1 and "another ingest" in str(errors[0])
-        held = subprocess.run(
+def test_the_lock_refuses_another_holder_at_once(tmp_path: Path):
+    with catalog_lock(tmp_path) as held:
+        assert held.covers(tmp_path) and not held.covers(tmp_path / "other")
+        with pytest.raises(CatalogBusyError, match="another ingest"):
+            with catalog_lock(tmp_path):  # another writer, even in this process
+                pass
+        other = subprocess.run(
             [sys.executable, "-c", HOLDS, str(tmp_path)], env=_env(), capture_output=True,
             timeout=60,
         )  # fmt: skip
-        assert held.stdout.strip() == b"busy", held.stderr.decode()
+        assert other.stdout.strip() == b"busy", other.stderr.decode()
     with catalog_lock(tmp_path):  # released: free again
         pass
 
@@ -141,3 +129,49 @@ def test_ingest_runs_at_a_lower_cpu_priority_that_its_workers_inherit():
     )
     expected, first, child = out.stdout.split()
     assert first == child == expected, out.stderr.decode()
+
+
+def _imported(stderr: bytes) -> set[bytes]:
+    return {line.rsplit(b"|", 1)[-1].strip() for line in stderr.splitlines()}
+
+
+def test_a_rerun_with_nothing_to_do_never_loads_torch(tmp_path: Path, data_dir: Path):
+    music = tmp_path / "music"
+    write(music / "a.wav", tone(440, 3.0), 22050)
+    write(music / "b.wav", tone(330, 3.0), 22050)
+    command = [sys.executable, "-X", "importtime", "-m", "ui.cli", "ingest", str(music),
+               "--data-dir", str(data_dir), "--no-progress", "--no-heatmaps"]  # fmt: skip
+    first = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, timeout=300)
+    assert first.returncode == 0, first.stderr.decode()[-2000:]
+    assert b"torch" in _imported(first.stderr)
+    again = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-2000:]
+    assert b"unchanged 2" in again.stdout
+    assert b"torch" not in _imported(again.stderr), "a no-op re-run loaded the model"
+    write(music / "c.wav", tone(550, 3.0), 22050)  # new work: the model loads after all
+    third = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, timeout=300)
+    assert third.returncode == 0, third.stderr.decode()[-2000:]
+    assert b"indexed 1, unchanged 2" in third.stdout
+    assert b"torch" in _imported(third.stderr)
+
+
+def test_a_remembered_checkpoint_is_forgotten_when_the_file_changes(tmp_path: Path):
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"first version")
+    identity = {"model_id": "m1", "genres": ["a"], "embedding_dim": 8, "trained": True}
+    with Catalog(tmp_path / "data") as catalog:
+        catalog.remember_checkpoint(checkpoint, identity)
+        assert catalog.remembered_checkpoint(checkpoint) == identity
+        checkpoint.write_bytes(b"another version, another size")
+        assert catalog.remembered_checkpoint(checkpoint) is None
+        assert catalog.remembered_checkpoint(tmp_path / "absent.pt") is None
+
+
+def test_a_lazy_model_refuses_a_checkpoint_that_is_not_the_one_remembered(model):
+    from embeddings.model_handle import LazyModel, ModelIdentity
+
+    right = LazyModel(ModelIdentity.of(model), lambda: model)
+    assert right.model_id == model.model_id and right.load() is model
+    stale = ModelIdentity("someone-else", tuple(model.genres), model.embedding_dim, True)
+    with pytest.raises(RuntimeError, match="checkpoint changed"):
+        LazyModel(stale, lambda: model).load()

@@ -89,6 +89,25 @@ def _load_model(model_path: Path | None):
     return model
 
 
+def _model_for_ingest(catalog, model_path: Path | None):
+    """The genre model for an ingest: a :class:`LazyModel` when the catalog knows it.
+
+    An unchanged checkpoint the catalog has seen before is not loaded up front, so a
+    re-run with nothing to analyse never waits for torch. A checkpoint seen for the
+    first time is loaded now and remembered.
+    """
+    from embeddings.model_handle import DEFAULT_CHECKPOINT, LazyModel, ModelIdentity
+
+    path = checkpoint_argument(model_path) if model_path else DEFAULT_CHECKPOINT
+    known = catalog.remembered_checkpoint(path) if path.is_file() else None
+    if known is not None:
+        return LazyModel(ModelIdentity.from_dict(known), lambda: _load_model(model_path))
+    genre_model = _load_model(model_path)
+    if path.is_file():
+        catalog.remember_checkpoint(path, ModelIdentity.of(genre_model).to_dict())
+    return genre_model
+
+
 def _lower_priority(nice: int) -> None:
     """Run this process (and the workers it starts) at ``nice``, never above where it is.
 
@@ -187,9 +206,9 @@ def ingest(
     with _open_catalog(data_dir) as catalog:
         try:
             # the lock first: a busy catalog is reported at once, before torch loads
-            with catalog_lock(catalog.paths.root):
+            with catalog_lock(catalog.paths.root) as held:
                 _lower_priority(nice)  # decode workers inherit it
-                from embeddings.inference import AGGREGATIONS
+                from embeddings.aggregation import AGGREGATIONS
                 from ingest.pipeline import IngestOptions
                 from ingest.pipeline import ingest as run_ingest
 
@@ -200,10 +219,9 @@ def ingest(
                     batch_size=batch_size, aggregation=aggregate, device=device,
                     precision=precision, heatmaps=heatmaps,
                 )  # fmt: skip
-                genre_model = _load_model(model)
-                summary = run_ingest(
-                    paths, catalog, genre_model, options, _TqdmProgress(progress and not as_json)
-                )
+                genre_model = _model_for_ingest(catalog, model)
+                bar = _TqdmProgress(progress and not as_json)
+                summary = run_ingest(paths, catalog, genre_model, options, bar, held)
         except CatalogBusyError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:

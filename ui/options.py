@@ -36,7 +36,7 @@ def checkpoint_argument(entry: Path) -> Path:
     user can see should never be silently replaced.
     """
     if str(entry) == SHIPPED and not entry.exists():
-        from embeddings.checkpoint import DEFAULT_CHECKPOINT
+        from embeddings.model_handle import DEFAULT_CHECKPOINT
 
         return DEFAULT_CHECKPOINT
     return entry
