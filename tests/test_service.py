@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -411,6 +412,15 @@ def test_token_is_required_on_every_route_when_set(served, monkeypatch):
             assert client.get(route, headers=auth).status_code == 200, route
         assert client.post("/similar").status_code == 401
         assert client.post(f"/tracks/{track_id}/stems").status_code == 401
+        # Every route the app has, in every method it takes, and Gradio's own routes.
+        for app_route in app.routes:
+            path = re.sub(r"{[^}]+}", "1", app_route.path)
+            for method in sorted(getattr(app_route, "methods", None) or ["GET"]):
+                assert client.request(method, path).status_code == 401, (method, path)
+        for path in ("/ui", "/ui/gradio_api/info", "/ui/gradio_api/file=/etc/passwd", "/redoc"):
+            assert client.get(path).status_code == 401, path
+        assert client.post("/ui/gradio_api/upload").status_code == 401
+        assert client.post("/ui/gradio_api/call/analyse", json={"data": []}).status_code == 401
         assert client.get("/tracks", headers={"X-API-Token": TOKEN}).status_code == 200
         # A browser opens /ui?token=... once; the cookie carries the token afterwards.
         first = client.get("/ui/", params={"token": TOKEN})

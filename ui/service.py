@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import mimetypes
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
@@ -33,6 +34,7 @@ from fastapi.responses import (
     Response,
 )
 from fastapi.utils import is_body_allowed_for_status_code
+from pydantic import BeforeValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -67,7 +69,30 @@ AUDIO_TYPES = {
     ".aif": "audio/aiff", ".aiff": "audio/aiff", ".wma": "audio/x-ms-wma",
 }  # fmt: skip
 
-TrackId = Annotated[int, PathParam(ge=1, le=2**62, description="Track id.")]
+MAX_TRACK_ID = 2**62
+CANONICAL_ID = re.compile(r"[1-9][0-9]*")
+
+
+def _canonical_id(value: object) -> object:
+    """Refuse ids that int() would bend into another: "+1", "01", "1.0", " 1", "1_0"."""
+    if isinstance(value, str) and not CANONICAL_ID.fullmatch(value):
+        raise ValueError(
+            "a track id is a positive whole number written plainly (1, 2, 42): "
+            "no sign, spaces, leading zeros, decimals or separators"
+        )
+    return value
+
+
+# One strict definition for every id in a path or query: an id names one track, and
+# a second spelling of it is a way around caches, logs and link signatures.
+TrackId = Annotated[
+    int, BeforeValidator(_canonical_id), PathParam(ge=1, le=MAX_TRACK_ID, description="Track id.")
+]
+SeedId = Annotated[
+    int,
+    BeforeValidator(_canonical_id),
+    Query(ge=1, le=MAX_TRACK_ID, description="Seed track id."),
+]
 
 
 class SafeJSONResponse(JSONResponse):
@@ -408,7 +433,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
         q: Annotated[str | None, Query(description="Text in title, artist or album.")] = None,
         status: Annotated[str | None, Query(pattern="^(ok|failed|missing)$")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_TRACK_ID)] = 0,
     ) -> dict:
         """A page of tracks; within a genre, most confident first."""
         page = queries.browse(catalog(), genre, status, artist, album, q, limit, offset)
@@ -581,7 +606,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
 
     @app.get("/playlists/radio", tags=["playlists"])
     def radio_json(
-        seed: Annotated[int, Query(ge=1, description="Seed track id.")],
+        seed: SeedId,
         n: Annotated[int, Query(ge=1, le=500)] = 20,
     ) -> dict:
         """A sound-alike playlist from a seed track; no artist or album twice in a row."""
@@ -590,7 +615,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
     @app.get("/playlists/radio.m3u", tags=["playlists"], response_class=PlainTextResponse)
     def radio_m3u(
         request: Request,
-        seed: Annotated[int, Query(ge=1)],
+        seed: SeedId,
         n: Annotated[int, Query(ge=1, le=500)] = 20,
         paths: Annotated[bool, Query(description="File paths instead of URLs.")] = False,
         valid_hours: Annotated[
