@@ -150,6 +150,7 @@ class _WorkerPool:
             proc = self.ctx.Process(
                 target=worker_main,
                 args=(worker_id, self.frontend, self.moved_hashes, self.tasks, self.results),
+                kwargs={"parent_pid": os.getpid()},  # workers end when this process does
                 daemon=True,
                 name=f"sonic-decode-{worker_id}",
             )

@@ -8,10 +8,14 @@ of features through a bounded queue, so a long track costs a few chunks of memor
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import signal
 import stat
+import sys
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,9 +222,48 @@ def _truncation_warning(stream) -> str | None:
     return None
 
 
-def worker_main(worker_id: int, config: dict, moved_hashes: frozenset[str], tasks, results) -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_CHECK_SECONDS = 1.0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when ``parent_pid`` does, however it ends.
+
+    A parent killed outright (SIGKILL, the OOM killer) runs no cleanup, and its
+    workers would go on decoding, then block forever on its queues. On Linux the
+    kernel sends SIGKILL itself (PR_SET_PDEATHSIG); elsewhere, and as a fallback,
+    a thread notices the parent's pid change (orphans are re-parented).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the thread below still works
+            pass
+    if os.getppid() != parent_pid:  # it died before we could ask to follow it
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_SECONDS)
+            if os.getppid() != parent_pid:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="sonic-parent-watch", daemon=True).start()
+
+
+def worker_main(
+    worker_id: int,
+    config: dict,
+    moved_hashes: frozenset[str],
+    tasks,
+    results,
+    parent_pid: int | None = None,
+) -> None:
     """Process entry point: take tasks until a ``None`` arrives."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     frontend = FrontendConfig.from_dict(config)
     while True:
         task = tasks.get()

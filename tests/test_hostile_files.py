@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -348,3 +349,80 @@ def test_a_folder_without_permission_is_reported_and_its_tracks_not_marked_missi
         (str(root / "private"), "cannot read folder: Permission denied")
     ]
     assert summary.missing == 0 and tracks_by_path(data_dir)[str(hidden)].status == "ok"
+
+
+# -- 5. Workers die with their parent ----------------------------------------------------------
+
+_DRIVER = """
+import sys, warnings
+sys.path.insert(0, sys.argv[3])
+from embeddings.checkpoint import load_model
+from helpers import run_ingest
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model = load_model()
+run_ingest([sys.argv[1]], sys.argv[2], model, heatmaps=False)
+"""
+
+
+def _decode_workers(pid: int) -> list[int]:
+    """The multiprocessing children of ``pid`` (the decode workers), from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    workers = []
+    for child in children:
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            workers.append(child)
+    return workers
+
+
+def _alive(pid: int) -> bool:
+    """True unless ``pid`` is gone or a zombie (dead, waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_decode_workers_die_when_the_main_process_is_killed(tmp_path):
+    """SIGKILL to the main process alone, as the OOM killer sends it, takes its workers too."""
+    root = tmp_path / "music"
+    for i in range(4):
+        write(root / f"long{i}.wav", tone(220 + 110 * i, 5 * 60, SR, amp=0.2), SR)
+    tests = Path(__file__).resolve().parent
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, str(root), str(tmp_path / "data"), str(tests)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2:
+            assert driver.poll() is None, driver.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the decode workers never started"
+            time.sleep(0.1)
+            workers = _decode_workers(driver.pid)
+        time.sleep(2.0)  # into the files: workers are decoding
+        assert all(_alive(w) for w in workers) and driver.poll() is None
+        os.kill(driver.pid, signal.SIGKILL)  # the main process only
+        driver.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [w for w in workers if _alive(w)] == [], "decode workers outlived their parent"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        for worker in workers:  # only on failure: leave nothing running behind the test
+            if _alive(worker):
+                os.kill(worker, signal.SIGKILL)
