@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # torch-backed modules load only when there is audio to analy
 
 INDEX_SAVE_SECONDS = 30.0
 POLL_SECONDS = 0.2
+STALL_CHECK_SECONDS = 1.0  # how often hung workers are looked for; longer turns pause clocks
 NON_FINITE_OUTPUT = (
     "the model produced non-finite output (NaN or infinity) for this file; "
     "nothing was stored for it"
@@ -58,6 +59,12 @@ class IngestOptions:
     precision: str = "auto"
     heatmaps: bool = True  # Grad-CAM heatmap + band focus per track
     heatmap_segments: int = 4  # length of the explained window, in segments
+    # A decode worker that sends nothing about its file for this long is taken to be
+    # hung (a stuck decoder, an unresponsive disk) and is killed; the file fails with
+    # that reason and a new worker takes over. It is a no-progress budget, not a
+    # length limit: workers report in at least every ALIVE_SECONDS while a long
+    # track streams, and the main process's own busy spells do not count.
+    stall_seconds: float = 120.0
 
 
 @dataclass
@@ -127,16 +134,25 @@ class ProgressSink:
 
 
 class _WorkerPool:
-    """Decode worker processes with crash detection and replacement."""
+    """Decode worker processes with crash and hang detection, and replacement."""
 
-    def __init__(self, count: int, frontend: dict, moved_hashes: frozenset[str]) -> None:
+    def __init__(
+        self,
+        count: int,
+        frontend: dict,
+        moved_hashes: frozenset[str],
+        stall_seconds: float = 120.0,
+    ) -> None:
         self.ctx = mp.get_context("spawn")  # torch in the parent makes fork unsafe
         self.tasks = self.ctx.Queue()
         self.results = self.ctx.Queue(maxsize=max(4, 4 * count))
         self.frontend = frontend
         self.moved_hashes = moved_hashes
+        self.stall_seconds = stall_seconds
         self.procs: dict[int, mp.process.BaseProcess] = {}
         self.current: dict[int, int | None] = {}
+        # worker id -> monotonic time by which it must next report on its task
+        self.deadline: dict[int, float] = {}
         self._next_id = 0
         for _ in range(count):
             self._spawn()
@@ -164,12 +180,53 @@ class _WorkerPool:
     def submit(self, task: Task) -> None:
         self.tasks.put(task)
 
+    def began(self, worker_id: int, task_id: int) -> None:
+        self.current[worker_id] = task_id
+        self.deadline[worker_id] = time.monotonic() + self.stall_seconds
+
+    def heard(self, task_id: int) -> None:
+        """A message about ``task_id`` arrived: its worker's clock starts again."""
+        for worker_id, current in self.current.items():
+            if current == task_id:
+                self.deadline[worker_id] = time.monotonic() + self.stall_seconds
+
+    def finished(self, task_id: int) -> None:
+        for worker_id, current in self.current.items():
+            if current == task_id:
+                self.current[worker_id] = None
+
+    def pause_clocks(self, seconds: float) -> None:
+        """The main process was busy for ``seconds`` (reading nothing): that is not a hang.
+
+        A worker may have sat blocked on the full results queue all that time.
+        """
+        for worker_id in self.deadline:
+            self.deadline[worker_id] += seconds
+
+    def stop_stalled(self) -> list[int]:
+        """Kill and replace workers past their deadline; returns the task ids they held."""
+        now = time.monotonic()
+        stopped = []
+        for worker_id, proc in list(self.procs.items()):
+            task_id = self.current.get(worker_id)
+            if task_id is None or now <= self.deadline.get(worker_id, now):
+                continue
+            proc.kill()  # SIGKILL: a decoder stuck in C code ignores anything gentler
+            proc.join(timeout=2)
+            del self.procs[worker_id]
+            self.current.pop(worker_id, None)
+            self.deadline.pop(worker_id, None)
+            self._spawn()
+            stopped.append(task_id)
+        return stopped
+
     def reap_dead(self) -> list[tuple[int | None, int]]:
         """Replace crashed workers; returns (task id they held, exit code) for each."""
         dead = []
         for worker_id, proc in list(self.procs.items()):
             if not proc.is_alive():
                 dead.append((self.current.pop(worker_id), proc.exitcode))
+                self.deadline.pop(worker_id, None)
                 del self.procs[worker_id]
                 self._spawn()
         return dead
@@ -185,6 +242,9 @@ class _WorkerPool:
             proc.join(timeout=max(0.1, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=1)
+            if proc.is_alive():  # stopped or stuck in the kernel: SIGTERM waits, SIGKILL not
+                proc.kill()
                 proc.join(timeout=1)
         for q in (self.tasks, self.results):
             q.cancel_join_thread()
@@ -259,7 +319,10 @@ class IngestRun:
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
         threads = max(1, self.options.inference_threads)
         pool = _WorkerPool(
-            max(1, self.options.workers), self.model.frontend.to_dict(), self.plan.moved_hashes
+            max(1, self.options.workers),
+            self.model.frontend.to_dict(),
+            self.plan.moved_hashes,
+            self.options.stall_seconds,
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
         self.threads = threads
@@ -292,8 +355,17 @@ class IngestRun:
             self.progress.note(f"skipped folder: {folder}: {reason}")
 
     def _drain(self, pool: _WorkerPool) -> None:
-        quiet_since = time.monotonic()
+        quiet_since = last_turn = last_stall_check = time.monotonic()
         while self.states:
+            now = time.monotonic()
+            if now - last_turn > STALL_CHECK_SECONDS:  # inference or a commit held us up
+                pool.pause_clocks(now - last_turn)
+            last_turn = now
+            if now - last_stall_check >= STALL_CHECK_SECONDS:
+                last_stall_check = now
+                for task_id in pool.stop_stalled():
+                    if task_id in self.states:
+                        self._fail(task_id, self._stalled_reason())
             self._collect()
             busy = bool(self.batch or self.inflight)
             try:
@@ -320,15 +392,22 @@ class IngestRun:
 
     # -- messages from workers -----------------------------------------------------------
 
+    def _stalled_reason(self) -> str:
+        return (
+            f"reading or decoding made no progress for {self.options.stall_seconds:g} s; "
+            "the decoder was stopped (a hung decoder or an unresponsive disk)"
+        )
+
     def _handle(self, message: tuple, pool: _WorkerPool) -> None:
         kind, task_id = message[0], message[1]
         if kind == "begin":
-            pool.current[message[2]] = task_id
+            pool.began(message[2], task_id)
+            return
+        pool.heard(task_id)
+        if kind == "alive":
             return
         if kind in ("done", "fail") or (kind == "hashed" and message[3]):
-            for worker_id, current in pool.current.items():
-                if current == task_id:
-                    pool.current[worker_id] = None
+            pool.finished(task_id)
         state = self.states.get(task_id)
         if state is None:
             return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import hashlib
 import os
 import signal
 import stat
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +28,14 @@ from catalog.records import AudioFacts, FileFacts
 from embeddings.audio_files import NO_FINITE_SAMPLES, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.decode import DecodeError, open_audio
-from ingest.hashing import content_hash
+from ingest.hashing import CHUNK as HASH_CHUNK
 from ingest.tags import read_tags
 
 CHUNK_SEGMENTS = 32
+# A worker says it is alive at least this often while it decodes, so the main
+# process can tell a long file streaming along from a decoder that hangs.
+ALIVE_SECONDS = 5.0
+HASH_DIGEST_SIZE = 32  # BLAKE2b-256, as ingest.hashing.content_hash
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,7 @@ class Task:
 
 # Messages sent to the main process, as tuples (kind, task_id, ...):
 #   ("begin", task_id, worker_id)
+#   ("alive", task_id)  -- still working on it (hashing or decoding a long file)
 #   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
 #   ("meta", task_id, Tags)
 #   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
@@ -103,22 +110,30 @@ class NotRegularFile(OSError):
     """The path stopped being a regular file between its check and its opening."""
 
 
-def _safe_hash(path: Path) -> str:
+def _safe_hash(path: Path, alive: Callable[[], None] | None = None) -> str:
     """The content hash, read through a descriptor checked to be a regular file.
 
     Opened with O_NONBLOCK so that a fifo swapped in after :func:`inspect_path`
-    cannot block the open; the fstat of the open descriptor then decides.
+    cannot block the open; the fstat of the open descriptor then decides. Hashing a
+    large file on a slow disk takes a while, so ``alive()`` is called every
+    ALIVE_SECONDS meanwhile: a no-progress budget must not mistake it for a hang.
+    The digest is :func:`ingest.hashing.content_hash`'s, computed here in pieces
+    (``tests/test_hostile_files.py`` checks the two agree).
     """
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    try:
+    with open(fd, "rb") as fh:  # closes fd, whatever happens
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise NotRegularFile(errno.EINVAL, f"not a regular file: {_kind(mode)}")
         os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return content_hash(fd)  # open() takes a descriptor as well as a path; closes it
+        digest = hashlib.blake2b(digest_size=HASH_DIGEST_SIZE)
+        last_alive = time.monotonic()
+        while chunk := fh.read(HASH_CHUNK):
+            digest.update(chunk)
+            if alive is not None and time.monotonic() - last_alive >= ALIVE_SECONDS:
+                alive()
+                last_alive = time.monotonic()
+    return digest.hexdigest()
 
 
 def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
@@ -145,7 +160,7 @@ def analyse_file(
         send(("fail", task.task_id, problem, None))
         return
     try:
-        facts = _facts(path, st, _safe_hash(path))
+        facts = _facts(path, st, _safe_hash(path, lambda: send(("alive", task.task_id))))
     except OSError as exc:
         send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
         return
@@ -179,7 +194,11 @@ def analyse_file(
             send(("chunk", task.task_id, sent, features))
             sent += len(chunk)
 
+    last_alive = time.monotonic()
     for block in stream.blocks:
+        if time.monotonic() - last_alive >= ALIVE_SECONDS:
+            send(("alive", task.task_id))
+            last_alive = time.monotonic()
         if len(block):
             peak = max(peak, float(np.max(np.abs(block))))
         segments = segmenter.push(block)

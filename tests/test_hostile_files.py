@@ -34,7 +34,9 @@ from embeddings.audio_files import DecodeError, audio_info, open_pyav_audio, rea
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from ingest.clip import ClipAnalyser, ClipError
 from ingest.decode import decode_all, open_audio
+from ingest.hashing import content_hash
 from ingest.pipeline import IngestOptions, ProgressSink, ingest
+from ingest.worker import file_facts
 
 SR = 22050
 REPO = Path(__file__).resolve().parents[1]
@@ -426,3 +428,74 @@ def test_decode_workers_die_when_the_main_process_is_killed(tmp_path):
         for worker in workers:  # only on failure: leave nothing running behind the test
             if _alive(worker):
                 os.kill(worker, signal.SIGKILL)
+
+
+# -- 4. A per-file no-progress budget ---------------------------------------------------------
+
+
+def _holding_open(path: Path) -> int | None:
+    """The decode worker (a child of this process) that has ``path`` open, if any."""
+    for worker in _decode_workers(os.getpid()):
+        try:
+            fds = list(Path(f"/proc/{worker}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == str(path):
+                    return worker
+            except OSError:
+                continue
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs Linux /proc")
+def test_a_hung_worker_is_stopped_and_its_file_failed_and_the_run_goes_on(tmp_path, model):
+    """A worker that makes no progress (SIGSTOP: as stuck as a decoder can be) is replaced."""
+    root = tmp_path / "music"
+    big = root / "a_big.wav"  # sorted first: the one worker takes it before the good file
+    root.mkdir()
+    with open(big, "wb") as fh:
+        fh.truncate(6 << 30)  # sparse: hashing it takes seconds but costs no disk
+    good = write(root / "b_good.flac", chord([261.6, 329.6, 392.0], 4, SR), SR)
+    data_dir = tmp_path / "data"
+    result: dict = {}
+
+    def run() -> None:
+        with Catalog(data_dir) as catalog:
+            options = IngestOptions(workers=1, heatmaps=False, stall_seconds=3)
+            result["summary"] = ingest([root], catalog, model, options)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    stopped = None
+    try:
+        deadline = time.monotonic() + 120
+        while stopped is None:  # it is hashing the big file: freeze it there
+            assert thread.is_alive() and time.monotonic() < deadline, "never saw the file open"
+            worker = _holding_open(big)
+            time.sleep(0.2)
+            if worker is not None and _holding_open(big) == worker:
+                os.kill(worker, signal.SIGSTOP)
+                stopped = worker
+        thread.join(120)
+        assert not thread.is_alive(), "the run waited for the hung worker"
+        summary = result["summary"]
+        assert summary.analysed == 1 and tracks_by_path(data_dir)[str(good)].status == "ok"
+        assert summary.failed == [
+            (
+                str(big),
+                "reading or decoding made no progress for 3 s; the decoder was stopped "
+                "(a hung decoder or an unresponsive disk)",
+            )
+        ]
+        assert tracks_by_path(data_dir)[str(big)].status == "failed"
+        assert not _alive(stopped)
+    finally:
+        if stopped is not None and _alive(stopped):
+            os.kill(stopped, signal.SIGKILL)
+
+
+def test_the_workers_hash_is_the_catalogs(tmp_path):
+    path = write(tmp_path / "x.flac", tone(440, 3, SR), SR)
+    assert file_facts(path).content_hash == content_hash(path)
