@@ -26,7 +26,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,55 +34,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from procs import PeakRss  # noqa: E402  (bench/procs.py, beside this script)
+
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import StreamingSegmenter, batch_features  # noqa: E402
 from embeddings.inference import Predictor  # noqa: E402
 from ingest.decode import open_audio  # noqa: E402
 from ingest.scan import iter_audio_files  # noqa: E402
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(c) for c in fh.read().split()]
-    except OSError:
-        return []
-
-
-def _tree_rss_bytes(root_pid: int) -> int:
-    """Resident memory of a process and all its descendants, from /proc.
-
-    Walks only the tree (``/proc/PID/task/PID/children``), so sampling it costs
-    little CPU beside the ingest being measured.
-    """
-    total, stack = 0, [root_pid]
-    page = os.sysconf("SC_PAGE_SIZE")
-    while stack:
-        pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/statm") as fh:
-                total += int(fh.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
-            continue
-        stack.extend(_children(pid))
-    return total
-
-
-class PeakRss(threading.Thread):
-    def __init__(self, pid: int, interval: float = 0.25) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, _tree_rss_bytes(self.pid))
-            time.sleep(self.interval)
-
-    def stop(self) -> int:
-        self._stop_event.set()
-        self.join()
-        return self.peak
 
 
 def decode_and_features(files: list[Path], config, cache: Path) -> dict:

@@ -2,6 +2,12 @@
 
 Sections (run all, or pick with ``--sections``):
 
+  fuzz   ``sonic ingest`` over a fuzzed folder (``tests/fuzz_files.py``, 300+ files):
+         runs ended by one file, good files indexed, failures without a reason,
+         hangs, peak RSS of the process tree, and a re-run that retries nothing.
+  kills  SIGKILL ``sonic ingest`` at random moments (the whole group, or the main
+         process alone as the OOM killer does), then resume: inconsistent
+         catalogs, decode workers left running, and the final run complete.
   serve  50 clients for 60 s against ``sonic serve`` while an ingest writes to the
          same catalog, beside the same clients without the ingest, in one run:
          requests, errors, p50/p99/max on catalog reads and ``similar``, and
@@ -33,9 +39,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
+sys.path.append(str(REPO / "bench"))  # after the repo: bench/ingest.py is not the package
+sys.path.append(str(REPO / "tests"))
 
 from corpus import generate  # noqa: E402
+from fuzz_files import build_fuzz_folder  # noqa: E402  (tests/fuzz_files.py)
+from procs import PeakRss, descendants  # noqa: E402
 
 
 def cpu_description() -> dict:
@@ -74,6 +83,158 @@ def percentiles(samples: list[float]) -> dict:
         "p99_ms": round(float(np.percentile(ms, 99)), 1),
         "max_ms": round(float(ms.max()), 1),
     }
+
+
+# -- fuzz: one run over hundreds of hostile files ---------------------------------------
+
+
+def _catalog_facts(data_dir: Path, fuzz) -> dict:
+    """What the catalog says of the fuzzed folder, and whether it is consistent."""
+    import sqlite3
+
+    from catalog.store import Catalog
+
+    with sqlite3.connect(data_dir / "catalog.db") as conn:
+        rows = {
+            os.fsdecode(p) if isinstance(p, bytes) else p: (status, error)
+            for p, status, error in conn.execute("SELECT path, status, error FROM tracks")
+        }
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        dupes = conn.execute("SELECT count(*) - count(DISTINCT path) FROM tracks").fetchone()[0]
+    with Catalog(data_dir) as catalog:
+        health = catalog.index_health()
+    good_ok = sum(rows.get(p, ("absent",))[0] == "ok" for p in fuzz.good)
+    return {
+        "rows": len(rows),
+        "ok": sum(status == "ok" for status, _ in rows.values()),
+        "failed": sum(status == "failed" for status, _ in rows.values()),
+        "failed_without_reason": sum(
+            status == "failed" and not error for status, error in rows.values()
+        ),
+        "good_indexed": f"{good_ok}/{len(fuzz.good)}",
+        "specials_recorded": sum(p in rows for p in fuzz.specials),
+        "consistent": integrity == "ok" and dupes == 0 and bool(health["consistent"]),
+    }
+
+
+def _ingest(root: Path, data_dir: Path, timeout_s: float, new_session: bool = True) -> dict:
+    """``sonic ingest`` in its own process group; exit code, wall time, peak RSS, output."""
+    started = time.monotonic()
+    proc = sonic("ingest", str(root), "--data-dir", str(data_dir), "--no-progress", "--json",
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 start_new_session=new_session)  # fmt: skip
+    monitor = PeakRss(proc.pid)
+    monitor.start()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+        hung = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+        hung = True
+    peak = monitor.stop()
+    summary = json.loads(out) if out.strip().startswith(b"{") else None
+    return {
+        "exit_code": proc.returncode, "hung": hung, "wall_s": round(time.monotonic() - started, 1),
+        "peak_rss_gb": round(peak / 1e9, 2), "summary": summary,
+        "traceback": b"Traceback" in err,
+    }  # fmt: skip
+
+
+def section_fuzz(work: Path, count: int, seed: int, timeout_s: float) -> dict:
+    print(f"fuzz: generating {count} fuzzed files (seed {seed}) plus the fixed hostile set")
+    fuzz = build_fuzz_folder(work / "music", count, seed)
+    total = len(fuzz.good) + len(fuzz.hostile) + len(fuzz.specials)
+    data_dir = work / "data"
+    first = _ingest(fuzz.root, data_dir, timeout_s)
+    second = _ingest(fuzz.root, data_dir, timeout_s)
+    result = {
+        "files": total,
+        "runs_ended_by_one_file": int(first["exit_code"] != 0 or first["traceback"]),
+        "hangs": int(first["hung"]) + int(second["hung"]),
+        "wall_s": first["wall_s"],
+        "peak_rss_gb": first["peak_rss_gb"],
+        **_catalog_facts(data_dir, fuzz),
+        "rerun_analysed": (second["summary"] or {}).get("analysed"),
+        "rerun_failed": len((second["summary"] or {}).get("failed", [])),
+        "rerun_wall_s": second["wall_s"],
+    }
+    print(f"  {result}", flush=True)
+    return result
+
+
+# -- kills: SIGKILL and resume --------------------------------------------------------------
+
+
+def section_kills(work: Path, kills: int, count: int, seed: int) -> dict:
+    """Kill an ingest ``kills`` times at random moments, then let a last run finish it.
+
+    The files are a minute long, so a run lasts long enough for kills to land in
+    start-up, planning and analysis alike.
+    """
+    rng = random.Random(seed)
+    fuzz = build_fuzz_folder(work / "music", count, seed, seconds=60.0)
+    data_dir = work / "data"
+    inconsistent, orphans, committed = 0, 0, []
+    for i in range(kills):
+        main_only = i % 3 == 2  # as the OOM killer does: the main process, not its group
+        proc = sonic("ingest", str(fuzz.root), "--data-dir", str(data_dir), "--no-progress",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                     start_new_session=True)  # fmt: skip
+        time.sleep(rng.uniform(1.0, 40.0))  # start-up takes ~10 s on a busy 2-core box
+        if proc.poll() is None:
+            workers = descendants(proc.pid)
+            if main_only:
+                os.kill(proc.pid, 9)
+            else:
+                os.killpg(proc.pid, 9)
+            proc.wait()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(_alive(p) for p in workers):
+                time.sleep(0.2)
+            left = [p for p in workers if _alive(p)]
+            orphans += len(left)
+            for pid in left:  # clean up so the next round starts clean
+                os.kill(pid, 9)
+        if (data_dir / "catalog.db").exists():
+            facts = _catalog_facts(data_dir, fuzz)
+            inconsistent += int(not _consistent_after_kill(data_dir))
+            committed.append(facts["rows"])
+        print(
+            f"  kill {i + 1}/{kills} ({'main only' if main_only else 'group'}): "
+            f"{committed[-1] if committed else 0} rows, orphans so far {orphans}",
+            flush=True,
+        )
+    final = _ingest(fuzz.root, data_dir, 1800)
+    facts = _catalog_facts(data_dir, fuzz)
+    result = {
+        "kills": kills, "inconsistent_catalogs": inconsistent, "orphaned_workers": orphans,
+        "final_exit_code": final["exit_code"], "final": facts,
+        "rows_after_each_kill": committed,
+    }  # fmt: skip
+    print(f"  {result}", flush=True)
+    return result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _consistent_after_kill(data_dir: Path) -> bool:
+    """SQLite intact and without duplicate paths; FAISS may lag (the next run repairs it)."""
+    import sqlite3
+
+    with sqlite3.connect(data_dir / "catalog.db") as conn:
+        try:
+            integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            dupes = conn.execute("SELECT count(*) - count(DISTINCT path) FROM tracks").fetchone()[0]
+        except sqlite3.OperationalError:  # killed before the first migration committed
+            return True
+    return integrity == "ok" and dupes == 0
 
 
 # -- serve: clients during an ingest ---------------------------------------------------------
@@ -205,7 +366,12 @@ def section_serve(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sections", default="serve", help="comma-separated: serve")
+    parser.add_argument(
+        "--sections", default="fuzz,kills,serve", help="comma-separated: fuzz, kills, serve"
+    )
+    parser.add_argument("--fuzz-files", type=int, default=300)
+    parser.add_argument("--kills", type=int, default=15)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--ingest-tracks", type=int, default=10)
@@ -220,7 +386,11 @@ def main() -> None:
     print(f"CPU: {results['cpu']}", flush=True)
     try:
         for section in args.sections.split(","):
-            if section == "serve":
+            if section == "fuzz":
+                results["fuzz"] = section_fuzz(work / "fuzz", args.fuzz_files, args.seed, 1800)
+            elif section == "kills":
+                results["kills"] = section_kills(work / "kills", args.kills, 150, args.seed)
+            elif section == "serve":
                 results["serve"] = section_serve(
                     work / "serve",
                     args.clients,

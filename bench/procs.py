@@ -1,0 +1,61 @@
+"""Watching benchmark subprocesses: their process tree, its memory, its leftovers."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
+
+
+def tree_rss_bytes(root_pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc.
+
+    Walks only the tree (``/proc/PID/task/PID/children``), so sampling it costs
+    little CPU beside the ingest being measured.
+    """
+    total, stack = 0, [root_pid]
+    page = os.sysconf("SC_PAGE_SIZE")
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as fh:
+                total += int(fh.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+        stack.extend(children(pid))
+    return total
+
+
+class PeakRss(threading.Thread):
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            time.sleep(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` in the tree, now."""
+    found, stack = [], children(pid)
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children(child))
+    return found
