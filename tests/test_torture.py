@@ -61,12 +61,12 @@ def _check_catalog(data_dir: Path, fuzz) -> dict:
 
 def test_a_fuzzed_folder_ends_in_one_run_with_every_failure_explained(fuzz, tmp_path, model):
     data_dir = tmp_path / "data"
-    summary = run_ingest([fuzz.root], data_dir, model)
+    summary = run_ingest([fuzz.root], data_dir, model, stall_seconds=60)
     rows = _check_catalog(data_dir, fuzz)
     expected = len(fuzz.good) + len(fuzz.hostile) + len(fuzz.specials)
     assert len(rows) == expected
     assert summary.analysed + len(summary.failed) == expected
-    again = run_ingest([fuzz.root], data_dir, model)
+    again = run_ingest([fuzz.root], data_dir, model, stall_seconds=60)
     assert (again.analysed, again.failed) == (0, [])  # failures are not retried every scan
     assert again.skipped == expected
 
