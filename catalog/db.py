@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +35,19 @@ def _set_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def open_reader(database: Path) -> sqlite3.Connection:
+    """A plain read-only connection, outside the engine's pool, for hot small reads.
+
+    The catalog keeps one for its meta cache: it must never write (``query_only``), so
+    that ``PRAGMA data_version`` on it changes exactly when another connection commits.
+    Autocommit (``isolation_level=None``): each statement reads the newest commit.
+    """
+    conn = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA query_only=ON")
+    return conn
 
 
 def create_catalog_engine(database: Path) -> Engine:

@@ -1,20 +1,23 @@
 """Read-side questions the CLI, the API and the UI ask of a catalog.
 
 Every function returns plain dicts and lists (JSON-ready), so the faces above can
-print or serve them without knowing SQLAlchemy.
+print or serve them without knowing SQLAlchemy. The hot ones (a track's details, a
+page of tracks, genre counts, neighbours) select plain columns on one pooled
+connection instead of loading ORM objects: building Track, Segment and TrackGenre
+instances (and their embedding blobs) was most of the cost of a request.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, bindparam, func, or_, select
 
 from catalog.errors import TrackNotFound
 from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
-from catalog.schema import Track, TrackStatus
+from catalog.schema import Segment, StemSet, StemStatus, Track, TrackGenre, TrackStatus
 from catalog.stems import latest_stems
 from catalog.store import Catalog
 
@@ -22,6 +25,21 @@ SUMMARY_COLUMNS = (
     Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,
     Track.duration_s, Track.status, Track.genre, Track.confidence, Track.error, Track.warning,
 )  # fmt: skip
+# What track_details reads of the track row: everything but the embedding blob.
+DETAIL_COLUMNS = (
+    *SUMMARY_COLUMNS, Track.size, Track.mtime_ns, Track.content_hash, Track.format,
+    Track.sample_rate, Track.channels, Track.model_id, Track.n_segments, Track.analysed_at,
+    Track.added_at, Track.heatmap_path, Track.heatmap_genre, Track.heatmap_start_s,
+    Track.heatmap_end_s, Track.focus_low, Track.focus_mid, Track.focus_high,
+)  # fmt: skip
+
+
+SUMMARY_KEYS = tuple(column.key for column in SUMMARY_COLUMNS)
+
+
+def summary_of_row(row) -> dict:
+    """``track_summary`` of a row that starts with ``SUMMARY_COLUMNS`` (a plain zip)."""
+    return dict(zip(SUMMARY_KEYS, row, strict=False))
 
 
 def track_summary(track) -> dict:
@@ -55,16 +73,51 @@ def resolve_track(catalog: Catalog, ref: str | int) -> int:
         return int(track_id)
 
 
+# Hot statements are built once: a statement object reused across calls skips
+# SQLAlchemy's cache-key walk over it and the re-mapping of its result columns onto
+# the cached compilation, which together cost more than SQLite's part of the query.
+_GENRE_COUNTS = (
+    select(Track.genre, func.count(), func.avg(Track.confidence))
+    .where(Track.status == TrackStatus.OK, Track.model_id == bindparam("model_id"))
+    .group_by(Track.genre)
+    .order_by(func.count().desc(), Track.genre)
+)
+
+
 def genre_counts(catalog: Catalog) -> list[dict]:
     """Tracks per predicted genre, most common first (analysed, present tracks only)."""
-    with catalog.sessions() as s:
-        rows = s.execute(
-            select(Track.genre, func.count(), func.avg(Track.confidence))
-            .where(Track.status == TrackStatus.OK, Track.model_id == catalog.active_model_id)
-            .group_by(Track.genre)
-            .order_by(func.count().desc(), Track.genre)
-        ).all()
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(_GENRE_COUNTS, {"model_id": catalog.active_model_id}).all()
     return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
+
+
+@functools.cache
+def _browse_statements(
+    genre: bool, status: bool, artist: bool, album: bool, text: bool
+) -> tuple[Select, Select]:
+    """(count, page) statements for one combination of filters, built once (see above)."""
+    where = []
+    if genre:
+        where.append(Track.genre == bindparam("genre"))
+    if status:
+        where.append(Track.status == bindparam("status"))
+    if artist:
+        where.append(Track.artist == bindparam("artist"))
+    if album:
+        where.append(Track.album == bindparam("album"))
+    if text:
+        columns = (Track.title, Track.artist, Track.album)
+        where.append(or_(*(column.ilike(bindparam("like")) for column in columns)))
+    order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
+    count = select(func.count()).select_from(Track).where(*where)
+    page = (
+        select(*SUMMARY_COLUMNS)
+        .where(*where)
+        .order_by(*order)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    return count, page
 
 
 def browse(
@@ -78,30 +131,26 @@ def browse(
     offset: int = 0,
 ) -> dict:
     """A page of tracks matching the filters, most confident first within a genre."""
-    query = select(Track)
-    if genre:
-        query = query.where(Track.genre == genre)
-    if status:
-        query = query.where(Track.status == status)
-    if artist:
-        query = query.where(Track.artist == artist)
-    if album:
-        query = query.where(Track.album == album)
-    if text:
-        like = f"%{text}%"
-        query = query.where(
-            or_(Track.title.ilike(like), Track.artist.ilike(like), Track.album.ilike(like))
-        )
-    order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
-    with catalog.sessions() as s:
-        total = s.scalar(select(func.count()).select_from(query.subquery()))
-        rows = s.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+    count, page = _browse_statements(
+        bool(genre), bool(status), bool(artist), bool(album), bool(text)
+    )
+    params = {
+        "genre": genre, "status": status, "artist": artist, "album": album,
+        "like": f"%{text}%", "limit": limit, "offset": offset,
+    }  # fmt: skip
+    with catalog.engine.connect() as conn:
+        total = conn.scalar(count, params)
+        rows = conn.execute(page, params).all()
     return {
         "total": int(total or 0),
         "limit": limit,
         "offset": offset,
-        "tracks": [track_summary(t) for t in rows],
+        "tracks": [summary_of_row(t) for t in rows],
     }
+
+
+_SEED = select(Track.status, Track.error, Track.album).where(Track.id == bindparam("track_id"))
+_SUMMARIES = select(*SUMMARY_COLUMNS).where(Track.id.in_(bindparam("ids", expanding=True)))
 
 
 def similar(
@@ -120,8 +169,8 @@ def similar(
     vector = index.vector(track_id)
     album = None
     if vector is None or exclude_same_album:
-        with catalog.sessions() as s:
-            track = s.get(Track, track_id)
+        with catalog.engine.connect() as conn:
+            track = conn.execute(_SEED, {"track_id": track_id}).first()
         if vector is None:
             if track is None:
                 raise TrackNotFound(f"no track with id {track_id}")
@@ -154,11 +203,11 @@ def similar_to_vector(
     fetch = k + len(exclude) if not filtered else 4 * k + len(exclude)
     while True:
         hits = [(i, sc) for i, sc in index.search(vector, fetch) if i not in exclude]
-        with catalog.sessions() as s:  # plain columns: no ORM objects, no embedding blobs
-            found = s.execute(select(*SUMMARY_COLUMNS).where(Track.id.in_([i for i, _ in hits])))
+        with catalog.engine.connect() as conn:  # plain columns: no ORM objects, no blobs
+            found = conn.execute(_SUMMARIES, {"ids": [i for i, _ in hits]})
             tracks = {t.id: t for t in found}
         rows = [
-            {**track_summary(tracks[i]), "score": score}
+            {**summary_of_row(tracks[i]), "score": score}
             for i, score in hits
             if i in tracks
             and (genre is None or tracks[i].genre == genre)
@@ -236,57 +285,86 @@ def embeddings(catalog: Catalog) -> tuple[np.ndarray, np.ndarray]:
     return catalog.index().vectors()
 
 
+_DETAILS = select(*DETAIL_COLUMNS).where(Track.id == bindparam("track_id"))
+_PROBABILITIES = (
+    select(TrackGenre.genre, TrackGenre.probability)
+    .where(TrackGenre.track_id == bindparam("track_id"))
+    .order_by(TrackGenre.probability.desc())  # the order of the Track.genres relationship
+)
+_TIMELINE = (
+    select(
+        Segment.idx,
+        Segment.start_s,
+        Segment.end_s,
+        Segment.genre,
+        Segment.confidence,
+        Segment.probabilities,
+    )  # fmt: skip
+    .where(Segment.track_id == bindparam("track_id"))
+    .order_by(Segment.idx)
+)
+_ANY_STEMS = (
+    select(StemSet.id)
+    .where(StemSet.content_hash == bindparam("content_hash"), StemSet.status == StemStatus.OK)
+    .limit(1)
+)
+
+
 def track_details(catalog: Catalog, track_id: int) -> dict:
     """Everything the catalog holds for one track."""
-    with catalog.sessions() as s:
-        track = s.scalar(
-            select(Track)
-            .where(Track.id == track_id)
-            .options(selectinload(Track.genres), selectinload(Track.segments))
-        )
+    with catalog.engine.connect() as conn:
+        track = conn.execute(_DETAILS, {"track_id": track_id}).first()
         if track is None:
             raise TrackNotFound(f"no track with id {track_id}")
-        genres = catalog.model_genres(track.model_id)
-        timeline = []
-        for seg in track.segments:
-            probs = np.frombuffer(seg.probabilities, dtype=np.float32)
-            timeline.append(
-                {
-                    "index": seg.idx,
-                    "start_s": seg.start_s,
-                    "end_s": seg.end_s,
-                    "genre": seg.genre,
-                    "confidence": seg.confidence,
-                    "probabilities": dict(zip(genres, map(float, probs), strict=False)),
-                }
-            )
-        return {
-            **track_summary(track),
-            "size": track.size,
-            "mtime_ns": track.mtime_ns,
-            "content_hash": track.content_hash,
-            "format": track.format,
-            "sample_rate": track.sample_rate,
-            "channels": track.channels,
-            "error": track.error,
-            "warning": track.warning,
-            "model_id": track.model_id,
-            "n_segments": track.n_segments,
-            "analysed_at": track.analysed_at.isoformat() if track.analysed_at else None,
-            "added_at": track.added_at.isoformat() if track.added_at else None,
-            "in_index": catalog.index().vector(track.id) is not None,
-            "probabilities": {g.genre: g.probability for g in track.genres},
-            "timeline": timeline,
-            "explanation": _explanation(track),
-            "artefacts": {
-                "audio": track.path,
-                "heatmap": track.heatmap_path,
-                "stems": latest_stems(catalog, track.content_hash),
-            },
+        probabilities = conn.execute(_PROBABILITIES, {"track_id": track_id}).all()
+        segments = conn.execute(_TIMELINE, {"track_id": track_id}).all()
+        # Stems are rare: one indexed probe, and the full read only when a set exists.
+        has_stems = track.content_hash and conn.scalar(
+            _ANY_STEMS, {"content_hash": track.content_hash}
+        )
+    genres = catalog.model_genres(track.model_id)
+    timeline = [
+        {
+            "index": idx,
+            "start_s": start_s,
+            "end_s": end_s,
+            "genre": genre,
+            "confidence": confidence,
+            # tolist(): the same Python floats as float() of each float32, in one call
+            "probabilities": dict(
+                zip(genres, np.frombuffer(probs, dtype=np.float32).tolist(), strict=False)
+            ),
         }
+        for idx, start_s, end_s, genre, confidence, probs in segments
+    ]
+    return {
+        **summary_of_row(track),
+        "size": track.size,
+        "mtime_ns": track.mtime_ns,
+        "content_hash": track.content_hash,
+        "format": track.format,
+        "sample_rate": track.sample_rate,
+        "channels": track.channels,
+        "error": track.error,
+        "warning": track.warning,
+        "model_id": track.model_id,
+        "n_segments": track.n_segments,
+        "analysed_at": track.analysed_at.isoformat() if track.analysed_at else None,
+        "added_at": track.added_at.isoformat() if track.added_at else None,
+        "in_index": catalog.index().vector(track.id) is not None,
+        "probabilities": dict(probabilities),
+        "timeline": timeline,
+        "explanation": _explanation(track),
+        "artefacts": {
+            "audio": track.path,
+            "heatmap": track.heatmap_path,
+            "stems": latest_stems(catalog, track.content_hash) if has_stems else {},
+        },
+    }
 
 
-def _explanation(track: Track) -> dict | None:
+def _explanation(track) -> dict | None:
+    """The stored explanation of a ``Track`` or a row of ``DETAIL_COLUMNS``."""
     focus = band_focus_of(track)
     if focus is None:
         return None

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from catalog.db import open_database
+from catalog.db import open_database, open_reader
 from catalog.index import VectorIndex, read_header
 from catalog.paths import CatalogPaths
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
@@ -61,8 +63,18 @@ class Catalog:
         self._index: VectorIndex | None = None
         self._index_file_stat: tuple[int, int, int] | None = None
         self.index_repaired = False
+        # The meta cache: every catalog_meta row, as of ``PRAGMA data_version`` below.
+        self._meta_lock = threading.Lock()
+        self._meta_reader: sqlite3.Connection | None = None
+        self._meta_reader_pid: int | None = None
+        self._meta_version: int | None = None
+        self._meta_values: dict[str, str] = {}
 
     def close(self) -> None:
+        with self._meta_lock:
+            if self._meta_reader is not None and self._meta_reader_pid == os.getpid():
+                self._meta_reader.close()
+            self._meta_reader, self._meta_version = None, None
         self.engine.dispose()
 
     def __enter__(self) -> Catalog:
@@ -74,9 +86,32 @@ class Catalog:
     # -- meta -------------------------------------------------------------------------
 
     def meta(self, key: str, default: str | None = None) -> str | None:
-        with self.sessions() as s:
-            row = s.get(CatalogMeta, key)
-            return row.value if row else default
+        """The committed value of one catalog_meta key (cached; never stale, see below)."""
+        return self._meta_snapshot().get(key, default)
+
+    def _meta_snapshot(self) -> dict[str, str]:
+        """Every catalog_meta row, read again only when the database changed since.
+
+        The service asks for the active model (and the index version, the genre names)
+        on every request; a session per ask cost more than the rest of a catalog read.
+        ``PRAGMA data_version`` on a connection that never writes changes whenever any
+        other connection, in this process or another (an ingest), commits: a few
+        microseconds to learn that the cached rows are still the committed ones. The
+        table is a handful of rows, so any commit simply re-reads all of it.
+        """
+        with self._meta_lock:
+            if self._meta_reader is None or self._meta_reader_pid != os.getpid():
+                # a forked child must not share its parent's SQLite connection
+                self._meta_reader = open_reader(self.paths.database)
+                self._meta_reader_pid, self._meta_version = os.getpid(), None
+            reader = self._meta_reader
+            version = reader.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._meta_version:
+                # read after the version: a commit in between is seen now and again later
+                rows = reader.execute("SELECT key, value FROM catalog_meta").fetchall()
+                self._meta_values = dict(rows)
+                self._meta_version = version
+            return self._meta_values
 
     @staticmethod
     def _set_meta(session: Session, key: str, value: str) -> None:
