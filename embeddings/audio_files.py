@@ -151,46 +151,37 @@ def open_pyav_audio(path: Path):
         container = av.open(str(path))
     except Exception as exc:
         raise DecodeError(str(exc)) from exc
-    if not container.streams.audio:
-        container.close()
-        raise DecodeError("no audio stream in the file")
-    audio = container.streams.audio[0]
-    ctx = audio.codec_context
-    rate = int(ctx.sample_rate or 0)
-    channels = int(getattr(ctx, "channels", 0) or len(ctx.layout.channels) or 0)
-    if rate <= 0 or channels <= 0:
-        container.close()
-        raise DecodeError("audio stream declares no sample rate or channels")
     try:
+        if not container.streams.audio:
+            raise DecodeError("no audio stream in the file")
+        audio = container.streams.audio[0]
+        ctx = audio.codec_context
+        if ctx is None:  # the codec field is damaged, or names a codec FFmpeg lacks
+            raise DecodeError("the audio stream's codec is unknown or its header is damaged")
+        rate = int(ctx.sample_rate or 0)
+        layout = getattr(ctx, "layout", None)
+        channels = int(getattr(ctx, "channels", 0) or (len(layout.channels) if layout else 0))
+        if rate <= 0 or channels <= 0:
+            raise DecodeError("audio stream declares no sample rate or channels")
         check_header(rate, channels)
     except DecodeError:
         container.close()
         raise
+    except Exception as exc:  # any other surprise from a damaged header is still a reason
+        container.close()
+        raise DecodeError(f"damaged audio stream header: {short_reason(exc)}") from exc
     return container, audio, rate, channels
 
 
-def clean_frame(frame, cleaning: SampleCleaning):
-    """An FFmpeg frame with non-finite or huge samples repaired, before its resampler.
+def resampled_mono(frame) -> np.ndarray:
+    """A mono float frame from FFmpeg's resampler as float32 samples.
 
-    FFmpeg's resampler would smear one NaN over its whole filter; integer sample
-    formats cannot hold either problem, so only float frames are looked at.
+    FFmpeg's output is cleaned (see :class:`SampleCleaning`), not its decoder's
+    frames: those come straight from a possibly damaged stream, and reading their
+    planes ourselves segfaulted on a corrupt M4A declaring more planes than it had.
+    A NaN smeared by the resampler is zeroed over its few filter taps instead.
     """
-    import av
-
-    if frame.format.name not in ("flt", "fltp", "dbl", "dblp"):
-        cleaning.seen += frame.samples * len(frame.layout.channels)
-        return frame
-    data = frame.to_ndarray()
-    cleaned = cleaning.clean(data)
-    if cleaned is data:
-        return frame
-    fixed = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(cleaned), format=frame.format.name, layout=frame.layout.name
-    )
-    fixed.sample_rate = frame.sample_rate
-    fixed.pts = frame.pts
-    fixed.time_base = frame.time_base
-    return fixed
+    return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
 
 
 def pyav_duration(container, audio) -> float | None:
@@ -378,8 +369,8 @@ def _read_pyav(
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         try:
             for frame in container.decode(audio):
-                for out in resampler.resample(clean_frame(frame, cleaning)):
-                    parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+                for out in resampler.resample(frame):
+                    parts.append(cleaning.clean(resampled_mono(out)))
                     got += len(parts[-1])
                 if stop is not None and got >= stop:
                     break
@@ -387,7 +378,7 @@ def _read_pyav(
             problem = exc
         if stop is None or got < stop:
             for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1).astype(np.float32, copy=False))
+                parts.append(cleaning.clean(resampled_mono(out)))
     finally:
         container.close()
     decoded = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -21,10 +21,10 @@ from embeddings.audio_files import (
     DecodeError,
     SampleCleaning,
     check_header,
-    clean_frame,
     downmix,
     open_pyav_audio,
     pyav_duration,
+    resampled_mono,
     unreadable,
 )
 
@@ -127,12 +127,12 @@ def _pyav_stream(path: Path, target_rate: int) -> DecodedStream:
             try:
                 for frame in container.decode(audio):
                     stream.frames_decoded += frame.samples
-                    for out in resampler.resample(clean_frame(frame, stream.cleaning)):
-                        yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                    for out in resampler.resample(frame):
+                        yield stream.cleaning.clean(resampled_mono(out))
             except Exception as exc:
                 stream.stopped_early = f"decoding stopped at {stream.decoded_seconds:.1f} s: {exc}"
             for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+                yield stream.cleaning.clean(resampled_mono(out))
         finally:
             container.close()
 

@@ -224,8 +224,28 @@ def analyse_file(
     elif silent := silent_peak(peak):
         send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
-        warnings = [w for w in (_truncation_warning(stream), repaired) if w]
-        send(("done", task.task_id, audio, sent, peak, "; ".join(warnings) or None))
+        notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
+        send(("done", task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
+
+
+def _short_warning(stream, config: FrontendConfig) -> str | None:
+    """Say how little there was when a file holds less than one full segment.
+
+    Such a file is still indexed (a jingle, a sound effect), but its genre and its
+    neighbours come from one segment that is mostly padding: the user should know
+    not to trust them as much as a song's.
+    """
+    rate = stream.info.sample_rate
+    if stream.frames_decoded >= config.segment_seconds * rate:
+        return None
+    if stream.frames_decoded < rate / 10:
+        amount = f"{stream.frames_decoded:,} sample{'s' if stream.frames_decoded != 1 else ''}"
+    else:
+        amount = f"{stream.decoded_seconds:.1f} s"
+    return (
+        f"only {amount} of audio: the genre is a guess from one segment padded with "
+        f"silence to {config.segment_seconds:g} s"
+    )
 
 
 def _truncation_warning(stream) -> str | None:

@@ -27,7 +27,7 @@ import torch
 from service_fixtures import free_port
 from sqlalchemy import select
 
-from audio_fixtures import chord, tone, write, write_float_wav, write_raw_wav
+from audio_fixtures import chord, tone, write, write_float_wav, write_m4a, write_raw_wav
 from catalog.schema import TrackGenre
 from catalog.store import Catalog
 from embeddings.audio_files import DecodeError, audio_info, open_pyav_audio, read_audio
@@ -499,3 +499,47 @@ def test_a_hung_worker_is_stopped_and_its_file_failed_and_the_run_goes_on(tmp_pa
 def test_the_workers_hash_is_the_catalogs(tmp_path):
     path = write(tmp_path / "x.flac", tone(440, 3, SR), SR)
     assert file_facts(path).content_hash == content_hash(path)
+
+
+# -- 6. Damaged M4A; files shorter than one segment ------------------------------------------
+
+
+def test_an_m4a_with_a_damaged_sample_description_fails_with_a_reason(tmp_path, model):
+    """FFmpeg opens it but knows no codec for it: a reason, not an AttributeError."""
+    root = tmp_path / "music"
+    good = _good(root)
+    intact = write_m4a(tmp_path / "intact.m4a", chord([200, 1200], 4, 44100), 44100)
+    damaged = root / "damaged.m4a"
+    damaged.write_bytes(intact.read_bytes().replace(b"stsd", b"xxxx", 1))  # in the moov atom
+    data_dir = tmp_path / "data"
+
+    summary = run_ingest([root], data_dir, model)
+
+    assert summary.analysed == 1 and tracks_by_path(data_dir)[str(good)].status == "ok"
+    [(path, reason)] = summary.failed
+    assert path == str(damaged)
+    assert "analysis error" not in reason and "NoneType" not in reason
+    assert "the audio stream's codec is unknown or its header is damaged" in reason
+
+
+def test_files_shorter_than_a_segment_are_indexed_with_a_warning_saying_so(tmp_path, model):
+    root = tmp_path / "music"
+    good = _good(root)
+    sound = tone(440, 1, SR, amp=0.5)
+    short = {
+        "only 1 sample of audio": write(root / "one.wav", sound[5:6], SR),
+        "only 30 samples of audio": write(root / "thirty.wav", sound[:30], SR),
+        "only 0.2 s of audio": write(root / "fifth.wav", sound[: SR // 5], SR),
+    }
+    data_dir = tmp_path / "data"
+
+    summary = run_ingest([root], data_dir, model)
+
+    assert summary.analysed == 4 and summary.failed == []
+    tracks = tracks_by_path(data_dir)
+    for words, path in short.items():
+        track = tracks[str(path)]
+        assert track.status == "ok" and track.genre is not None, path
+        assert track.warning.startswith(words), track.warning
+        assert "the genre is a guess from one segment padded with silence" in track.warning
+    assert tracks[str(good)].warning is None
