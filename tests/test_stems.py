@@ -23,7 +23,7 @@ from demucs.pretrained import get_model
 from demucs.states import get_state, save_with_checksum
 from typer.testing import CliRunner
 
-import ingest.stems as stems_module
+import ingest.stems.separator as separator_module
 from catalog.queries import track_details
 from catalog.records import Analysis, AudioFacts, FileFacts, Tags
 from catalog.schema import StemStatus
@@ -88,13 +88,13 @@ def catalog(tmp_path):
 def model_calls(monkeypatch):
     """Counts calls into Demucs' apply_model made by the separator."""
     calls = {"n": 0}
-    real = stems_module.apply_model
+    real = separator_module.apply_model
 
     def spy(*args, **kwargs):
         calls["n"] += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(stems_module, "apply_model", spy)
+    monkeypatch.setattr(separator_module, "apply_model", spy)
     return calls
 
 
@@ -197,7 +197,7 @@ def test_second_call_is_a_cache_hit_without_the_model(
     calls = model_calls["n"]
 
     loads = []
-    monkeypatch.setattr(stems_module, "load_demucs_model", lambda *a: loads.append(a))
+    monkeypatch.setattr(separator_module, "load_demucs_model", lambda *a: loads.append(a))
     again = separator(models_dir)
     second = separate_track(catalog, track_id, again)
 
