@@ -16,8 +16,8 @@ import soundfile as sf
 from catalog.stems import StemSetRecord
 from catalog.store import Catalog
 from ingest.decode import BLOCK_FRAMES
-from ingest.stem_audio import FORMATS, StemFileWriter
 from ingest.stems import StemSeparator, separate_track
+from ingest.stems.audio import FORMATS, StemFileWriter
 
 
 class RemixError(ValueError):

@@ -42,7 +42,7 @@ def test_downmix_is_the_channel_mean():
 
 
 def test_stem_audio_converts_channels_as_demucs_does():
-    from ingest.stem_audio import convert_channels
+    from ingest.stems.audio import convert_channels
 
     stereo = np.random.default_rng(1).standard_normal((4096, 2)).astype(np.float32)
     mono = convert_channels(stereo, 1)

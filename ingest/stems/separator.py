@@ -22,7 +22,7 @@ import torch
 from demucs.apply import TensorChunk, apply_model
 
 from ingest.decode import DecodeError
-from ingest.stem_audio import BlockResampler, StemFileWriter, open_blocks
+from ingest.stems.audio import BlockResampler, StemFileWriter, open_blocks
 from ingest.stems.settings import StemSettings
 from ingest.stems.split import ShiftedSplit, SplitStream
 from ingest.stems.weights import _check_segment, load_demucs_model, model_segment, pick_device

@@ -4,7 +4,7 @@ Why a module of its own: the key decides whether stems are reused, so everything
 that goes into it (model name, settings, :data:`PIPELINE_VERSION`) lives in one
 place, apart from the code that computes stems. The key is (audio content hash,
 model name, settings hash): a moved, renamed or copied file finds its stems; an
-edited file does not. Nothing here imports Demucs, so reading a key stays cheap.
+edited file does not.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from catalog.stems import StemKey
 from catalog.store import Catalog
-from ingest.stem_audio import FORMATS
+from ingest.stems.audio import FORMATS
 
 MODELS_DIR_ENV = "SONIC_DEMUCS_DIR"
 DEFAULT_MODEL = "htdemucs"
