@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import signal
 import stat
@@ -28,14 +27,13 @@ from catalog.records import AudioFacts, FileFacts
 from embeddings.audio_files import NO_FINITE_SAMPLES, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.decode import DecodeError, open_audio
-from ingest.hashing import CHUNK as HASH_CHUNK
+from ingest.hashing import NotRegularFile, content_hash, file_kind
 from ingest.tags import read_tags
 
 CHUNK_SEGMENTS = 32
 # A worker says it is alive at least this often while it decodes, so the main
 # process can tell a long file streaming along from a decoder that hangs.
 ALIVE_SECONDS = 5.0
-HASH_DIGEST_SIZE = 32  # BLAKE2b-256, as ingest.hashing.content_hash
 
 
 @dataclass(frozen=True)
@@ -54,19 +52,6 @@ class Task:
 #   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
 #   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
 #   ("fail", task_id, reason, AudioFacts | None)
-
-
-_NOT_REGULAR = (
-    (stat.S_ISFIFO, "fifo"),
-    (stat.S_ISSOCK, "socket"),
-    (stat.S_ISCHR, "character device"),
-    (stat.S_ISBLK, "block device"),
-    (stat.S_ISDIR, "folder"),
-)
-
-
-def _kind(mode: int) -> str:
-    return next((name for test, name in _NOT_REGULAR if test(mode)), "special file")
 
 
 def inspect_path(path: Path) -> tuple[os.stat_result | None, str | None]:
@@ -92,7 +77,7 @@ def inspect_path(path: Path) -> tuple[os.stat_result | None, str | None]:
             return link, "broken symbolic link (its target does not exist)"
         return link, f"cannot read file: {exc.strerror or exc}"
     if not stat.S_ISREG(target.st_mode):
-        return target, f"not a regular file: {_kind(target.st_mode)}"
+        return target, f"not a regular file: {file_kind(target.st_mode)}"
     return target, None
 
 
@@ -106,34 +91,17 @@ def _facts(path: Path, st: os.stat_result, content_hash: str | None) -> FileFact
     )
 
 
-class NotRegularFile(OSError):
-    """The path stopped being a regular file between its check and its opening."""
+def _throttled(every_s: float, call: Callable[[], None]) -> Callable[[], None]:
+    """``call``, but at most once per ``every_s`` seconds however often it is invoked."""
+    last = time.monotonic()
 
+    def maybe() -> None:
+        nonlocal last
+        if time.monotonic() - last >= every_s:
+            call()
+            last = time.monotonic()
 
-def _safe_hash(path: Path, alive: Callable[[], None] | None = None) -> str:
-    """The content hash, read through a descriptor checked to be a regular file.
-
-    Opened with O_NONBLOCK so that a fifo swapped in after :func:`inspect_path`
-    cannot block the open; the fstat of the open descriptor then decides. Hashing a
-    large file on a slow disk takes a while, so ``alive()`` is called every
-    ALIVE_SECONDS meanwhile: a no-progress budget must not mistake it for a hang.
-    The digest is :func:`ingest.hashing.content_hash`'s, computed here in pieces
-    (``tests/test_hostile_files.py`` checks the two agree).
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    with open(fd, "rb") as fh:  # closes fd, whatever happens
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(errno.EINVAL, f"not a regular file: {_kind(mode)}")
-        os.set_blocking(fd, True)
-        digest = hashlib.blake2b(digest_size=HASH_DIGEST_SIZE)
-        last_alive = time.monotonic()
-        while chunk := fh.read(HASH_CHUNK):
-            digest.update(chunk)
-            if alive is not None and time.monotonic() - last_alive >= ALIVE_SECONDS:
-                alive()
-                last_alive = time.monotonic()
-    return digest.hexdigest()
+    return maybe
 
 
 def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
@@ -141,7 +109,7 @@ def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
     st, problem = inspect_path(path)
     if problem is not None:
         raise NotRegularFile(errno.EINVAL, problem)
-    return _facts(path, st, _safe_hash(path) if with_hash else None)
+    return _facts(path, st, content_hash(path) if with_hash else None)
 
 
 def analyse_file(
@@ -159,8 +127,9 @@ def analyse_file(
             send(("hashed", task.task_id, _facts(path, st, None), False))
         send(("fail", task.task_id, problem, None))
         return
+    alive = _throttled(ALIVE_SECONDS, lambda: send(("alive", task.task_id)))
     try:
-        facts = _facts(path, st, _safe_hash(path, lambda: send(("alive", task.task_id))))
+        facts = _facts(path, st, content_hash(path, alive))
     except OSError as exc:
         send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
         return
@@ -194,11 +163,8 @@ def analyse_file(
             send(("chunk", task.task_id, sent, features))
             sent += len(chunk)
 
-    last_alive = time.monotonic()
     for block in stream.blocks:
-        if time.monotonic() - last_alive >= ALIVE_SECONDS:
-            send(("alive", task.task_id))
-            last_alive = time.monotonic()
+        alive()
         if len(block):
             peak = max(peak, float(np.max(np.abs(block))))
         segments = segmenter.push(block)
