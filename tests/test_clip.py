@@ -9,7 +9,7 @@ import soundfile as sf
 from audio_fixtures import chord, noise, tone, write
 from embeddings.inference import aggregate
 from ingest.clip import ClipAnalyser, ClipError, preview
-from ingest.remix import preview_mix
+from ingest.stems import preview_mix
 
 
 @pytest.fixture(scope="module")

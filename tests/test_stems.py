@@ -30,7 +30,6 @@ from catalog.schema import StemStatus
 from catalog.stems import get_stem_set
 from catalog.store import Catalog
 from ingest.hashing import content_hash
-from ingest.remix import remix_track
 from ingest.stems import (
     SplitStream,
     StemSeparationError,
@@ -39,6 +38,7 @@ from ingest.stems import (
     StemWeightsError,
     load_demucs_model,
     prune_stems,
+    remix_track,
     separate_many,
     separate_track,
 )

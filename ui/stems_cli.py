@@ -290,8 +290,13 @@ def remix(
     Uses the cached stems (separating first if there are none): --karaoke mutes the
     vocals, --solo bass keeps only the bass, --gain drums=0.5 halves the drums.
     """
-    from ingest.remix import RemixError, remix_track
-    from ingest.stems import StemSeparationError, StemsNotAvailable, StemWeightsError
+    from ingest.stems import (
+        RemixError,
+        StemSeparationError,
+        StemsNotAvailable,
+        StemWeightsError,
+        remix_track,
+    )
 
     gains: dict[str, float] = {}
     for item in gain or []:

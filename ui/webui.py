@@ -25,7 +25,7 @@ from catalog.paths import display_path
 from catalog.projection import library_map, umap_available
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError, decode_clip, preview, preview_file
-from ingest.remix import preview_mix
+from ingest.stems import preview_mix
 from ui import figures
 from ui.optional import FeatureUnavailable
 from ui.state import ServiceState

@@ -29,6 +29,14 @@ from ingest.stems.cache import (
     separate_many,
     separate_track,
 )
+from ingest.stems.remix import (
+    RemixError,
+    RemixResult,
+    mix_stems,
+    preview_mix,
+    remix_track,
+    resolve_gains,
+)
 from ingest.stems.separator import Progress, SeparatedFile, StemSeparator
 from ingest.stems.settings import (
     DEFAULT_MODEL,
@@ -50,6 +58,8 @@ __all__ = [
     "BatchProgress",
     "BatchSummary",
     "Progress",
+    "RemixError",
+    "RemixResult",
     "SeparatedFile",
     "ShiftedSplit",
     "SplitStream",
@@ -62,9 +72,13 @@ __all__ = [
     "cached_stems",
     "current_hash",
     "load_demucs_model",
+    "mix_stems",
     "model_segment",
     "pick_device",
+    "preview_mix",
     "prune_stems",
+    "remix_track",
+    "resolve_gains",
     "separate_many",
     "separate_track",
     "stem_directory",

@@ -3,6 +3,8 @@
 Karaoke is vocals at gain 0; "solo the bass" is every other stem at 0. The stems
 are read and mixed block by block, so a remix of an hour-long track costs a few
 blocks of memory, like the separation that made them.
+
+It sits in the stems package because it only ever reads what the stem cache wrote.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import soundfile as sf
 from catalog.stems import StemSetRecord
 from catalog.store import Catalog
 from ingest.decode import BLOCK_FRAMES
-from ingest.stems import StemSeparator, separate_track
 from ingest.stems.audio import FORMATS, StemFileWriter
+from ingest.stems.cache import separate_track
+from ingest.stems.separator import StemSeparator
 
 
 class RemixError(ValueError):
