@@ -13,6 +13,7 @@ soxr for libsndfile's output and FFmpeg's own resampler for PyAV's.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,9 +219,24 @@ def short_reason(exc: Exception) -> str:
 _SNDFILE_UNRECOGNISED = "File does not exist or is not a regular file"
 
 
+def sndfile_name(path: Path | str) -> str | bytes:
+    """``path`` as libsndfile can open it: its bytes when the name is not valid UTF-8.
+
+    soundfile encodes a str name strictly, so a Latin-1 file name (which Python holds
+    with lone surrogates) would fail there and fall through to FFmpeg, a different
+    decoder and resampler; as bytes it opens like any other file.
+    """
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name)
+    return name
+
+
 def _without_path(reason: str, path: str) -> str:
     """A decoder's reason with the file's name taken out: the caller names the file."""
-    for quoted in (f"'{path}'", f'"{path}"'):
+    for quoted in (f"'{path}'", f'"{path}"', repr(sndfile_name(path))):
         reason = reason.replace(f": {quoted}", "").replace(f"{quoted}: ", "")
     return re.sub(r"^\[Errno -?\d+\]\s*", "", reason).strip(" .;:") or reason
 
@@ -263,7 +279,7 @@ def audio_info(path: Path) -> AudioInfo:
     path = Path(path)
     _check_not_empty(path)
     try:
-        info = sf.info(str(path))
+        info = sf.info(sndfile_name(path))
     except Exception as sf_exc:
         try:
             container, audio, rate, channels = open_pyav_audio(path)
@@ -294,7 +310,7 @@ def read_audio(
     path = Path(path)
     _check_not_empty(path)
     try:
-        handle = sf.SoundFile(str(path))
+        handle = sf.SoundFile(sndfile_name(path))
     except Exception as sf_exc:
         try:
             container, audio, rate, channels = open_pyav_audio(path)

@@ -25,6 +25,7 @@ from embeddings.audio_files import (
     open_pyav_audio,
     pyav_duration,
     resampled_mono,
+    sndfile_name,
     unreadable,
 )
 
@@ -71,7 +72,7 @@ class _Resampler:
 
 
 def _soundfile_stream(path: Path, target_rate: int) -> DecodedStream:
-    handle = sf.SoundFile(str(path))  # raises sf.LibsndfileError / RuntimeError
+    handle = sf.SoundFile(sndfile_name(path))  # raises sf.LibsndfileError / RuntimeError
     try:
         check_header(handle.samplerate, handle.channels)  # before any buffer is sized by it
     except DecodeError:

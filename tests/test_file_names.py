@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from audio_fixtures import chord, tone, write
@@ -55,9 +56,7 @@ def test_a_latin1_name_is_indexed_and_the_run_goes_on(odd_library, data_dir, mod
     assert rows[odd].status == "ok"
     assert_index_consistent(data_dir)
     # the stored name is the file's own bytes: it opens the same file again
-    assert os.fsencode(rows[odd].path) == os.path.join(
-        os.fsencode(root), b"d\xfcsseldorf", LATIN1
-    )
+    assert os.fsencode(rows[odd].path) == os.path.join(os.fsencode(root), b"d\xfcsseldorf", LATIN1)
     assert Path(rows[odd].path).is_file()
 
 
@@ -132,3 +131,29 @@ def test_a_failure_naming_the_file_is_recorded(tmp_path, data_dir, model):
     assert rows[str(good)].status == "ok"
     again = run_ingest([root], data_dir, model)  # recorded once, not retried
     assert (again.analysed, again.skipped, again.failed) == (0, 2, [])
+
+
+def test_such_a_name_decodes_with_the_same_decoder_as_any_other(tmp_path):
+    from ingest.decode import open_audio
+
+    plain = write(tmp_path / "plain.flac", chord([220.0, 277.2, 329.6], 3.0), SR)
+    odd = os.path.join(os.fsencode(tmp_path), b"\xe9t\xe9.flac")
+    with open(odd, "wb") as fh:
+        fh.write(plain.read_bytes())
+    streams = [open_audio(Path(p), SR) for p in (plain, os.fsdecode(odd))]
+    assert streams[0].info.decoder == streams[1].info.decoder == "libsndfile/flac"
+    audio = [np.concatenate(list(s.blocks)) for s in streams]
+    np.testing.assert_array_equal(audio[0], audio[1])
+
+
+def test_an_unreadable_file_with_such_a_name_gets_a_clean_reason(tmp_path):
+    from embeddings.audio_files import DecodeError
+    from ingest.decode import open_audio
+
+    odd = os.path.join(os.fsencode(tmp_path), b"\xe9.mp3")
+    with open(odd, "wb") as fh:
+        fh.write(b"not audio at all\n" * 20)
+    with pytest.raises(DecodeError) as caught:
+        open_audio(Path(os.fsdecode(odd)), SR)
+    assert "libsndfile: format not recognised" in str(caught.value)
+    assert "\\xe9" not in str(caught.value) and "b'" not in str(caught.value)
