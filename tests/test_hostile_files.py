@@ -314,6 +314,22 @@ class _Notes(ProgressSink):
         self.notes.append(message)
 
 
+def test_the_cli_summary_names_a_folder_it_could_not_read(tmp_path):
+    from typer.testing import CliRunner
+
+    from ui.cli import app
+
+    root = tmp_path / "music"
+    _good(root)
+    (root / "deep").mkdir()
+    _too_deep_folder(root / "deep")
+    result = CliRunner().invoke(
+        app, ["ingest", str(root), "--data-dir", str(tmp_path / "data"), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "folder not read:" in result.stdout and "File name too long" in result.stdout
+
+
 def test_a_folder_that_cannot_be_listed_is_reported_not_skipped_in_silence(tmp_path, model):
     root = tmp_path / "music"
     good = _good(root)

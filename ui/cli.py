@@ -145,6 +145,10 @@ def _print_ingest_summary(data: dict) -> None:
     shown = data["failed"][:20]
     for item in shown:
         typer.echo(f"  failed: {item['path']}: {item['reason']}")
+    for item in data["unreadable_folders"]:
+        typer.echo(
+            f"  folder not read: {item['path']}: {item['reason']} (its tracks kept as they were)"
+        )
     if len(data["failed"]) > len(shown):
         typer.echo(
             f"  ... and {len(data['failed']) - len(shown)} more "
