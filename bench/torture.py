@@ -8,6 +8,10 @@ Sections (run all, or pick with ``--sections``):
   kills  SIGKILL ``sonic ingest`` at random moments (the whole group, or the main
          process alone as the OOM killer does), then resume: inconsistent
          catalogs, decode workers left running, and the final run complete.
+  probes every route of a running ``sonic serve`` with bad ids, traversal strings and
+         bad values; Gradio calls naming files outside the library (an audio
+         file, /etc/passwd, /etc/shadow); every route without the token when one
+         is set: answers of 500, files opened or leaked, routes left open.
   serve  50 clients for 60 s against ``sonic serve`` while an ingest writes to the
          same catalog, beside the same clients without the ingest, in one run:
          requests, errors, p50/p99/max on catalog reads and ``similar``, and
@@ -45,6 +49,7 @@ sys.path.append(str(REPO / "tests"))
 from corpus import generate  # noqa: E402
 from fuzz_files import build_fuzz_folder  # noqa: E402  (tests/fuzz_files.py)
 from procs import PeakRss, descendants  # noqa: E402
+from web_probes import leaks, route_probes  # noqa: E402  (tests/web_probes.py)
 
 
 def cpu_description() -> dict:
@@ -237,6 +242,73 @@ def _consistent_after_kill(data_dir: Path) -> bool:
     return integrity == "ok" and dupes == 0
 
 
+# -- probes: traversal, arbitrary paths and the token -------------------------------------
+
+
+def _gradio_call(client, api_name: str, data: list) -> str:
+    posted = client.post(f"/ui/gradio_api/call/{api_name}", json={"data": data})
+    if posted.status_code != 200:
+        return f"HTTP {posted.status_code}"
+    return client.get(f"/ui/gradio_api/call/{api_name}/{posted.json()['event_id']}").text
+
+
+def section_probes(work: Path) -> dict:
+    import httpx
+
+    from ui.service import create_app
+
+    music, outside = work / "music", work / "outside"
+    generate(music, 4, 10.0, "flac")
+    generate(outside, 1, 10.0, "flac")
+    secret = next(outside.iterdir())
+    data_dir = work / "data"
+    env = {**os.environ, "SONIC_DATA_DIR": str(data_dir)}
+    env.pop("SONIC_API_TOKEN", None)
+    if sonic("ingest", str(music), "--no-progress", env=env, stdout=subprocess.DEVNULL).wait():
+        raise RuntimeError("ingesting the probe library failed")
+    routes_app = create_app(data_dir)  # the same routes the server has, listed in process
+    result: dict = {}
+    for token in (None, "torture-token"):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        run_env = dict(env, SONIC_API_TOKEN=token) if token else env
+        server = sonic("serve", "--port", str(port), env=run_env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)  # fmt: skip
+        try:
+            _wait_ready(base, server, token=token)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            with httpx.Client(base_url=base, timeout=60, headers=headers) as client:
+                ids = [t["id"] for t in client.get("/tracks").json()["tracks"]]
+                valid = {"track_id": str(ids[0]), "other_id": str(ids[1]),
+                         "job_id": "0" * 32, "stem": "vocals"}  # fmt: skip
+                probes = route_probes(routes_app, valid)
+                answers = [client.request(method, url) for method, url in probes]
+                paths = (secret, "/etc/passwd", "/etc/shadow", "/etc", "../../../../etc/passwd")
+                gradio = [_gradio_call(client, "analyse", [
+                    {"path": str(p), "meta": {"_type": "gradio.FileData"}}, "mean", 3, 5])
+                    for p in paths]  # fmt: skip
+            with httpx.Client(base_url=base, timeout=60) as bare:
+                unauthenticated = [bare.request(m, u) for m, u in probes] if token else []
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        label = "with_token" if token else "open"
+        result[label] = {
+            "requests": len(answers),
+            "answers_500": sum(r.status_code >= 500 for r in answers),
+            "leaks": sum(leaks(r.content) for r in answers),
+            "gradio_arbitrary_paths": len(gradio),
+            "gradio_files_analysed": sum("predicted" in a for a in gradio),
+            "gradio_distinct_answers": len(set(gradio)),
+        }
+        if token:
+            result[label]["routes_open_without_token"] = sum(
+                r.status_code != 401 for r in unauthenticated
+            )
+        print(f"  probes ({label}): {result[label]}", flush=True)
+    return result
+
+
 # -- serve: clients during an ingest ---------------------------------------------------------
 
 
@@ -283,15 +355,18 @@ async def _client_load(base: str, ids: list[int], clients: int, seconds: float) 
     }
 
 
-def _wait_ready(base: str, proc: subprocess.Popen, timeout_s: float = 180) -> None:
+def _wait_ready(
+    base: str, proc: subprocess.Popen, timeout_s: float = 180, token: str | None = None
+) -> None:
     import httpx
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
         if proc.poll() is not None:
             raise RuntimeError("sonic serve exited before it was ready")
         try:
-            if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+            if httpx.get(f"{base}/health", timeout=5, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -367,7 +442,9 @@ def section_serve(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sections", default="fuzz,kills,serve", help="comma-separated: fuzz, kills, serve"
+        "--sections",
+        default="fuzz,kills,probes,serve",
+        help="comma-separated: fuzz, kills, probes, serve",
     )
     parser.add_argument("--fuzz-files", type=int, default=300)
     parser.add_argument("--kills", type=int, default=15)
@@ -390,6 +467,8 @@ def main() -> None:
                 results["fuzz"] = section_fuzz(work / "fuzz", args.fuzz_files, args.seed, 1800)
             elif section == "kills":
                 results["kills"] = section_kills(work / "kills", args.kills, 150, args.seed)
+            elif section == "probes":
+                results["probes"] = section_probes(work / "probes")
             elif section == "serve":
                 results["serve"] = section_serve(
                     work / "serve",
