@@ -7,7 +7,9 @@ ingest reads, with tags written by mutagen.
 
 from __future__ import annotations
 
+import io
 import shutil
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,3 +187,14 @@ def write_float_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     samples = np.asarray(audio, dtype="<f4")
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     return write_raw_wav(path, samples.tobytes(), sample_rate, channels, 32, format_tag=3)
+
+
+def wav_bytes(audio: np.ndarray, sr: int = 22050) -> bytes:
+    """16-bit mono WAV bytes of ``audio``, as a browser or a script would upload them."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as fh:
+        fh.setnchannels(1)
+        fh.setsampwidth(2)
+        fh.setframerate(sr)
+        fh.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()

@@ -7,14 +7,12 @@ with a stand-in stem separator to exercise the job routes.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import httpx
@@ -23,7 +21,7 @@ import pytest
 from service_fixtures import build_small_library, free_port, running_server
 from sqlalchemy import update
 
-from audio_fixtures import chord, tone, write
+from audio_fixtures import chord, tone, wav_bytes, write
 from catalog.schema import Track
 from catalog.store import Catalog
 from helpers import run_ingest, tracks_by_path
@@ -62,16 +60,6 @@ def served(tmp_path_factory, model):
 @pytest.fixture
 def api(served) -> httpx.Client:
     return served["client"]
-
-
-def wav_bytes(audio: np.ndarray, sr: int = 22050) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as fh:
-        fh.setnchannels(1)
-        fh.setsampwidth(2)
-        fh.setframerate(sr)
-        fh.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 # -- service, docs, listing --------------------------------------------------------------

@@ -6,21 +6,18 @@ speaks HTTP to it, Gradio's own API included; nothing is mocked.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import time
 import urllib.parse
-import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from service_fixtures import build_small_library, running_server
 from web_probes import leaks, route_probes
 
-from audio_fixtures import tone, write
+from audio_fixtures import tone, wav_bytes, write
 from catalog.paths import display_path
 from helpers import run_ingest, tracks_by_path
 from ui.service import create_app
@@ -59,16 +56,6 @@ def served(tmp_path_factory, model):
 @pytest.fixture
 def api(served) -> httpx.Client:
     return served["client"]
-
-
-def wav_bytes(audio: np.ndarray, sr: int = 22050) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as fh:
-        fh.setnchannels(1)
-        fh.setsampwidth(2)
-        fh.setframerate(sr)
-        fh.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return buffer.getvalue()
 
 
 def file_data(path: str | Path) -> dict:
