@@ -10,10 +10,12 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import default_data_dir, displayable
+from catalog.paths import displayable
 from ui.options import DataDir, JsonFlag, checkpoint_argument
 from ui.options import emit as _emit
 from ui.options import fail as _fail
+from ui.options import open_catalog as _open_catalog
+from ui.options import resolve as _resolve
 
 app = typer.Typer(
     help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
@@ -21,21 +23,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _open_catalog(data_dir: Path | None):
-    from catalog.store import Catalog
-
-    return Catalog(data_dir or default_data_dir())
-
-
-def _resolve(catalog, ref: str) -> int:
-    from catalog.queries import TrackNotFound, resolve_track
-
-    try:
-        return resolve_track(catalog, ref)
-    except TrackNotFound as exc:
-        _fail(str(exc))
 
 
 class _TqdmProgress:

@@ -1,4 +1,4 @@
-"""Options every ``sonic`` command spells the same way, declared once.
+"""Options every ``sonic`` command spells the same way, and the helpers they share, once.
 
 Kept free of heavy imports: every CLI module imports it at start-up, and
 ``sonic --help`` should not wait for torch.
@@ -13,7 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from catalog.paths import DATA_DIR_ENV, displayable
+from catalog.paths import DATA_DIR_ENV, default_data_dir, displayable
 
 DataDir = Annotated[
     Path | None,
@@ -59,3 +59,20 @@ def fail(message: str, code: int = 1) -> NoReturn:
     """Say what went wrong on stderr and exit with ``code``."""
     typer.secho(f"error: {displayable(message)}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def open_catalog(data_dir: Path | None):
+    """The catalog in ``data_dir``, else the default data directory."""
+    from catalog.store import Catalog
+
+    return Catalog(data_dir or default_data_dir())
+
+
+def resolve(catalog, ref: str) -> int:
+    """The track id for a command's TRACK argument (an id or a path), or exit saying why."""
+    from catalog.queries import TrackNotFound, resolve_track
+
+    try:
+        return resolve_track(catalog, ref)
+    except TrackNotFound as exc:
+        fail(str(exc))

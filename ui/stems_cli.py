@@ -12,10 +12,11 @@ from typing import Annotated
 
 import typer
 
-from catalog.paths import default_data_dir
 from ui.options import DataDir, JsonFlag
 from ui.options import emit as _emit
 from ui.options import fail as _fail
+from ui.options import open_catalog as _open_catalog
+from ui.options import resolve as _resolve
 
 MODELS_DIR_ENV = "SONIC_DEMUCS_DIR"  # same as ingest.stems.MODELS_DIR_ENV (not imported: torch)
 
@@ -43,21 +44,6 @@ Shifts = Annotated[
     int, typer.Option(help="Random time shifts averaged (better, N times slower; 0: exact).", min=0)
 ]
 ProgressFlag = Annotated[bool, typer.Option(help="Show progress bars (stderr).")]
-
-
-def _open_catalog(data_dir: Path | None):
-    from catalog.store import Catalog
-
-    return Catalog(data_dir or default_data_dir())
-
-
-def _resolve(catalog, ref: str) -> int:
-    from catalog.queries import TrackNotFound, resolve_track
-
-    try:
-        return resolve_track(catalog, ref)
-    except TrackNotFound as exc:
-        _fail(str(exc))
 
 
 class _AudioBar:
