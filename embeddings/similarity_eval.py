@@ -145,6 +145,22 @@ def zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(std > 1e-12, std, 1.0)
 
 
+def whitening(reference: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and projection that z-score, then PCA-whiten, as fitted on ``reference`` rows.
+
+    ``(x - mean) @ projection`` is the whitened ``x``; ``eps`` shrinks each
+    eigenvalue by that fraction of the largest. The catalog does not use it: the
+    sixth round of ``docs/research/model-rounds.md`` measured it, with
+    ``docs/research/scripts/whitening_similarity.py``, and kept the raw cosine.
+    """
+    mean = reference.mean(axis=0)
+    std = reference.std(axis=0)
+    scale = 1.0 / np.where(std > 1e-12, std, 1.0)
+    values, vectors = np.linalg.eigh(np.cov(((reference - mean) * scale).T))
+    values = np.clip(values, 0.0, None)
+    return mean, scale[:, None] * vectors / np.sqrt(values + eps * values.max())
+
+
 @dataclass
 class _Network:
     name: str

@@ -23,6 +23,7 @@ from embeddings.similarity_eval import (
     chance_and_ceiling,
     paired_difference,
     precision_at_k,
+    whitening,
 )
 from ui.cli import app
 
@@ -125,8 +126,6 @@ def test_paired_difference_sees_a_shift_that_separate_intervals_miss() -> None:
 
 
 def test_whitening_lets_a_quiet_direction_outvote_a_loud_shared_one() -> None:
-    from bench.whitening_similarity import whitening
-
     # two albums told apart only by a small offset on axis 1, while axes 0 and 2 carry
     # a large variation, unrelated to the album, on top of a common positive level
     # (as post-ReLU averages do): the raw cosine follows the loud axes
