@@ -12,7 +12,7 @@ It writes the cache format of ``embeddings/teacher.py`` (``index.json`` plus one
 each non-overlapping 3-s window from the file's start, 66 floats), so ``sonic
 pretrain --teacher-cache DIR --teacher-layer spectral`` distils it unchanged.
 
-    python bench/teacher_handcrafted.py /work/data/gamemusic-pretrain \\
+    python tools/teacher_handcrafted.py /work/data/gamemusic-pretrain \\
         --cache /work/data/teacher_handcrafted --max-seconds 120
 
 Resumable: a track already in the index is skipped.
@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
 
 # one file discovery, naming rule and (atomic) index for both teacher caches
-from bench.teacher_musicnn import audio_files, npz_name, read_index, write_index  # noqa: E402
+from teacher_musicnn import audio_files, npz_name, read_index, write_index  # noqa: E402  (beside this)
+
 from embeddings.atomic import atomic_write  # noqa: E402
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402

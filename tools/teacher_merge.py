@@ -14,7 +14,7 @@ of them, so a block's weight in the loss is its share of the dimensions:
 repeating the 66 handcrafted floats three times weighs them about level with
 musicnn's 200 penultimate units.
 
-    python bench/teacher_merge.py --source /work/data/teacher_musicnn:penultimate \\
+    python tools/teacher_merge.py --source /work/data/teacher_musicnn:penultimate \\
         --source /work/data/teacher_handcrafted:spectral:3 --out /work/data/teacher_merged
 
 Only tracks in every source are written; their windows must share one hop and
@@ -31,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
 
-from bench.teacher_musicnn import read_index, write_index  # noqa: E402
+from teacher_musicnn import read_index, write_index  # noqa: E402  (beside this script)
+
 from embeddings.atomic import atomic_write  # noqa: E402
 from embeddings.teacher import TeacherCache  # noqa: E402
 

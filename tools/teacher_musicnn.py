@@ -21,10 +21,10 @@ outside the repository (musicnn's own pins cannot be met on Python 3.11, hence
 Usage (under ``nice -n 19`` on a shared machine; one core by default)::
 
     V=/work/venv-musicnn/bin/python
-    $V bench/teacher_musicnn.py /work/data/gamemusic-heldout          # full length
-    $V bench/teacher_musicnn.py /work/data/gamemusic-pretrain --max-seconds 90
-    $V bench/teacher_musicnn.py /work/data/gtzan/genres
-    $V bench/teacher_musicnn.py --score /work/data/gamemusic-heldout  # precision@5
+    $V tools/teacher_musicnn.py /work/data/gamemusic-heldout          # full length
+    $V tools/teacher_musicnn.py /work/data/gamemusic-pretrain --max-seconds 90
+    $V tools/teacher_musicnn.py /work/data/gtzan/genres
+    $V tools/teacher_musicnn.py --score /work/data/gamemusic-heldout  # precision@5
 
 Cache (``--cache``, default /work/data/teacher_musicnn)::
 
