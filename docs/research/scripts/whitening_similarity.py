@@ -24,9 +24,10 @@ Several evaluation folders can be given; the reference is embedded once and
 each folder is scored on its own. The reference folders must not hold evaluated
 tracks (files found in both are dropped from the reference, and counted). The
 score is same-album precision@5 with its paired difference against ``as
-evaluated``, as in ``bench/pooling_similarity.py``.
+evaluated``, as in ``pooling_similarity.py`` beside this script.
 
-    python bench/whitening_similarity.py /work/data/gamemusic-heldout /work/data/gtzan/genres \\
+    python docs/research/scripts/whitening_similarity.py \\
+        /work/data/gamemusic-heldout /work/data/gtzan/genres \\
         --reference /work/data/gamemusic-pretrain --reference-max-seconds 60 \\
         --model shipped --model runs/pre_m2.pt --random-seed 0 --json whitening.json
 """
@@ -43,10 +44,11 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
-from bench.networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
-from bench.paired_table import paired_rows  # noqa: E402
+from networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
+from paired_table import paired_rows  # noqa: E402  (both beside this script)
+
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.handcrafted import spectral_statistics  # noqa: E402
@@ -55,6 +57,7 @@ from embeddings.similarity_eval import (  # noqa: E402
     discover_albums,
     precision_at_k,
     track_embedding,
+    whitening,
     zscore,
 )
 from embeddings.unlabelled import discover_audio  # noqa: E402
@@ -93,20 +96,6 @@ def method_vectors(
         kept.append(i)
         print(f"[{i + 1}/{len(paths)}] {path.name}", file=sys.stderr)
     return kept, {name: np.stack(v) for name, v in vectors.items()}
-
-
-def whitening(reference: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and projection that z-score, then PCA-whiten, as fitted on ``reference`` rows.
-
-    ``(x - mean) @ projection`` is the whitened ``x``; ``eps`` shrinks each
-    eigenvalue by that fraction of the largest.
-    """
-    mean = reference.mean(axis=0)
-    std = reference.std(axis=0)
-    scale = 1.0 / np.where(std > 1e-12, std, 1.0)
-    values, vectors = np.linalg.eigh(np.cov(((reference - mean) * scale).T))
-    values = np.clip(values, 0.0, None)
-    return mean, scale[:, None] * vectors / np.sqrt(values + eps * values.max())
 
 
 def transforms(x: np.ndarray, reference: np.ndarray, name: str) -> dict[str, np.ndarray]:

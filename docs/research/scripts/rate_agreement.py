@@ -17,8 +17,8 @@ between the clip's and the copy's embeddings, and how often the copy's nearest c
 is its own original. The models may have seen these clips: this measures
 consistency, not generalisation.
 
-    python bench/rate_agreement.py /path/to/gtzan/genres --model OLD.pt --model shipped \\
-        --mp3 --m4a --json rate-agreement.json
+    python docs/research/scripts/rate_agreement.py /path/to/gtzan/genres \\
+        --model OLD.pt --model shipped --mp3 --m4a --json rate-agreement.json
 
 The copies are written once under ``--copies`` (default: a folder beside the
 dataset named ``<dataset>-44k``) and reused.
@@ -37,7 +37,7 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
 from embeddings.dataset import discover  # noqa: E402
@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = parser.parse_args(argv)
     result = agreement(args)
-    result["command"] = " ".join(["python bench/rate_agreement.py", *(argv or sys.argv[1:])])
+    command = ["python docs/research/scripts/rate_agreement.py", *(argv or sys.argv[1:])]
+    result["command"] = " ".join(command)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

@@ -6,8 +6,8 @@ track by track, with a bootstrap interval over the tracks, resolves smaller
 differences than the methods' separate intervals. Methods without per-track
 scores (the averaged random networks) are skipped.
 
-    python bench/paired_similarity.py docs/runs/similarity-heldout-round3.json \\
-        --reference shipped
+    python docs/research/scripts/paired_similarity.py \\
+        docs/runs/similarity-heldout-round3.json --reference shipped
 
 ``--albums A,B`` keeps only the query tracks of those albums (their neighbours
 were still searched among all the run's tracks), to see whether a difference
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
 from embeddings.similarity_eval import paired_difference  # noqa: E402
 

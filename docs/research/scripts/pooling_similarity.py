@@ -10,7 +10,7 @@ precision@5 of ``sonic evaluate-similarity``, on the same tracks in one run, wit
 the paired difference against the catalog's embedding, so that a change to what
 the catalog stores can be judged before it is made.
 
-    python bench/pooling_similarity.py /work/data/gamemusic-heldout \\
+    python docs/research/scripts/pooling_similarity.py /work/data/gamemusic-heldout \\
         --model shipped --model runs/pre_f.pt --random-seed 0 --json pooling.json
 
 Each pooled vector is per segment; a track's vector is their mean; cosine
@@ -32,10 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
-from bench.networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
-from bench.paired_table import paired_rows  # noqa: E402
+from networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
+from paired_table import paired_rows  # noqa: E402  (both beside this script)
+
 from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.similarity_eval import (  # noqa: E402
