@@ -11,8 +11,8 @@ is mostly 44.1 or 48 kHz audio, and resampling it to 22,050 Hz rolls off the las
 kilohertz below Nyquist (soxr: -1 dB at 10.4 kHz, -30 dB at 10.8 kHz), while
 training clips recorded at 22,050 Hz keep it; without the limit the same music
 read from a 44.1 kHz file reached a network trained on such clips as a different
-spectrogram (``bench/rate_agreement.py`` measures it). Checkpoints made before the limit
-existed record no ``band_limit_hz`` and keep the full band.
+spectrogram (``docs/research/scripts/rate_agreement.py`` measures it). Checkpoints
+made before the limit existed record no ``band_limit_hz`` and keep the full band.
 
 The STFT is computed with NumPy/SciPy rather than librosa's high-level call because
 this runs in decode workers for every segment of every track; ``tests`` check it
