@@ -82,6 +82,7 @@ class IngestSummary:
     index_repaired: bool = False
     model_id: str = ""
     model_trained: bool = True
+    inference: str | None = None  # the path the network ran on (Predictor.describe), if it ran
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
 
@@ -103,6 +104,7 @@ class IngestSummary:
             "index_repaired": self.index_repaired,
             "model_id": self.model_id,
             "model_trained": self.model_trained,
+            "inference": self.inference,
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,
         }
@@ -317,6 +319,7 @@ class IngestRun:
 
         self.model = loaded(self.model)  # torch and the network, now that there is work
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
+        self.summary.inference = self.predictor.describe()
         threads = max(1, self.options.inference_threads)
         pool = _WorkerPool(
             max(1, self.options.workers),

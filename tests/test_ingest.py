@@ -287,3 +287,11 @@ def test_second_writer_is_refused_while_an_ingest_holds_the_lock(library, data_d
     data_dir.mkdir(parents=True)
     with catalog_lock(data_dir), pytest.raises(CatalogBusyError):
         run_ingest([library.root], data_dir, model)
+
+
+def test_the_summary_says_which_inference_path_ran(library, data_dir, model):
+    summary = run_ingest([library.root], data_dir, model, precision="fp32")
+    assert summary.inference.startswith("pytorch fp32")
+    assert summary.to_dict()["inference"] == summary.inference
+    again = run_ingest([library.root], data_dir, model)  # nothing to analyse: no network ran
+    assert again.inference is None

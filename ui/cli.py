@@ -118,6 +118,8 @@ def _print_ingest_summary(data: dict) -> None:
         f"missing {data['missing']} "
         f"({data['audio_hours']:.2f} h of audio in {data['wall_seconds']:.1f} s)"
     )
+    if data["inference"]:
+        typer.echo(f"inference: {data['inference']}")
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
