@@ -21,9 +21,9 @@ by the front-end parameters. What is cached per track:
   ``log_power`` of an excerpt of at most ``max_seconds`` from a seeded offset,
   in fp16, so that a corpus of long tracks stays small in memory.
 
-Files are read by :mod:`embeddings.audio_files`, the decoders ingest also uses
-(libsndfile, and FFmpeg for M4A/AAC), so a model learns from the same samples
-it will be fed.
+Files are found and read by :mod:`embeddings.audio`, the audio layer ingest also
+uses (the same extensions, walk and decoders), so a model learns from the same
+files and samples it will be fed.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.atomic import atomic_write
-from embeddings.audio_files import (
+from embeddings.audio import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # ingest's very list
+from embeddings.audio import (
     DecodeError,
+    audio_files_in,
     audio_info,
     failure_reason,
     read_audio,
@@ -46,9 +48,6 @@ from embeddings.audio_files import (
 )
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".au", ".aif", ".aiff", ".m4a"}
-)
 CACHE_VERSION = 1
 AMIN = 1e-10
 
@@ -103,11 +102,7 @@ def discover(root: Path, min_tracks_per_genre: int = 1) -> Dataset:
     tracks: list[Track] = []
     genres: list[str] = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-        )
+        files = audio_files_in(folder)
         if len(files) < min_tracks_per_genre or not files:
             continue
         genres.append(folder.name)
@@ -123,7 +118,7 @@ def discover(root: Path, min_tracks_per_genre: int = 1) -> Dataset:
 def load_audio(path: Path, sample_rate: int) -> tuple[np.ndarray, int, float]:
     """Mono float32 audio at ``sample_rate``, plus the file's own rate and the decoded seconds.
 
-    Raises :class:`~embeddings.audio_files.DecodeError` with the reason for a file
+    Raises :class:`~embeddings.audio.DecodeError` with the reason for a file
     neither libsndfile nor FFmpeg can decode.
     """
     audio, info = read_audio(path, sample_rate)

@@ -106,7 +106,7 @@ def dataset_report(
     ``examples_per_genre`` files per genre for the pictures. Writes ``report.md`` or
     ``report.html`` plus PNGs into ``out_dir``; returns the numbers as a dict.
     """
-    from embeddings.audio_files import audio_info
+    from embeddings.audio import audio_info
     from embeddings.dataset import discover, load_audio, log_power
     from embeddings.frontend import FrontendConfig
 

@@ -41,9 +41,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from embeddings.audio_files import failure_reason, silence_reason
+from embeddings.audio import audio_files_in, failure_reason, silence_reason
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, GTZAN_GENRES, load_checkpoint
-from embeddings.dataset import AUDIO_EXTENSIONS, load_audio
+from embeddings.dataset import load_audio
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.handcrafted import spectral_statistics
 from embeddings.inference import pick_device, pick_precision
@@ -71,11 +71,7 @@ def discover_albums(root: Path) -> tuple[list[AlbumTrack], dict[str, int]]:
     tracks: list[AlbumTrack] = []
     skipped: dict[str, int] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS and not p.name.startswith(".")
-        )
+        files = audio_files_in(folder)
         if len(files) < 2:
             skipped[folder.name] = len(files)
             continue

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.audio_files import failure_reason
-from embeddings.dataset import AUDIO_EXTENSIONS, FeatureCache
+from embeddings.audio import audio_files_in, failure_reason
+from embeddings.dataset import FeatureCache
 from embeddings.frontend import FrontendConfig
 
 Progress = Callable[..., Iterable]
@@ -67,19 +67,6 @@ def _inside(path: Path, folders: Sequence[Path]) -> bool:
     return any(path.is_relative_to(folder) for folder in folders)
 
 
-def _audio_files(folder: Path) -> list[Path]:
-    """Audio files under ``folder`` (recursive) as found, skipping hidden files and folders."""
-    if folder.is_file():
-        return [folder] if folder.suffix.lower() in AUDIO_EXTENSIONS else []
-    return [
-        path
-        for path in folder.rglob("*")
-        if path.suffix.lower() in AUDIO_EXTENSIONS
-        and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    ]
-
-
 def discover_audio(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple[list[Path], int]:
     """Resolved audio files under ``roots`` (recursive, sorted, deduplicated), minus ``exclude``.
 
@@ -95,14 +82,14 @@ def discover_audio(roots: Iterable[Path], exclude: Iterable[Path] = ()) -> tuple
         folder = Path(folder).expanduser().absolute()
         excluded_dirs += [folder, folder.resolve()]
         if folder.exists():
-            excluded_files |= {p.resolve() for p in _audio_files(folder)}
+            excluded_files |= {p.resolve() for p in audio_files_in(folder)}
     found: set[Path] = set()
     skipped: set[Path] = set()
     for root in roots:
         root = Path(root).expanduser().absolute()
         if not root.exists():
             raise FileNotFoundError(f"no such file or folder: {root}")
-        for path in _audio_files(root):
+        for path in audio_files_in(root):
             resolved = path.resolve()
             out = (
                 resolved in excluded_files

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.audio_files import silence_reason
+from embeddings.audio import DecodeError, decode_all, silence_reason
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments, to_db
 from embeddings.inference import AGGREGATIONS, Predictor, aggregate, l2_normalise, top_k
-from ingest.decode import DecodeError, decode_all
 
 MAX_CLIP_SECONDS = 15 * 60  # an upload longer than this is analysed over its start only
 BATCH_SEGMENTS = 32

@@ -10,57 +10,15 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.schema import TrackStatus
 from catalog.store import FileState
+from embeddings.audio import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # training's very list
+from embeddings.audio import iter_audio_files
 from ingest.worker import Task
-
-AUDIO_EXTENSIONS = frozenset(
-    {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3",
-     ".m4a", ".aac", ".mp4", ".aif", ".aiff", ".aifc"}
-)  # fmt: skip
-
-
-def iter_audio_files(
-    roots: Iterable[Path], unreadable: list[tuple[str, str]] | None = None
-) -> Iterator[Path]:
-    """Audio files under ``roots`` (files or folders), absolute, in a stable order.
-
-    Hidden files and folders are skipped: they include macOS ``._`` resource forks,
-    which carry an audio extension but no audio. Nothing is opened or followed
-    here: fifos, devices and dangling symbolic links with an audio extension are
-    yielded too, so the worker records each as a failure with its reason instead
-    of it being retried, unseen, on every run. A folder that cannot be listed is
-    appended to ``unreadable`` as (folder, reason): its files are not missing, just
-    out of sight, and the run says so.
-    """
-    seen: set[str] = set()
-    for root in roots:
-        root = Path(root).expanduser().absolute()
-        if os.path.lexists(root) and not root.is_dir():
-            candidates: Iterable[Path] = [root]
-        else:
-            candidates = _walk(root, unreadable)
-        for path in candidates:
-            if path.suffix.lower() in AUDIO_EXTENSIONS and str(path) not in seen:
-                seen.add(str(path))
-                yield path
-
-
-def _walk(root: Path, unreadable: list[tuple[str, str]] | None) -> Iterator[Path]:
-    def onerror(exc: OSError) -> None:
-        if unreadable is not None:
-            folder = exc.filename if exc.filename is not None else root
-            unreadable.append((str(folder), f"cannot read folder: {exc.strerror or exc}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield Path(dirpath) / name
 
 
 @dataclass

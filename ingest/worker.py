@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from catalog.records import AudioFacts, FileFacts
-from embeddings.audio_files import NO_FINITE_SAMPLES, silent_peak
+from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
-from ingest.decode import DecodeError, open_audio
 from ingest.hashing import NotRegularFile, content_hash, file_kind
 from ingest.tags import read_tags
 

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from audio_fixtures import chord, tone, write, write_m4a
-from embeddings.audio_files import DecodeError, audio_info, read_audio, silence_reason
+from embeddings.audio import DecodeError, audio_info, decode_all, read_audio, silence_reason
 from embeddings.dataset import load_audio, load_excerpt
-from ingest.decode import decode_all
 
 SR = 22050
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from audio_fixtures import tone, write
+from embeddings.audio import DecodeError, decode_all, downmix, open_audio
 from embeddings.frontend import FrontendConfig
-from ingest.decode import DecodeError, decode_all, downmix, open_audio
 from ingest.worker import Task, analyse_file
 
 

@@ -33,3 +33,65 @@ def test_imports_only_point_down():
             if bad:
                 violations.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
     assert violations == []
+
+
+# The audio layer is the bottom of the bottom layer: it needs nothing else of the
+# project, and it is the only reader of audio files. Who else imports a decoder
+# library, and why it may:
+AUDIO_LAYER = REPO / "embeddings" / "audio"
+DECODER_LIBRARIES = {"av", "soundfile", "audioread"}
+DECODER_USERS = {
+    "ingest/stems/audio.py": "writes the stem files (soundfile), reads audio via the layer",
+    "ingest/stems/remix.py": "reads back the WAV/FLAC stems it wrote itself",
+}
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_audio_layer_imports_nothing_of_the_project_but_itself():
+    violations = []
+    for path in AUDIO_LAYER.rglob("*.py"):
+        for name in _imported_modules(path):
+            top = name.split(".")[0]
+            if top in ALLOWED and not name.startswith("embeddings.audio"):
+                violations.append(f"{path.relative_to(REPO)} imports {name}")
+    assert violations == []
+
+
+def test_only_the_audio_layer_opens_audio_with_a_decoder_library():
+    violations = []
+    for layer in ALLOWED:
+        for path in (REPO / layer).rglob("*.py"):
+            if path.is_relative_to(AUDIO_LAYER):
+                continue
+            used = {n.split(".")[0] for n in _imported_modules(path)} & DECODER_LIBRARIES
+            if used and str(path.relative_to(REPO)) not in DECODER_USERS:
+                violations.append(f"{path.relative_to(REPO)} imports {sorted(used)}")
+    assert violations == []
+
+
+def test_no_reader_keeps_its_own_extension_list():
+    """One list (embeddings.audio.AUDIO_EXTENSIONS): training once skipped what ingest read."""
+    violations = []
+    for layer in ALLOWED:
+        for path in (REPO / layer).rglob("*.py"):
+            if path.is_relative_to(AUDIO_LAYER):
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Set | ast.List | ast.Tuple):
+                    names = {
+                        e.value
+                        for e in node.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)
+                    }
+                    if len(names & {".mp3", ".flac", ".wav", ".ogg", ".m4a"}) >= 3:
+                        violations.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert violations == []

@@ -1,9 +1,11 @@
 """Streaming multichannel audio I/O for stem separation.
 
-``ingest.decode`` yields mono for the genre model; Demucs wants the stereo image,
-and the stems must come back at the track's own sample rate. These helpers read
-blocks of (frames, channels) audio at the source rate, resample block by block,
-and write blocks straight to the stem files, so no whole track is ever in memory.
+Demucs wants the stereo image, and the stems must come back at the track's own
+sample rate, so the track is opened through the audio layer
+(:func:`embeddings.audio.open_audio`) at its own rate with two channels: the same
+decoders, header checks, sample cleaning and channel rule as the genre model's
+mono. Blocks are resampled block by block and written straight to the stem files,
+so no whole track is ever in memory.
 """
 
 from __future__ import annotations
@@ -14,9 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from ingest.decode import BLOCK_FRAMES, DecodeError, downmix, open_pyav_audio
+from embeddings.audio import DecodeError, Resampler, convert_channels, open_audio
+
+__all__ = [
+    "FORMATS",
+    "MP3_MAX_RATE",
+    "AudioBlocks",
+    "BlockResampler",
+    "StemFileWriter",
+    "convert_channels",
+    "open_blocks",
+]
 
 # Output formats: libsndfile container and subtype. FLAC is lossless at 24 bits; WAV
 # keeps the model's float32 output exactly; MP3 is for small files to share.
@@ -26,6 +37,9 @@ FORMATS: dict[str, tuple[str, str | None]] = {
     "mp3": ("MP3", "MPEG_LAYER_III"),
 }
 MP3_MAX_RATE = 48_000
+
+# The layer's streaming soxr resampler, for (frames, channels) blocks.
+BlockResampler = Resampler
 
 
 @dataclass
@@ -38,105 +52,26 @@ class AudioBlocks:
     blocks: Iterator[np.ndarray]  # float32 (n, channels) at ``sample_rate``
 
 
-def convert_channels(block: np.ndarray, channels: int) -> np.ndarray:
-    """Demucs' rule: mono is duplicated, extra channels dropped, to-mono is the mean."""
-    have = block.shape[1]
-    if have == channels:
-        return block
-    if channels == 1:
-        return downmix(block)[:, None]
-    if have == 1:
-        return np.repeat(block, channels, axis=1)
-    if have > channels:
-        return block[:, :channels]
-    raise DecodeError(f"cannot make {channels} channels out of {have}")
-
-
-def _soundfile_blocks(path: Path, channels: int) -> AudioBlocks:
-    handle = sf.SoundFile(str(path))
-    if handle.samplerate <= 0 or handle.channels <= 0:
-        handle.close()
-        raise DecodeError("file declares no sample rate or channels")
-
-    def blocks() -> Iterator[np.ndarray]:
-        try:
-            while True:
-                try:
-                    block = handle.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
-                except Exception as exc:
-                    raise DecodeError(f"decoding stopped: {exc}") from None
-                if len(block) == 0:
-                    return
-                yield convert_channels(block, channels)
-        finally:
-            handle.close()
-
-    frames = handle.frames if handle.frames and handle.frames > 0 else None
-    return AudioBlocks(handle.samplerate, handle.channels, frames, blocks())
-
-
-def _pyav_blocks(path: Path, channels: int) -> AudioBlocks:
-    import av  # FFmpeg, for what libsndfile cannot read (M4A/AAC, odd containers)
-
-    container, stream, rate, source_channels = open_pyav_audio(path)
-    frames = None
-    if stream.duration is not None and stream.time_base is not None:
-        frames = int(round(float(stream.duration * stream.time_base) * rate))
-    layout = "mono" if channels == 1 else "stereo"
-    if channels > 2:
-        container.close()
-        raise DecodeError(f"FFmpeg decoding to {channels} channels is not supported")
-
-    def blocks() -> Iterator[np.ndarray]:
-        resampler = av.AudioResampler(format="flt", layout=layout, rate=rate)
-        try:
-            try:
-                for frame in container.decode(stream):
-                    for out in resampler.resample(frame):
-                        yield out.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False)
-            except Exception as exc:
-                raise DecodeError(f"decoding stopped: {exc}") from None
-            for out in resampler.resample(None):
-                yield out.to_ndarray().reshape(-1, channels).astype(np.float32, copy=False)
-        finally:
-            container.close()
-
-    return AudioBlocks(rate, source_channels, frames, blocks())
-
-
 def open_blocks(path: Path, channels: int = 2) -> AudioBlocks:
-    """Open ``path`` for streaming multichannel decode at its own sample rate."""
-    path = Path(path)
-    if path.stat().st_size == 0:
-        raise DecodeError("empty file (0 bytes)")
-    try:
-        return _soundfile_blocks(path, channels)
-    except DecodeError:
-        raise
-    except Exception as sf_exc:
+    """Open ``path`` for streaming multichannel decode at its own sample rate.
+
+    A file whose decoding stops part-way is refused (DecodeError saying where and
+    why) rather than separated in part: a stem set is cached as the track's stems,
+    and stems shorter than the track would pass for complete ones.
+    """
+    stream = open_audio(Path(path), None, channels)
+    info = stream.info
+    frames = int(round(info.duration_s * info.sample_rate)) if info.duration_s else None
+
+    def blocks() -> Iterator[np.ndarray]:
         try:
-            return _pyav_blocks(path, channels)
-        except DecodeError as av_exc:
-            raise DecodeError(
-                f"not a readable audio file (libsndfile: {sf_exc}; ffmpeg: {av_exc})"
-            ) from None
+            yield from stream.blocks
+        finally:
+            stream.blocks.close()
+        if stream.stopped_early:
+            raise DecodeError(stream.stopped_early)
 
-
-class BlockResampler:
-    """Streaming resampler for (frames, channels) blocks; a no-op at equal rates."""
-
-    def __init__(self, source_rate: int, target_rate: int, channels: int) -> None:
-        self.passthrough = source_rate == target_rate
-        self.stream = (
-            None
-            if self.passthrough
-            else soxr.ResampleStream(source_rate, target_rate, channels, dtype="float32")
-        )
-
-    def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
-        if self.passthrough:
-            return block
-        return self.stream.resample_chunk(np.ascontiguousarray(block), last=last)
+    return AudioBlocks(stream.sample_rate, info.channels, frames, blocks())
 
 
 class StemFileWriter:
