@@ -147,7 +147,7 @@ def test_such_a_name_decodes_with_the_same_decoder_as_any_other(tmp_path):
 
 
 def test_an_unreadable_file_with_such_a_name_gets_a_clean_reason(tmp_path):
-    from embeddings.audio_files import DecodeError
+    from embeddings.audio import DecodeError
     from ingest.decode import open_audio
 
     odd = os.path.join(os.fsencode(tmp_path), b"\xe9.mp3")
