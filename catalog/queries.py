@@ -10,10 +10,15 @@ instances (and their embedding blobs) was most of the cost of a request.
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Select, bindparam, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, func, or_, select
+from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
 from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
@@ -35,6 +40,50 @@ DETAIL_COLUMNS = (
 
 
 SUMMARY_KEYS = tuple(column.key for column in SUMMARY_COLUMNS)
+
+# -- reads with a time limit -----------------------------------------------------------------
+
+_DEADLINE: ContextVar[float | None] = ContextVar("sonic_read_deadline", default=None)
+PROGRESS_STEPS = 1_000  # SQLite VM instructions between deadline checks
+
+
+class ReadTooSlow(Exception):
+    """A read under :func:`time_limit` ran past its deadline and was stopped."""
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Stop the SQL of the reads below (in this context) once ``seconds`` have passed.
+
+    For callers that must not wait on a scan (the service's event loop): the read
+    raises :class:`ReadTooSlow` and can be redone where waiting is fine. Reads that
+    finish in time are untouched; only the hot reads of this module are limited.
+    """
+    token = _DEADLINE.set(time.perf_counter() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+@contextmanager
+def _reading(catalog: Catalog) -> Iterator[Connection]:
+    """A pooled connection for a read; SQLite interrupts it at the context's deadline."""
+    deadline = _DEADLINE.get()
+    with catalog.engine.connect() as conn:
+        if deadline is None:
+            yield conn
+            return
+        raw = conn.connection.dbapi_connection
+        raw.set_progress_handler(lambda: time.perf_counter() > deadline, PROGRESS_STEPS)
+        try:
+            yield conn
+        except OperationalError as exc:
+            if "interrupted" in str(exc.orig):
+                raise ReadTooSlow(f"a read ran past its time limit: {exc.statement}") from None
+            raise
+        finally:
+            raw.set_progress_handler(None, 0)
 
 
 def summary_of_row(row) -> dict:
@@ -86,7 +135,7 @@ _GENRE_COUNTS = (
 
 def genre_counts(catalog: Catalog) -> list[dict]:
     """Tracks per predicted genre, most common first (analysed, present tracks only)."""
-    with catalog.engine.connect() as conn:
+    with _reading(catalog) as conn:
         rows = conn.execute(_GENRE_COUNTS, {"model_id": catalog.active_model_id}).all()
     return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
 
@@ -138,7 +187,7 @@ def browse(
         "genre": genre, "status": status, "artist": artist, "album": album,
         "like": f"%{text}%", "limit": limit, "offset": offset,
     }  # fmt: skip
-    with catalog.engine.connect() as conn:
+    with _reading(catalog) as conn:
         total = conn.scalar(count, params)
         rows = conn.execute(page, params).all()
     return {
@@ -169,7 +218,7 @@ def similar(
     vector = index.vector(track_id)
     album = None
     if vector is None or exclude_same_album:
-        with catalog.engine.connect() as conn:
+        with _reading(catalog) as conn:
             track = conn.execute(_SEED, {"track_id": track_id}).first()
         if vector is None:
             if track is None:
@@ -203,7 +252,7 @@ def similar_to_vector(
     fetch = k + len(exclude) if not filtered else 4 * k + len(exclude)
     while True:
         hits = [(i, sc) for i, sc in index.search(vector, fetch) if i not in exclude]
-        with catalog.engine.connect() as conn:  # plain columns: no ORM objects, no blobs
+        with _reading(catalog) as conn:  # plain columns: no ORM objects, no blobs
             found = conn.execute(_SUMMARIES, {"ids": [i for i, _ in hits]})
             tracks = {t.id: t for t in found}
         rows = [
@@ -312,7 +361,7 @@ _ANY_STEMS = (
 
 def track_details(catalog: Catalog, track_id: int) -> dict:
     """Everything the catalog holds for one track."""
-    with catalog.engine.connect() as conn:
+    with _reading(catalog) as conn:
         track = conn.execute(_DETAILS, {"track_id": track_id}).first()
         if track is None:
             raise TrackNotFound(f"no track with id {track_id}")

@@ -274,6 +274,19 @@ def test_meta_cache_sees_every_commit_at_once(tmp_path):
         second.close()
 
 
+def test_a_read_past_its_time_limit_is_stopped_and_the_connection_reusable(
+    catalog_dir, monkeypatch
+):
+    with Catalog(catalog_dir["data_dir"]) as catalog:
+        expected = queries.browse(catalog, text="a")
+        monkeypatch.setattr(queries, "PROGRESS_STEPS", 1)  # check the deadline at every step
+        with queries.time_limit(-1), pytest.raises(queries.ReadTooSlow):
+            queries.browse(catalog, text="a")
+        with queries.time_limit(60):
+            assert queries.browse(catalog, text="a") == expected
+        assert queries.browse(catalog, text="a") == expected  # no handler left behind
+
+
 # -- the routes -----------------------------------------------------------------------------
 
 
@@ -312,6 +325,27 @@ def test_read_routes_answer_what_the_orm_reads_say(served):
         assert api.get("/genres").json() == orm_genre_counts(catalog)
     assert api.get("/tracks/99999").status_code == 404
     assert api.get("/tracks/01").status_code == 422
+
+
+def test_reads_too_slow_for_the_event_loop_are_answered_from_a_thread(served, monkeypatch):
+    """Every hot read interrupted at once: each is redone in a worker thread, same answer."""
+    import ui.service
+
+    api, track_id = served["client"], served["ids"][0]
+    urls = [f"/tracks/{track_id}", f"/tracks/{track_id}/similar?k=3", "/tracks?q=a", "/genres"]
+    before = [api.get(url).json() for url in urls]
+    calls = []
+    real_to_thread = ui.service.anyio.to_thread.run_sync
+
+    async def counted(fn, *args):
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await real_to_thread(fn, *args)
+
+    monkeypatch.setattr(queries, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(ui.service, "QUICK_READ_S", -1.0)
+    monkeypatch.setattr(ui.service.anyio.to_thread, "run_sync", counted)
+    assert [api.get(url).json() for url in urls] == before
+    assert {"track_view", "similar", "browse", "genre_counts"} <= set(calls)
 
 
 def test_a_new_index_is_seen_by_the_next_request(served, model):

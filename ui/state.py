@@ -2,7 +2,8 @@
 
 Both faces run in one process (``sonic serve``); this holds the long-lived
 objects and keeps the FAISS index fresh: before each question it checks (one
-``stat``) whether an ingest saved a newer ``index.faiss``, and reloads it.
+``stat``) whether an ingest saved a newer ``index.faiss``, and reloads it (in a
+worker thread for the routes that run on the event loop, see :meth:`current`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import anyio
 
 from catalog.queries import stats
 from catalog.store import Catalog
@@ -87,6 +90,27 @@ class ServiceState:
         if self.settings.build_ann:
             index.ensure_ann(background=True)
         return catalog
+
+    async def current(self) -> Catalog:
+        """``fresh()`` for routes on the event loop, without blocking it.
+
+        While the index in memory is the one on disk (one ``stat``), the catalog is
+        returned at once. When an ingest saved a newer one, none is loaded yet, or a
+        reload is under way (the lock is held), ``fresh()`` runs in a worker thread and
+        the route waits for it, as a route in the thread pool did: the answer is never
+        older than the index file the request found.
+        """
+        catalog = self.catalog
+        if self._lock.acquire(blocking=False):
+            try:
+                current = catalog.index_loaded and not catalog.index_file_changed()
+            finally:
+                self._lock.release()
+            if current:
+                if self.settings.build_ann:
+                    catalog.index().ensure_ann(background=True)
+                return catalog
+        return await anyio.to_thread.run_sync(self.fresh)
 
     def _reload_in_background(self) -> None:
         with self._lock:
