@@ -40,6 +40,13 @@ def serve(
         ),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Upload size limit (MB).", min=0.1)] = 50,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            help="Log one line per request (uvicorn's access log). Off by default: under "
+            "load the log line cost about as much as a catalog read."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web UI (/ui) on the catalog.
@@ -49,6 +56,7 @@ def serve(
     Requests must name the service by an allowed Host: the loopback names, --host
     (unless it is 0.0.0.0 or ::, which name no host) and --allowed-host.
     """
+    import gc
     import json
     import os
 
@@ -90,7 +98,14 @@ def serve(
                 fg=typer.colors.YELLOW,
                 err=True,
             )
-    uvicorn.run(create_app(settings.data_dir, settings=settings), host=host, port=port)
+    app = create_app(settings.data_dir, settings=settings)
+    # What is built by now (torch, Gradio, the app: ~600k objects) lives as long as the
+    # process. Left to the collector, every full collection walked all of it: a pause
+    # of ~0.35 s for every request in flight. Frozen, collections walk only what
+    # requests allocate.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, access_log=access_log)
 
 
 def register(app: typer.Typer) -> None:
