@@ -361,8 +361,14 @@ def test_a_new_index_is_seen_by_the_next_request(served, model):
     served["ids"].append(new_id)
 
 
-async def _hammer(base: str, ids: list[int], clients: int, seconds: float) -> tuple[int, list]:
-    """``clients`` keep-alive clients asking the four read routes in a loop."""
+async def _hammer(
+    base: str, ids: list[int], clients: int, seconds: float, at_least: int = 2
+) -> tuple[int, list]:
+    """``clients`` keep-alive clients asking the four read routes in a loop.
+
+    Each asks for ``seconds``, and in any case until it has had ``at_least`` answers,
+    so a slow machine makes the test slower, never wrong.
+    """
     done, errors = 0, []
     deadline = time.monotonic() + seconds
 
@@ -370,7 +376,7 @@ async def _hammer(base: str, ids: list[int], clients: int, seconds: float) -> tu
         nonlocal done
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             i = n
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or i - n < at_least:
                 track = ids[i % len(ids)]
                 url = (f"/tracks/{track}", f"/tracks/{track}/similar?k=3",
                        f"/tracks?limit=5&offset={i % 7}", "/genres")[i % 4]  # fmt: skip
@@ -399,7 +405,7 @@ def test_many_clients_during_an_ingest_get_no_errors(served, model):
     assert errors == []
     # every client was answered while the ingest wrote (how fast is bench/torture.py's
     # question: a throughput bound here fails on any busy machine)
-    assert done >= 20
+    assert done >= 2 * 20
     assert result["summary"].analysed == 3
     with Catalog(served["data_dir"]) as catalog:
         ok = queries.browse(catalog, status=TrackStatus.OK, limit=500)["total"]
