@@ -1,10 +1,11 @@
-"""FFmpeg through PyAV: MP3, Vorbis, Opus and AAC/M4A here (and what libsndfile cannot open).
+"""FFmpeg through PyAV: Vorbis, Opus and AAC/M4A here (and what libsndfile cannot open).
 
 Decoding, the downmix (a ``pan`` filter following :mod:`embeddings.audio.channels`)
 and, where chosen, the resampling run in one FFmpeg filter graph whose source is the
 ``amovie`` filter: FFmpeg reads, decodes and filters in C and hands Python frames of
-64k samples. Feeding the graph codec frame by codec frame from Python instead (1,152
-samples for MP3) cost about a third of the throughput (bench/decode.py).
+64k samples. Feeding the same graph codec frame by codec frame from Python instead
+(1,024 samples for AAC) costs a quarter to a third of the throughput on MP3, Vorbis,
+Opus and AAC (bench/decode.py, "ffmpeg graph fed per frame").
 
 When the graph stops on damaged data, the samples it held back for a full frame are
 lost with it; so the file is then decoded again with Python feeding the same graph

@@ -43,11 +43,34 @@ FFMPEG_SOXR = "ffmpeg+soxr"  # FFmpeg decodes and downmixes in a graph; soxr HQ 
 DECODERS = (LIBSNDFILE, LIBSNDFILE_OPUS_NATIVE, FFMPEG, FFMPEG_SOXR)
 _LIBSNDFILE_FAMILY = frozenset({LIBSNDFILE, LIBSNDFILE_OPUS_NATIVE})
 
-# Which decoder reads which format. libsndfile reads what it can; FFmpeg the rest.
+# The fastest decoder per format, measured by bench/decode.py (docs/benchmarks.md,
+# "Decoding per format": 8 synthetic 60 s stereo 44.1 kHz tracks per format, decoded
+# to 22,050 Hz mono, audio-minutes per CPU-minute, median of the repeats, on a shared
+# 2-core AMD EPYC), and accepted only where the shipped model's track embeddings of
+# the new and the old decode of 108 files agree (cosine >= 0.99, the same top genre
+# for >= 99 %; bench/decode.py --equivalence).
 DECODER_BY_EXTENSION: dict[str, str] = {
+    # Vorbis: FFmpeg's decoder + soxr 831 vs libsndfile (libvorbis) + soxr 489, and
+    # 749 with FFmpeg's resampler. Embedding cosine to before >= 0.99999.
+    ".ogg": FFMPEG_SOXR,
+    ".oga": FFMPEG_SOXR,
+    # Opus: FFmpeg's decoder + its resampler 425 vs + soxr 395 vs libsndfile (libopus)
+    # 138, which decoding natively at 24 kHz does not speed up (140): libopus'
+    # decoding, not the resampling, is the cost. Cosine >= 0.99984 (median 0.999993);
+    # top genre the same for 107 of 108, the other a tie before (0.2534 each).
+    ".opus": FFMPEG,
+    # AAC: FFmpeg only; its resampler 929 vs soxr 878 (PyAV fed frame by frame
+    # before: 402), the same samples as before but for the downmix (the mean now,
+    # FFmpeg's own mono was 3 dB louder): cosine to before >= 0.99999.
     ".m4a": FFMPEG,
     ".aac": FFMPEG,
     ".mp4": FFMPEG,
+    # MP3 stays on libsndfile (mpg123): 855 vs FFmpeg's 823 and 804 with soxr, within
+    # the machine's noise of each other. (Its samples change only where soundfile's
+    # seek around every read glitched them, see embeddings/audio/sndfile.py: cosine
+    # to before >= 0.999998.)
+    # FLAC (libsndfile 732 vs FFmpeg 621) and WAV, AIFF and AU (libsndfile 2,120 vs
+    # FFmpeg 653) stay on libsndfile too: the default below.
 }
 DEFAULT_DECODER = LIBSNDFILE  # any other extension: libsndfile first, as before
 FFMPEG_FALLBACK = DECODER_BY_EXTENSION[".m4a"]  # what reads a file libsndfile cannot open
