@@ -24,9 +24,16 @@ each candidate, each decode turned into the shipped model's track embedding (mea
 its segments' embeddings) and top genre; reports the cosine between the two
 embeddings (min / median) and how often the top genre is the same.
 
+Behaviour (``--behaviour OLD_TREE``): a fuzzed folder of hostile files
+(tests/fuzz_files.py: damaged, truncated, lying headers, tiny, odd names) is read by
+ingest's worker, the upload decoder, training's reader and the stems reader, once with
+this tree and once with another checkout (``git archive <commit> | tar -x -C DIR``),
+each in its own process; prints which outcomes (decoded or failed) differ.
+
     python bench/decode.py --tracks 8 --seconds 60 --repeats 5
     python bench/decode.py --equivalence --tracks 8 --seconds 60 \\
         --gtzan /work/data/gtzan/genres --gtzan-per-genre 10
+    python bench/decode.py --behaviour /tmp/before --fuzz-count 150
 
 Audio is written under bench/out/ (git-ignored), and so is the JSON of each run.
 """
@@ -320,6 +327,90 @@ def equivalence(corpus: dict[str, list[Path]]) -> dict:
     return report
 
 
+# -- behaviour on hostile files ---------------------------------------------------------------
+
+# Run in a fresh interpreter with PYTHONPATH set to the tree under test: only the
+# modules both trees have (ingest's worker, uploads, training, stems) are imported.
+_OUTCOMES = """
+import json, os, sys
+from pathlib import Path
+from embeddings.dataset import load_audio
+from embeddings.frontend import FrontendConfig
+from ingest.clip import ClipError, decode_clip
+from ingest.stems.audio import open_blocks
+from ingest.worker import Task, analyse_file
+
+root, out = os.fsencode(sys.argv[1]), sys.argv[2]
+found = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
+result = {}
+for name in found:
+    path, key = Path(os.fsdecode(name)), os.fsdecode(os.path.relpath(name, root))
+    sent = []
+    analyse_file(Task(0, str(path)), FrontendConfig(), sent.append)
+    last = [m for m in sent if m[0] in ("done", "fail")][-1]
+    outcome = {"ingest": ["ok", last[5]] if last[0] == "done" else ["fail", last[2]]}
+    if path.is_file() and not path.is_symlink():
+        try:
+            outcome["upload"] = ["ok", len(decode_clip(path, 22050)[0])]
+        except ClipError as exc:
+            outcome["upload"] = ["fail", str(exc)]
+        for reader, read in (
+            ("train", lambda: len(load_audio(path, 22050)[0])),
+            ("stems", lambda: sum(len(b) for b in open_blocks(path, 2).blocks)),
+        ):
+            try:
+                outcome[reader] = ["ok", read()]
+            except Exception as exc:
+                outcome[reader] = ["fail", str(exc)]
+    result[key] = outcome
+Path(out).write_text(json.dumps(result))
+"""
+
+
+def behaviour(old_tree: Path, root: Path, count: int, seed: int) -> dict:
+    """Outcome of every fuzz file under this tree and ``old_tree``; which flipped."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from fuzz_files import build_fuzz_folder
+
+    folder = root / f"fuzz-{count}-{seed}"
+    if not folder.exists():
+        build_fuzz_folder(folder, count=count, seed=seed)
+    outcomes = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, tree in (("before", old_tree), ("now", REPO)):
+            out = Path(tmp) / f"{label}.json"
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            subprocess.run(
+                [sys.executable, "-c", _OUTCOMES, str(folder), str(out)],
+                cwd=tmp, env=env, check=True, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            outcomes[label] = json.loads(out.read_text())
+    before, now = outcomes["before"], outcomes["now"]
+    counts: dict[str, dict[str, int]] = {}
+    flips = []
+    for key, readers in before.items():
+        for reader, (was, detail) in readers.items():
+            is_, new_detail = now[key][reader]
+            transition = f"{was} -> {is_}"
+            counts.setdefault(reader, {}).setdefault(transition, 0)
+            counts[reader][transition] += 1
+            if was != is_:
+                flips.append({"file": key, "reader": reader, "before": detail, "now": new_detail})
+            elif was == "fail" and detail != new_detail:
+                counts[reader]["fail -> fail, reason reworded"] = (
+                    counts[reader].get("fail -> fail, reason reworded", 0) + 1
+                )
+    print(f"{len(before)} files in {folder}")
+    for reader, by_transition in counts.items():
+        print(f"  {reader:7s} " + ", ".join(f"{t}: {n}" for t, n in sorted(by_transition.items())))
+    for flip in flips:
+        print(f"  {flip['reader']:7s} {flip['file']}: {flip['before']!r} -> {flip['now']!r}")
+    return {"files": len(before), "counts": counts, "flips": flips}
+
+
 # -- reporting ---------------------------------------------------------------------------------
 
 
@@ -361,6 +452,9 @@ def main() -> None:
     parser.add_argument("--equivalence", action="store_true")
     parser.add_argument("--gtzan", type=Path, help="GTZAN genres/ folder (equivalence only)")
     parser.add_argument("--gtzan-per-genre", type=int, default=10)
+    parser.add_argument("--behaviour", type=Path, metavar="OLD_TREE", help="compare outcomes")
+    parser.add_argument("--fuzz-count", type=int, default=150)
+    parser.add_argument("--fuzz-seed", type=int, default=3)
     parser.add_argument("--json", type=Path, help="default: bench/out/decode-<mode>.json")
     args = parser.parse_args()
     formats = [f for f in args.formats.split(",") if f]
@@ -377,7 +471,6 @@ def main() -> None:
         f"{sf.__version__} (libsndfile {sf.__libsndfile_version__}), soxr {soxr.__version__}, "
         f"PyAV {av.__version__} (libavcodec {av.library_versions['libavcodec']})"
     )
-    corpus = synthetic_corpus(args.corpus, args.tracks, args.seconds, formats)
     record = {
         "cpu": info,
         "tracks": args.tracks,
@@ -386,7 +479,13 @@ def main() -> None:
         "shipped": {fmt: decoder_for(f"x{ext}") for fmt, ext in FORMATS.items()},
         "decoder_by_extension": DECODER_BY_EXTENSION,
     }
-    if args.equivalence:
+    if args.behaviour:
+        record["behaviour"] = behaviour(
+            args.behaviour, args.corpus, args.fuzz_count, args.fuzz_seed
+        )
+        mode = "behaviour"
+    elif args.equivalence:
+        corpus = synthetic_corpus(args.corpus, args.tracks, args.seconds, formats)
         if args.gtzan:
             clips = gtzan_corpus(args.gtzan, args.corpus, args.gtzan_per_genre, formats)
             corpus = {fmt: corpus[fmt] + clips[fmt] for fmt in formats}
@@ -394,6 +493,7 @@ def main() -> None:
         mode = "equivalence"
     else:
         print(f"{args.tracks} tracks of {args.seconds:g} s per format, {args.repeats} repeats")
+        corpus = synthetic_corpus(args.corpus, args.tracks, args.seconds, formats)
         only = set(args.decoders.split(",")) if args.decoders else None
         record.update(throughput(corpus, args.repeats, only))
         record["repeats"] = args.repeats
