@@ -159,6 +159,8 @@ def open_audio(
         try:
             stream = _open_with(name, path, sample_rate, channels, start_s)
         except HeaderRefused:
+            if fallback is not None:
+                fallback.blocks.close()
             raise
         except Exception as exc:
             failures[name in _LIBSNDFILE_FAMILY] = exc
