@@ -42,7 +42,7 @@ AUDIO_LAYER = REPO / "embeddings" / "audio"
 DECODER_LIBRARIES = {"av", "soundfile", "audioread"}
 DECODER_USERS = {
     "ingest/stems/audio.py": "writes the stem files (soundfile), reads audio via the layer",
-    "ingest/stems/remix.py": "reads back the WAV/FLAC stems it wrote itself",
+    "ingest/stems/remix.py": "reads back the stem files it wrote itself (FLAC, WAV or MP3)",
 }
 
 
