@@ -61,6 +61,9 @@ class Analysis:
     segment_probabilities: np.ndarray  # (n_segments, n_genres)
     segment_seconds: float
     segment_embeddings: np.ndarray | None = None  # (n_segments, d) float16, unit length
+    # (n_segments,) seconds where each segment starts, when only parts of the track
+    # were analysed (the analysis budget); None: consecutive from 0.
+    segment_starts: np.ndarray | None = None
     explanation: Explanation | None = None
     warning: str | None = None  # e.g. a truncated file analysed as far as it decodes
     extra: dict = field(default_factory=dict)

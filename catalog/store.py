@@ -448,14 +448,17 @@ class Catalog:
             if len(seg_probs):
                 best = seg_probs.argmax(axis=1)
                 step = analysis.segment_seconds
+                starts = analysis.segment_starts
+                if starts is None:
+                    starts = np.arange(len(seg_probs)) * step
                 s.execute(
                     insert(Segment),
                     [
                         {
                             "track_id": tid,
                             "idx": i,
-                            "start_s": i * step,
-                            "end_s": (i + 1) * step,
+                            "start_s": float(starts[i]),
+                            "end_s": float(starts[i]) + step,
                             "genre": analysis.genres[int(best[i])],
                             "confidence": float(row[best[i]]),
                             "probabilities": row.tobytes(),

@@ -1,4 +1,11 @@
-"""Choosing a representative window of a track while it streams past.
+"""Which parts of a track are analysed, and which window of them the heatmap explains.
+
+The analysis budget: a long track is analysed as a few evenly spread windows
+covering at most N seconds (:func:`analysis_windows`), and only those windows are
+decoded. Decoding and the network cost time in proportion to the audio they see,
+and on a 2-core AVX2 CPU whole-track analysis is slower than a peer that analyses
+everything with cheaper features (issue 22); bench/budget.py measures what the
+budget costs in same-album precision@5 and genre agreement with full analysis.
 
 The heatmap of a track is drawn over a short contiguous window (a few 3-second
 segments) where the model was most sure of the genre it finally predicts. That
@@ -10,8 +17,62 @@ tracker keeps, for every genre, the best window seen so far: bounded memory
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
+
+# Default analysis budget, in seconds per track (chosen by bench/budget.py, see
+# docs/benchmarks.md "Analysis budget"); None anywhere below means the whole track.
+DEFAULT_ANALYSIS_SECONDS = 60.0
+# One window is this many consecutive segments: as long as the heatmap's window, so
+# the heatmap always explains contiguous audio.
+WINDOW_SEGMENTS = 4
+
+
+@dataclass(frozen=True)
+class Window:
+    """A span of the track to decode and analyse, in seconds from its start."""
+
+    start_s: float
+    length_s: float
+
+
+def analysis_windows(
+    duration_s: float | None,
+    budget_s: float | None,
+    segment_s: float = 3.0,
+    window_segments: int = WINDOW_SEGMENTS,
+) -> list[Window] | None:
+    """Evenly spread windows covering at most ``budget_s`` of a ``duration_s`` track.
+
+    None means analyse the whole track: no budget (``--analysis full``), a track no
+    longer than the budget, or a duration the header does not declare. Otherwise
+    ``k = budget // window`` windows of ``window_segments`` segments each (fewer
+    segments when the budget is shorter than one window), window i centred at
+    ``(i + 0.5) / k`` of the track: equal gaps between them, half a gap before the
+    first and after the last, so neither the intro nor the fade-out dominates.
+    """
+    if budget_s is None or not duration_s or duration_s <= budget_s:
+        return None
+    if budget_s <= 0:
+        raise ValueError(f"the analysis budget must be positive, not {budget_s:g} s")
+    per_window = min(window_segments, max(1, int(budget_s // segment_s)))
+    length = per_window * segment_s
+    count = max(1, int(budget_s // length))
+    stride = duration_s / count
+    starts = [min(max(0.0, (i + 0.5) * stride - length / 2), duration_s - length)
+              for i in range(count)]  # fmt: skip
+    return [Window(round(s, 3), length) for s in starts]
+
+
+def describe_analysis(budget_s: float | None) -> str:
+    """How tracks are analysed, for the ingest summary: "full" or the budget."""
+    if budget_s is None:
+        return "full tracks"
+    return (
+        f"at most {budget_s:g} s per track, in windows of up to "
+        f"{WINDOW_SEGMENTS} segments spread evenly (shorter tracks whole)"
+    )
 
 
 class BestWindowTracker:
@@ -19,12 +80,30 @@ class BestWindowTracker:
         self.size = size
         self._ring: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=size)
         self._next_index = 0
+        self._last_start: float | None = None
         self._best_score = np.full(n_classes, -np.inf)
         self._best: list[tuple[int, np.ndarray] | None] = [None] * n_classes
 
-    def push(self, features: np.ndarray, probabilities: np.ndarray) -> None:
-        """Feed consecutive segments (features and their class probabilities), in order."""
-        for feats, probs in zip(features, probabilities, strict=True):
+    def push(
+        self,
+        features: np.ndarray,
+        probabilities: np.ndarray,
+        starts: np.ndarray | None = None,
+        segment_s: float = 3.0,
+    ) -> None:
+        """Feed segments (features and their class probabilities), in order.
+
+        ``starts`` (seconds) when the segments are not all consecutive (analysis
+        windows): a window never spans a gap, so the heatmap explains audio that
+        actually follows on.
+        """
+        if starts is None:
+            starts = [None] * len(features)
+        for feats, probs, start in zip(features, probabilities, starts, strict=True):
+            if start is not None and self._last_start is not None:
+                if abs(start - self._last_start - segment_s) > 1e-3:
+                    self._ring.clear()  # a gap: begin a new window here
+            self._last_start = start
             self._ring.append((feats, probs))
             self._next_index += 1
             if len(self._ring) == self.size:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.store import Catalog
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
-from embeddings.windows import BestWindowTracker
+from embeddings.windows import DEFAULT_ANALYSIS_SECONDS, BestWindowTracker, describe_analysis
 from ingest.artefacts import heatmap_file, write_atomic
 from ingest.lock import HeldLock, catalog_lock
 from ingest.scan import Plan, make_plan
@@ -59,6 +59,9 @@ class IngestOptions:
     precision: str = "auto"
     heatmaps: bool = True  # Grad-CAM heatmap + band focus per track
     heatmap_segments: int = 4  # length of the explained window, in segments
+    # Seconds of each long track analysed, as evenly spread windows decoded on their
+    # own (embeddings.windows.analysis_windows); None: whole tracks (--analysis full).
+    analysis_seconds: float | None = DEFAULT_ANALYSIS_SECONDS
     # A decode worker that sends nothing about its file for this long is taken to be
     # hung (a stuck decoder, an unresponsive disk) and is killed; the file fails with
     # that reason and a new worker takes over. It is a no-progress budget, not a
@@ -83,6 +86,7 @@ class IngestSummary:
     model_id: str = ""
     model_trained: bool = True
     inference: str | None = None  # the path the network ran on (Predictor.describe), if it ran
+    analysis: str | None = None  # how much of each track was analysed (describe_analysis)
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
 
@@ -105,6 +109,7 @@ class IngestSummary:
             "model_id": self.model_id,
             "model_trained": self.model_trained,
             "inference": self.inference,
+            "analysis": self.analysis,
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,
         }
@@ -121,6 +126,9 @@ class _TrackState:
     segment_embeddings: dict[int, np.ndarray] = field(default_factory=dict)  # projected, fp16
     window: BestWindowTracker | None = None  # features of the best window per genre
     embedding_sum: np.ndarray | None = None
+    # Where each segment starts (seconds), under the analysis budget; empty when the
+    # segments are consecutive from the start of the track.
+    segment_starts: list[float] = field(default_factory=list)
     sent: int = 0
     inferred: int = 0
     end: tuple | None = None  # the worker's "done" message, once it arrived
@@ -320,6 +328,8 @@ class IngestRun:
         self.model = loaded(self.model)  # torch and the network, now that there is work
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
         self.summary.inference = self.predictor.describe()
+        self.summary.analysis = describe_analysis(self.options.analysis_seconds)
+        tasks = [replace(t, analysis_s=self.options.analysis_seconds) for t in tasks]
         threads = max(1, self.options.inference_threads)
         pool = _WorkerPool(
             max(1, self.options.workers),
@@ -421,7 +431,9 @@ class IngestRun:
         elif kind == "meta":
             state.tags = message[2]
         elif kind == "chunk":
-            _, _, first, features = message
+            first, features, starts = message[2], message[3], message[4]
+            if starts is not None:
+                state.segment_starts.extend(float(x) for x in starts)
             state.sent = max(state.sent, first + len(features))
             self.batch.append((task_id, first, features))
         elif kind == "done":
@@ -440,7 +452,7 @@ class IngestRun:
                 i for i in self.plan.vanished.get(facts.content_hash, []) if i not in self.claimed
             ]
             if not candidates:  # another copy already claimed it: analyse this one
-                retry = Task(task.task_id, task.path, allow_move=False)
+                retry = replace(task, expected_hash=None, allow_move=False)
                 self.states[task.task_id] = self._new_state(retry)
                 pool.submit(retry)
                 return
@@ -520,7 +532,8 @@ class IngestRun:
                     out.embeddings[offset : offset + n]
                 )
                 if state.window is not None:
-                    state.window.push(feats, probs)
+                    starts = state.segment_starts[first : first + n] or None
+                    state.window.push(feats, probs, starts, self.model.frontend.segment_seconds)
                 emb = out.embeddings[offset : offset + n].sum(axis=0, dtype=np.float64)
                 state.embedding_sum = (
                     emb if state.embedding_sum is None else state.embedding_sum + emb
@@ -557,6 +570,7 @@ class IngestRun:
             segment_probabilities=seg_probs,
             segment_seconds=self.model.frontend.segment_seconds,
             segment_embeddings=np.concatenate([state.segment_embeddings[k] for k in order]),
+            segment_starts=np.asarray(state.segment_starts) if state.segment_starts else None,
             warning=warning,
         )
         if state.window is not None:
@@ -578,7 +592,8 @@ class IngestRun:
         features = window.astype(np.float32)
         cam = self.predictor.grad_cam(features, genre_index)
         focus = band_focus(cam, config)
-        start = first * config.segment_seconds
+        starts = state.segment_starts
+        start = starts[first] if starts else first * config.segment_seconds
         end = start + len(window) * config.segment_seconds
         genre = self.model.genres[genre_index]
         png = render_heatmap_png(

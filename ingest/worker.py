@@ -26,8 +26,10 @@ import numpy as np
 from catalog.records import AudioFacts, FileFacts
 from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
+from embeddings.windows import analysis_windows
 from ingest.hashing import NotRegularFile, content_hash, file_kind
 from ingest.tags import read_tags
+from ingest.windowed import WindowedReading, read_windows
 
 CHUNK_SEGMENTS = 32
 # A worker says it is alive at least this often while it decodes, so the main
@@ -41,6 +43,9 @@ class Task:
     path: str
     expected_hash: str | None = None  # this path's stored hash, if its analysis is reusable
     allow_move: bool = True  # may match a vanished track's hash (a moved file)
+    # Analysis budget in seconds (evenly spread windows, see embeddings.windows);
+    # None analyses the whole track.
+    analysis_s: float | None = None
 
 
 # Messages sent to the main process, as tuples (kind, task_id, ...):
@@ -48,7 +53,8 @@ class Task:
 #   ("alive", task_id)  -- still working on it (hashing or decoding a long file)
 #   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
 #   ("meta", task_id, Tags)
-#   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
+#   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames),
+#    segment start seconds (n,) under the analysis budget, else None: consecutive)
 #   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
 #   ("fail", task_id, reason, AudioFacts | None)
 
@@ -147,6 +153,19 @@ def analyse_file(
     except OSError as exc:
         send(("fail", task.task_id, f"cannot read file: {exc}", None))
         return
+    windows = analysis_windows(stream.info.duration_s, task.analysis_s, config.segment_seconds)
+    if windows is not None:
+        stream.blocks.close()
+        reading = read_windows(path, config, windows, stream.info, alive)
+        if reading.usable:
+            _send_windows(task, config, send, reading)
+            return
+        # The windows found no usable audio: see whether the whole track has some.
+        try:
+            stream = open_audio(path, config.sample_rate)
+        except (DecodeError, OSError) as exc:
+            send(("fail", task.task_id, f"cannot read file: {exc}", None))
+            return
     segmenter = StreamingSegmenter(config)
     peak = 0.0
     pending: list[np.ndarray] = []
@@ -159,7 +178,7 @@ def analyse_file(
             chunk, rest = stacked[:CHUNK_SEGMENTS], stacked[CHUNK_SEGMENTS:]
             pending = [rest] if len(rest) else []
             features = batch_features(chunk, config).astype(np.float16)
-            send(("chunk", task.task_id, sent, features))
+            send(("chunk", task.task_id, sent, features, None))
             sent += len(chunk)
 
     for block in stream.blocks:
@@ -191,6 +210,24 @@ def analyse_file(
     else:
         notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
         send(("done", task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
+
+
+def _send_windows(task: Task, config: FrontendConfig, send, reading: WindowedReading) -> None:
+    """Send a budgeted track's segments (with where each starts) and its ending."""
+    segments, starts = np.concatenate(reading.segments), np.concatenate(reading.starts)
+    for first in range(0, len(segments), CHUNK_SEGMENTS):
+        chunk = segments[first : first + CHUNK_SEGMENTS]
+        features = batch_features(chunk, config).astype(np.float16)
+        send(("chunk", task.task_id, first, features, starts[first : first + CHUNK_SEGMENTS]))
+    audio = AudioFacts(
+        duration_s=reading.duration_s(),
+        sample_rate=reading.info.sample_rate,
+        channels=reading.info.channels,
+    )
+    truncated = f"truncated or damaged: {reading.stopped_early}" if reading.stopped_early else None
+    notes = (truncated, reading.cleaning.note())
+    warning = "; ".join(n for n in notes if n) or None
+    send(("done", task.task_id, audio, len(segments), reading.peak, warning))
 
 
 def _short_warning(stream, config: FrontendConfig) -> str | None:

@@ -12,6 +12,7 @@ import typer
 
 from catalog.paths import displayable
 from embeddings.inference_paths import PRECISIONS
+from embeddings.windows import DEFAULT_ANALYSIS_SECONDS
 from ui.options import DataDir, JsonFlag, checkpoint_argument
 from ui.options import emit as _emit
 from ui.options import fail as _fail
@@ -111,6 +112,19 @@ def _lower_priority(nice: int) -> None:
         pass
 
 
+def _analysis_seconds(value: str) -> float | None:
+    """``--analysis``: 'full' (None) or a positive number of seconds."""
+    if value.strip().lower() == "full":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        _fail(f"--analysis must be 'full' or a positive number of seconds, not {value!r}")
+    return seconds
+
+
 def _print_ingest_summary(data: dict) -> None:
     typer.echo(
         f"indexed {data['analysed']}, unchanged {data['skipped']}, "
@@ -120,6 +134,8 @@ def _print_ingest_summary(data: dict) -> None:
     )
     if data["inference"]:
         typer.echo(f"inference: {data['inference']}")
+    if data.get("analysis") and data["analysed"]:
+        typer.echo(f"analysis: {data['analysis']}")
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
@@ -183,6 +199,15 @@ def ingest(
     heatmaps: Annotated[
         bool, typer.Option(help="Draw a Grad-CAM heatmap and band focus for each track.")
     ] = True,
+    analysis: Annotated[
+        str,
+        typer.Option(
+            help="How much of each track to analyse: SECONDS (a budget: evenly spread "
+            "windows covering at most that much, and only those parts decoded; shorter "
+            "tracks whole) or 'full' (every segment). The default was chosen by "
+            "bench/budget.py (docs/benchmarks.md)."
+        ),
+    ] = f"{DEFAULT_ANALYSIS_SECONDS:g}",
     nice: Annotated[
         int,
         typer.Option(
@@ -204,6 +229,7 @@ def ingest(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
+    budget = _analysis_seconds(analysis)
     with _open_catalog(data_dir) as catalog:
         try:
             # the lock first: a busy catalog is reported at once, before torch loads
@@ -219,6 +245,7 @@ def ingest(
                     workers=workers, inference_threads=inference_threads,
                     batch_size=batch_size, aggregation=aggregate, device=device,
                     precision=precision, heatmaps=heatmaps,
+                    analysis_seconds=budget,
                 )  # fmt: skip
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,9 @@ from embeddings.audio.checks import check_header
 from embeddings.audio.errors import DecodeError, short_reason
 
 GRAPH_FRAMES = 1 << 16  # samples per frame out of the filter graph
+# Seek this far before a window's start: Opus needs 80 ms of pre-roll before its
+# samples match a decode from the start, and resamplers a few ms to settle.
+SEEK_PREROLL_S = 0.25
 
 
 def open_pyav_audio(path: Path):
@@ -83,27 +87,37 @@ class FfmpegSource:
     decoder: str
     stream_index: int
 
-    def blocks(self, channels: int, rate: int | None) -> Iterator[np.ndarray]:
+    def blocks(self, channels: int, rate: int | None, seek_s: float = 0.0) -> Iterator[np.ndarray]:
         """float32 (n, ``channels``) blocks at ``rate`` (None: the file's own), resampled by FFmpeg.
 
+        ``seek_s``: start there by seeking (the analysis windows of a long track),
+        not by decoding everything before it. FFmpeg lands at or before the point
+        (an Ogg page, a packet) a little ahead of it for the codec's pre-roll
+        (:data:`SEEK_PREROLL_S`), and the first frame's timestamp says how many
+        samples to drop, so the blocks begin within a few samples of ``seek_s``.
         Yields everything that decodes, then raises the decoder's error if it
         stopped on damaged data.
         """
+        out_rate = rate or self.sample_rate
+        target = int(round(seek_s * out_rate))
         delivered = 0
         if _utf8(str(self.path)) and _has_amovie():
             try:
-                graph = _Graph(self, channels, rate, source=None)
+                graph = _Graph(self, channels, rate, source=None, seek_s=seek_s)
             except Exception:  # an FFmpeg without the filter's options: feed it from Python
                 graph = None
             if graph is not None:
                 try:
-                    for block in graph.pull_all():
+                    frames = graph.pull_all()
+                    if target:  # drop what lies before the point, by the first timestamp
+                        frames = _from_sample(frames, graph, target)
+                    for block in frames:
                         delivered += len(block)
                         yield block
                     return
                 except Exception:  # damaged data: decode again below, keeping the held-back tail
                     pass
-        yield from _skip(self._fed_blocks(channels, rate), delivered)
+        yield from _skip(self._fed_blocks(channels, rate), target + delivered)
 
     def _fed_blocks(self, channels: int, rate: int | None) -> Iterator[np.ndarray]:
         """The same graph, fed codec frame by codec frame from Python."""
@@ -144,15 +158,22 @@ def probe(path: Path) -> FfmpegSource:
 class _Graph:
     """source -> [aformat=float -> pan] -> [aresample] -> aformat=flt -> asetnsamples -> sink."""
 
-    def __init__(self, src: FfmpegSource, channels: int, rate: int | None, source) -> None:
+    def __init__(
+        self, src: FfmpegSource, channels: int, rate: int | None, source, seek_s: float = 0.0
+    ) -> None:
         import av
 
         self._av = av
         self.channels = channels
+        self.rate = rate or src.sample_rate
+        self._first_pts: float | None = None
         graph = av.filter.Graph()
         if source is None:
             name = _filter_value(str(Path(src.path).absolute()))
-            first = graph.add("amovie", f"filename={name}:s={src.stream_index}")
+            args = f"filename={name}:s={src.stream_index}"
+            if seek_s > SEEK_PREROLL_S:
+                args += f":sp={seek_s - SEEK_PREROLL_S:.6f}"
+            first = graph.add("amovie", args)
         else:
             first = graph.add_abuffer(template=source)
         self.source = first
@@ -175,6 +196,9 @@ class _Graph:
         self.graph = graph
 
     def _array(self, frame) -> np.ndarray:
+        if self._first_pts is None:
+            pts, base = frame.pts, frame.time_base
+            self._first_pts = float(pts * base) if pts is not None and base else 0.0
         return frame.to_ndarray().reshape(-1, self.channels).astype(np.float32, copy=False)
 
     def push(self, frame) -> None:
@@ -188,6 +212,10 @@ class _Graph:
             except (self._av.BlockingIOError, self._av.EOFError):
                 return
             yield self._array(frame)
+
+    def first_sample(self) -> int:
+        """Where (in output samples from the file's start) the first frame pulled began."""
+        return int(round((self._first_pts or 0.0) * self.rate))
 
     def pull_all(self) -> Iterator[np.ndarray]:
         """Every frame to the end of the file (amovie mode); raises on damaged data."""
@@ -204,6 +232,14 @@ class _Graph:
                 continue
             idle = 0
             yield self._array(frame)
+
+
+def _from_sample(frames: Iterator[np.ndarray], graph: _Graph, target: int) -> Iterator[np.ndarray]:
+    """``frames`` of a seeking graph from output sample ``target`` on, by the first timestamp."""
+    first = next(frames, None)
+    if first is None:
+        return
+    yield from _skip(chain([first], frames), max(0, target - graph.first_sample()))
 
 
 def _skip(blocks: Iterator[np.ndarray], count: int) -> Iterator[np.ndarray]:

@@ -136,6 +136,7 @@ def open_audio(
     channels: int = 1,
     *,
     start_s: float = 0.0,
+    seek: bool = False,
     decoder: str | None = None,
 ) -> DecodedStream:
     """Stream ``path`` decoded to ``sample_rate`` (None: the file's own) and ``channels``.
@@ -143,8 +144,12 @@ def open_audio(
     One channel is the mean of the file's; more follow Demucs' rule (see
     :func:`~embeddings.audio.channels.convert_channels`). ``start_s`` starts the
     blocks there: libsndfile seeks, FFmpeg decodes from the start and drops what
-    comes before (so an excerpt is exactly that span of the whole decode).
-    ``decoder`` overrides the per-format choice (benchmarks, equivalence checks).
+    comes before (so an excerpt is exactly that span of the whole decode) unless
+    ``seek``: then FFmpeg seeks too and drops up to ``start_s`` by the decoded
+    frames' timestamps (an analysis window of a long track: the same samples but
+    for a few at the start, at the cost of a seek rather than of decoding
+    everything before). ``decoder`` overrides the per-format choice (benchmarks,
+    equivalence checks).
     Raises :class:`DecodeError` (both decoders' reasons when neither opens it) or
     OSError when the file cannot be read at all.
     """
@@ -157,7 +162,7 @@ def open_audio(
     fallback: DecodedStream | None = None
     for name in (first, _other(first)):
         try:
-            stream = _open_with(name, path, sample_rate, channels, start_s)
+            stream = _open_with(name, path, sample_rate, channels, start_s, seek)
         except HeaderRefused:
             if fallback is not None:
                 fallback.blocks.close()
@@ -180,12 +185,13 @@ def open_audio(
 
 
 def _open_with(
-    name: str, path: Path, sample_rate: int | None, channels: int, start_s: float
+    name: str, path: Path, sample_rate: int | None, channels: int, start_s: float, seek: bool
 ) -> DecodedStream:
     if name in _LIBSNDFILE_FAMILY:
         native = name == LIBSNDFILE_OPUS_NATIVE
         return _sndfile_stream(path, sample_rate, channels, start_s, opus_native=native)
-    return _ffmpeg_stream(path, sample_rate, channels, start_s, in_graph=name == FFMPEG)
+    in_graph = name == FFMPEG
+    return _ffmpeg_stream(path, sample_rate, channels, start_s, in_graph, seek)
 
 
 def _prime(stream: DecodedStream) -> None:
@@ -254,7 +260,12 @@ def _sndfile_stream(
 
 
 def _ffmpeg_stream(
-    path: Path, sample_rate: int | None, channels: int, start_s: float, in_graph: bool
+    path: Path,
+    sample_rate: int | None,
+    channels: int,
+    start_s: float,
+    in_graph: bool,
+    seek: bool = False,
 ) -> DecodedStream:
     source = probe(path)
     rate = sample_rate or source.sample_rate
@@ -267,7 +278,7 @@ def _ffmpeg_stream(
         # blocks of source frames, cleaned first (as libsndfile's are).
         resample = None if in_graph else Resampler(source.sample_rate, rate, channels)
         delivered = 0
-        decoded = source.blocks(channels, rate if in_graph else None)
+        decoded = source.blocks(channels, rate if in_graph else None, start_s if seek else 0.0)
         try:
             try:
                 for block in decoded:
@@ -290,7 +301,7 @@ def _ffmpeg_stream(
         finally:
             decoded.close()
 
-    stream.blocks = _skip_samples(resampled(), int(round(start_s * rate)))
+    stream.blocks = _skip_samples(resampled(), 0 if seek else int(round(start_s * rate)))
     return stream
 
 
