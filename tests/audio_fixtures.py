@@ -41,8 +41,12 @@ def clicks(seconds: float, sr: int = 22050, bpm: float = 120) -> np.ndarray:
 
 
 def write(path: Path, audio: np.ndarray, sr: int, **kwargs) -> Path:
+    """Write ``audio`` in blocks: libsndfile 1.2's Vorbis encoder crashes on one long write."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, sr, **kwargs)
+    channels = 1 if audio.ndim == 1 else audio.shape[1]
+    with sf.SoundFile(str(path), "w", sr, channels, **kwargs) as out:
+        for start in range(0, len(audio), 1 << 15):
+            out.write(audio[start : start + (1 << 15)])
     return path
 
 

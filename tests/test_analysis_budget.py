@@ -1,0 +1,161 @@
+"""The analysis budget: evenly spread windows, decoded alone, and --analysis full."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from audio_fixtures import chord, tone, write
+from catalog.schema import Segment
+from catalog.store import Catalog
+from embeddings.audio import open_audio
+from embeddings.frontend import FrontendConfig
+from embeddings.windows import BestWindowTracker, analysis_windows
+from helpers import run_ingest, tracks_by_path
+from ingest.windowed import read_windows
+
+SR = 22050
+
+
+def _music(seconds: float) -> np.ndarray:
+    """A chord whose root rises through the track, so every window sounds different."""
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    freq = 110 + 330 * t / seconds
+    phase = 2 * np.pi * np.cumsum(freq) / SR
+    return (0.2 * np.sin(phase) + 0.1 * np.sin(1.5 * phase)).astype(np.float32)
+
+
+def test_windows_cover_the_track_evenly():
+    windows = analysis_windows(600.0, 60.0)
+    assert [w.length_s for w in windows] == [12.0] * 5
+    assert sum(w.length_s for w in windows) <= 60.0
+    starts = np.array([w.start_s for w in windows])
+    centres = starts + 6.0
+    np.testing.assert_allclose(np.diff(centres), 120.0, atol=1e-3)  # equal spacing
+    assert centres[0] == pytest.approx(600.0 - centres[-1], abs=1e-3)  # symmetric
+    assert starts[0] > 0 and starts[-1] + 12.0 < 600.0
+    # a budget that is not a multiple of a window: as many whole windows as fit
+    assert [w.length_s for w in analysis_windows(300.0, 30.0)] == [12.0, 12.0]
+    # a budget shorter than a window: one window of whole segments within it
+    assert [w.length_s for w in analysis_windows(300.0, 7.0)] == [6.0]
+    with pytest.raises(ValueError, match="positive"):
+        analysis_windows(300.0, 0.0)
+
+
+def test_a_short_track_or_no_budget_is_analysed_whole():
+    assert analysis_windows(59.9, 60.0) is None
+    assert analysis_windows(60.0, 60.0) is None
+    assert analysis_windows(None, 60.0) is None  # no declared length: stream it whole
+    assert analysis_windows(3600.0, None) is None  # --analysis full
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".ogg"])  # libsndfile seeks; FFmpeg seeks
+def test_only_the_windows_are_decoded_and_they_are_the_tracks_samples(tmp_path, suffix):
+    path = write(tmp_path / f"long{suffix}", _music(100.0), SR)
+    config = FrontendConfig()
+    whole = np.concatenate(list(open_audio(path, SR).blocks))
+    info = open_audio(path, SR).info
+    windows = analysis_windows(info.duration_s, 24.0)
+    reading = read_windows(path, config, windows, info)
+    assert reading.usable and reading.stopped_early is None
+    assert reading.n_segments == 8 and len(windows) == 2
+    # only the windows were decoded: 24 s of source frames, not 100
+    assert reading.decoded_seconds == pytest.approx(24.0, abs=0.01)
+    starts = np.concatenate(reading.starts)
+    expected = [w.start_s + 3.0 * i for w in windows for i in range(4)]
+    np.testing.assert_allclose(starts, expected, atol=1e-6)
+    for segment, start in zip(np.concatenate(reading.segments), starts, strict=True):
+        at = int(round(start * SR))
+        same = whole[at : at + len(segment)]
+        # the resampler starts afresh at a window: equal away from its first samples
+        np.testing.assert_allclose(segment[2000:], same[2000:], atol=2e-3)
+
+
+def test_the_heatmap_window_never_spans_a_gap():
+    tracker = BestWindowTracker(n_classes=2, size=2)
+    feats = np.arange(4, dtype=np.float32)[:, None]
+    probs = np.array([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1], [0.1, 0.9]], dtype=np.float32)
+    # segments 0,1 are one window, 2,3 another 60 s later: (1, 2) must not pair up
+    tracker.push(feats, probs, starts=[10.0, 13.0, 70.0, 73.0])
+    first, window = tracker.best(0)
+    assert first in (0, 2) and len(window) == 2
+
+
+def _segments(data_dir) -> dict[str, list[tuple[float, float]]]:
+    with Catalog(data_dir) as catalog, catalog.sessions() as s:
+        rows = s.execute(select(Segment.track_id, Segment.idx, Segment.start_s, Segment.end_s))
+        out: dict[int, list] = {}
+        for track_id, _, start, end in sorted(rows, key=lambda r: (r[0], r[1])):
+            out.setdefault(track_id, []).append((start, end))
+    return {t.path: out.get(t.id, []) for t in tracks_by_path(data_dir).values()}
+
+
+def test_ingest_analyses_the_windows_and_records_where_they_are(tmp_path, model):
+    music = tmp_path / "music"
+    long = write(music / "long.ogg", _music(90.0), SR)
+    short = write(music / "short.wav", chord((220, 277, 330), 20.0), SR)
+    data_dir = tmp_path / "data"
+    summary = run_ingest([music], data_dir, model, analysis_seconds=24.0)
+    assert summary.analysed == 2 and not summary.failed
+    assert "at most 24 s per track" in summary.analysis
+    assert summary.to_dict()["analysis"] == summary.analysis
+    rows, segments = tracks_by_path(data_dir), _segments(data_dir)
+    windows = analysis_windows(90.0, 24.0)
+    assert rows[str(long)].n_segments == 8
+    assert [s for s, _ in segments[str(long)]] == pytest.approx(
+        [w.start_s + 3.0 * i for w in windows for i in range(4)], abs=1e-3
+    )
+    assert rows[str(long)].duration_s == pytest.approx(90.0, abs=0.1)  # the track's, not 24
+    # the heatmap explains one analysed window
+    heat = rows[str(long)]
+    assert any(heat.heatmap_start_s == pytest.approx(w.start_s, abs=1e-3) for w in windows)
+    assert heat.heatmap_end_s - heat.heatmap_start_s == pytest.approx(12.0)
+    # a track within the budget is analysed whole, from its start
+    assert rows[str(short)].n_segments == 7  # 20 s: six full segments and the 2 s tail
+    assert [s for s, _ in segments[str(short)]] == pytest.approx([3.0 * i for i in range(7)])
+
+
+def test_analysis_full_analyses_every_segment(tmp_path, model):
+    music = tmp_path / "music"
+    long = write(music / "long.flac", _music(90.0), SR)
+    data_dir = tmp_path / "data"
+    summary = run_ingest([music], data_dir, model, analysis_seconds=None)
+    assert summary.analysis == "full tracks"
+    assert tracks_by_path(data_dir)[str(long)].n_segments == 30
+    assert [s for s, _ in _segments(data_dir)[str(long)]] == pytest.approx(
+        [3.0 * i for i in range(30)]
+    )
+
+
+def test_a_track_silent_where_the_windows_fall_is_analysed_whole(tmp_path, model):
+    """Under full analysis it was indexed: the budget must not make it fail as silent."""
+    audio = np.zeros(int(90.0 * SR), dtype=np.float32)
+    audio[: 6 * SR] = tone(440, 6.0)  # sound only in the first 6 s, before any window
+    music = tmp_path / "music"
+    path = write(music / "intro.wav", audio, SR)
+    data_dir = tmp_path / "data"
+    summary = run_ingest([music], data_dir, model, analysis_seconds=24.0)
+    assert summary.analysed == 1, summary.failed
+    assert tracks_by_path(data_dir)[str(path)].n_segments == 30
+
+
+def test_the_cli_takes_full_or_seconds_and_says_which(tmp_path):
+    from ui.cli import app
+
+    music = tmp_path / "music"
+    write(music / "long.wav", _music(40.0), SR)
+    runner = CliRunner()
+    bad = runner.invoke(app, ["ingest", str(music), "--data-dir", str(tmp_path / "d0"),
+                              "--analysis", "lots"])  # fmt: skip
+    assert bad.exit_code != 0 and "--analysis must be 'full' or a positive number" in bad.output
+    for setting, expected in (("full", "full tracks"), ("30", "at most 30 s per track")):
+        data_dir = tmp_path / f"d-{setting}"
+        result = runner.invoke(app, ["ingest", str(music), "--data-dir", str(data_dir),
+                                     "--analysis", setting, "--json", "--no-progress"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert expected in json.loads(result.stdout)["analysis"]
