@@ -17,6 +17,11 @@ import numpy as np
 import soundfile as sf
 
 SR = 44_100
+# Frames per write. libsndfile 1.2's Vorbis encoder copies each write onto the stack,
+# so one write of a whole 180 s track overflows it and the process dies with SIGSEGV
+# (multiprocessing.Pool then waited forever for the dead worker's result: the "hang"
+# of --format ogg). Writing in blocks is what every streaming encoder expects anyway.
+WRITE_FRAMES = 1 << 15
 
 
 def _envelope(n: int, decay: float) -> np.ndarray:
@@ -61,22 +66,29 @@ def _write_one(job: tuple[Path, float, int, str]) -> Path:
     if not path.exists():  # re-running resumes an interrupted generation
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        sf.write(str(tmp), synth_track(seconds, seed=seed), SR, format=fmt.upper())
+        audio = synth_track(seconds, seed=seed)
+        with sf.SoundFile(str(tmp), "w", SR, audio.shape[1], format=fmt.upper()) as out:
+            for start in range(0, len(audio), WRITE_FRAMES):
+                out.write(audio[start : start + WRITE_FRAMES])
         tmp.replace(path)
     return path
 
 
 def generate(out: Path, tracks: int, seconds: float, fmt: str, jobs: int = 1) -> list[Path]:
-    """Write the corpus (MP3 encoding is the slow part: LAME runs ~20x real time)."""
-    from multiprocessing import Pool
+    """Write the corpus (MP3 encoding is the slow part: LAME runs ~20x real time).
+
+    A worker that dies (an encoder crash) raises BrokenProcessPool here rather than
+    leaving the run waiting for it.
+    """
+    from concurrent.futures import ProcessPoolExecutor
 
     out.mkdir(parents=True, exist_ok=True)
     work = [
         (out / f"album{i // 10:03d}" / f"track{i:04d}.{fmt}", seconds, i, fmt)
         for i in range(tracks)
     ]
-    with Pool(jobs) as pool:
-        return list(pool.imap(_write_one, work))
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(_write_one, work))
 
 
 def main() -> None:

@@ -6,11 +6,21 @@ Measures, on one folder of audio:
   3. model-only: the network over those same precomputed features at the best batch size;
   4. full ingest: ``sonic ingest`` in a fresh process on a fresh data directory,
      with the peak RSS of its whole process tree (main process + decode workers);
-  5. the same ingest with ``--no-heatmaps``, for the cost of Grad-CAM.
+  5. the same ingest with ``--no-heatmaps``, for the cost of Grad-CAM;
+  6. with ``--peer``: ``sonic ingest`` (defaults) and bliss-audio 0.1.6 (bench/bliss_peer.py,
+     in its own virtual environment, two processes) on the same files in the same
+     run, alternating which goes first, ``--repeats`` times: median wall, CPU
+     seconds and peak RSS of each, and our throughput divided by bliss's.
 and prints tracks/minute, audio-hours/minute and the ratios the targets are set in.
 
     python bench/corpus.py /tmp/corpus --tracks 200 --seconds 180 --format mp3
     python bench/ingest.py /tmp/corpus
+    python bench/ingest.py /work/data/gamemusic --peer-only            # against bliss
+    python bench/ingest.py /work/data/gamemusic --peer-only --avx2     # AVX-512 off
+
+``--avx2`` runs our ingest with oneDNN, MKL and PyTorch's kernels held to AVX2
+(ONEDNN_MAX_CPU_ISA=AVX2, MKL_ENABLE_INSTRUCTIONS=AVX2, ATEN_CPU_CAPABILITY=avx2),
+the nearest this CPU gets to the AVX2-only machines most people own.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from procs import PeakRss  # noqa: E402  (bench/procs.py, beside this script)
+from procs import PeakRss, run_measured  # noqa: E402  (bench/procs.py, beside this script)
 
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import StreamingSegmenter, batch_features  # noqa: E402
@@ -110,17 +120,97 @@ def full_ingest(folder: Path, workers: int | None, heatmaps: bool = True) -> dic
             "failed": len(summary["failed"])}  # fmt: skip
 
 
+AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "ATEN_CPU_CAPABILITY": "avx2"}  # fmt: skip
+BLISS_PYTHON = Path("/work/venvs/bliss/bin/python")
+
+
+def _ours(folder: Path, extra: list[str], env: dict) -> dict:
+    with tempfile.TemporaryDirectory(prefix="sonic-bench-") as data_dir:
+        cmd = [sys.executable, "-m", "ui.cli", "ingest", str(folder), "--data-dir", data_dir,
+               "--json", "--no-progress", *extra]  # fmt: skip
+        run = run_measured(cmd, cwd=REPO, env=env)
+    if run.returncode != 0:
+        raise SystemExit(f"ingest failed ({run.returncode}): {run.stderr[-2000:]}")
+    summary = json.loads(run.stdout)
+    return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_bytes": run.peak_rss_bytes,
+            "analysed": summary["analysed"], "audio_min": summary["audio_hours"] * 60,
+            "inference": summary["inference"], "analysis": summary.get("analysis")}  # fmt: skip
+
+
+def _bliss(files: list[Path], python: Path, processes: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as listing:
+        listing.write("".join(f"{f}\n" for f in files))
+        listing.flush()
+        cmd = [str(python), str(REPO / "bench" / "bliss_peer.py"), listing.name,
+               "--processes", str(processes)]  # fmt: skip
+        run = run_measured(cmd)
+    if run.returncode != 0:
+        raise SystemExit(f"bliss failed ({run.returncode}): {run.stderr[-2000:]}")
+    inner = json.loads(run.stdout)
+    return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_bytes": run.peak_rss_bytes,
+            "analysed": inner["analysed"], "failed": inner["failed"]}  # fmt: skip
+
+
+def peer_comparison(folder: Path, files: list[Path], args) -> dict:
+    """Ours and bliss on the same files, alternating, ``args.repeats`` times; medians."""
+    env = {**os.environ, **(AVX2_ENV if args.avx2 else {})}
+    runs: dict[str, list[dict]] = {"ours": [], "bliss": []}
+    for r in range(args.repeats):
+        order = ("ours", "bliss") if r % 2 == 0 else ("bliss", "ours")
+        for who in order:
+            if who == "ours":
+                runs["ours"].append(_ours(folder, args.ingest_arg, env))
+            else:
+                runs["bliss"].append(_bliss(files, args.bliss_python, args.bliss_processes))
+    med = {who: {k: float(np.median([x[k] for x in rs])) for k in ("wall_s", "cpu_s",
+                 "peak_rss_bytes")} for who, rs in runs.items()}  # fmt: skip
+    audio_min = runs["ours"][0]["audio_min"]
+    return {
+        "peer": "bliss-audio 0.1.6", "repeats": args.repeats, "avx2_only": args.avx2,
+        "ingest_args": args.ingest_arg, "files": len(files), "audio_min": audio_min,
+        "inference": runs["ours"][0]["inference"], "analysis": runs["ours"][0]["analysis"],
+        "ours": med["ours"], "bliss": med["bliss"], "runs": runs,
+        "throughput_ratio": med["bliss"]["wall_s"] / med["ours"]["wall_s"],
+    }  # fmt: skip
+
+
+def print_peer(result: dict) -> None:
+    print(f"{result['files']} files, {result['audio_min']:.1f} audio-min; median of "
+          f"{result['repeats']}, alternating; AVX2 only: {result['avx2_only']}")  # fmt: skip
+    print(f"ours: {result['inference']}; analysis: {result['analysis']}")
+    for who in ("ours", "bliss"):
+        m = result[who]
+        print(
+            f"{who:>6}: wall {m['wall_s']:6.1f} s  {result['audio_min'] / (m['wall_s'] / 60):6.0f} "
+            f"audio-min/min  CPU {m['cpu_s']:6.1f} s  peak RSS {m['peak_rss_bytes'] / 1e9:.2f} GB"
+        )
+    print(f"throughput ours / bliss: {result['throughput_ratio']:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--workers", type=int, default=None, help="passed to sonic ingest")
     parser.add_argument("--batch-sizes", default="16,32,64,128")
     parser.add_argument("--json", action="store_true", help="print the raw numbers as JSON")
+    parser.add_argument("--peer", action="store_true", help="also compare with bliss-audio")
+    parser.add_argument("--peer-only", action="store_true", help="only the bliss comparison")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bliss-python", type=Path, default=BLISS_PYTHON)
+    parser.add_argument("--bliss-processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--avx2", action="store_true", help="hold our ingest to AVX2 kernels")
+    parser.add_argument("--ingest-arg", action="append", default=[],
+                        help="extra argument for sonic ingest (repeatable)")  # fmt: skip
     args = parser.parse_args()
 
     files = list(iter_audio_files([args.folder]))
     if not files:
         raise SystemExit(f"no audio files under {args.folder}")
+    peer = peer_comparison(args.folder, files, args) if args.peer or args.peer_only else None
+    if args.peer_only:
+        print(json.dumps(peer, indent=2)) if args.json else print_peer(peer)
+        return
     config = load_default_model().frontend
     with tempfile.TemporaryDirectory(prefix="sonic-bench-features-") as tmp:
         cache = Path(tmp) / "features.npy"
@@ -149,9 +239,13 @@ def main() -> None:
         "peak_rss_gib": parts["peak_rss_bytes"] / 2**30,
         "heatmap_overhead": parts["ingest_pipeline_s"] / parts["ingest_no_heatmaps_pipeline_s"] - 1,
     }
+    if peer is not None:
+        result["peer"] = peer
     if args.json:
         print(json.dumps(result, indent=2))
         return
+    if peer is not None:
+        print_peer(peer)
     print(f"files {n}, audio {hours:.2f} h, {os.cpu_count()} CPUs")
     print(
         f"decode-only (1 process)  {parts['decode_s']:8.1f} s  "

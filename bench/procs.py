@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
 import threading
 import time
+from dataclasses import dataclass
 
 
 def children(pid: int) -> list[int]:
@@ -59,3 +62,33 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         stack.extend(children(child))
     return found
+
+
+@dataclass
+class Measured:
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_s: float
+    cpu_s: float  # user + system of the process and every descendant it waited for
+    peak_rss_bytes: int  # of the whole process tree, sampled every 0.25 s
+
+
+def run_measured(cmd: list[str], cwd=None, env: dict | None = None) -> Measured:
+    """Run ``cmd`` to its end: wall time, CPU seconds of its tree, peak RSS of its tree.
+
+    CPU is the growth of this process's RUSAGE_CHILDREN, so only one measured
+    command may run at a time (the benchmarks run them one after another).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    monitor = PeakRss(proc.pid)
+    monitor.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    peak = monitor.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Measured(proc.returncode, out, err, wall, cpu, peak)
