@@ -95,8 +95,10 @@ def main() -> None:
     print("format  decoder            whole CPU s  windows CPU s  speed-up  ms per seek")
     for fmt, r in result["formats"].items():
         speedup = r["whole_cpu_s"] / r["windows_cpu_s"]
-        print(f"{fmt:<7} {r['decoder']:<18} {r['whole_cpu_s']:11.2f}  "
-              f"{r['windows_cpu_s']:13.2f}  {speedup:7.1f}x  {r['seek_cost_ms']:11.1f}")  # fmt: skip
+        print(
+            f"{fmt:<7} {r['decoder']:<18} {r['whole_cpu_s']:11.2f}  "
+            f"{r['windows_cpu_s']:13.2f}  {speedup:7.1f}x  {r['seek_cost_ms']:11.1f}"
+        )
 
 
 if __name__ == "__main__":
