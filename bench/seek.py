@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=DEFAULT_ANALYSIS_SECONDS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--root", type=Path, default=Path("/tmp/sonic-bench-decode"))
+    parser.add_argument("--root", type=Path, default=Path("/tmp/sonic-bench-seek"))
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
