@@ -42,14 +42,31 @@ class _Target:
     genre_index: int
     first: int
     count: int
+    start_s: float  # where the window starts (a window of the analysis budget need not
+    # start on a multiple of the segment length)
 
 
-def _best_window(probabilities: np.ndarray, genre_index: int, size: int) -> int:
-    """First segment of the contiguous window most confident in the genre."""
+def _best_window(
+    probabilities: np.ndarray,
+    genre_index: int,
+    size: int,
+    starts: np.ndarray | None = None,
+    step: float = 3.0,
+) -> int:
+    """First segment (row) of the contiguous window most confident in the genre.
+
+    ``starts``: where each row's segment starts; under the analysis budget the rows
+    are windows of the track with gaps between them, and a window never spans one.
+    """
     column = probabilities[:, genre_index]
     if len(column) <= size:
         return 0
     means = np.convolve(column, np.ones(size) / size, mode="valid")
+    if starts is not None:
+        span = starts[size - 1 :] - starts[: len(starts) - size + 1]
+        contiguous = np.abs(span - (size - 1) * step) < 1e-3
+        if contiguous.any():
+            means = np.where(contiguous, means, -np.inf)
     return int(np.argmax(means))
 
 
@@ -62,8 +79,10 @@ def _target(catalog: Catalog, track_id: int, model: GenreModel, genre: str | Non
             raise ExplainError(
                 f"track {track_id} is {track.status}: {track.error or 'no analysis'}"
             )
-        rows = s.scalars(
-            select(Segment.probabilities).where(Segment.track_id == track_id).order_by(Segment.idx)
+        rows = s.execute(
+            select(Segment.probabilities, Segment.start_s)
+            .where(Segment.track_id == track_id)
+            .order_by(Segment.idx)
         ).all()
     if track.model_id != model.model_id:
         raise ExplainError(
@@ -76,13 +95,17 @@ def _target(catalog: Catalog, track_id: int, model: GenreModel, genre: str | Non
     index = model.genres.index(genre)
     step = model.frontend.segment_seconds
     if genre == track.heatmap_genre and track.heatmap_start_s is not None:
-        first = int(round(track.heatmap_start_s / step))
+        start_s = float(track.heatmap_start_s)
+        first = int(round(start_s / step))
         count = int(round((track.heatmap_end_s - track.heatmap_start_s) / step))
     else:
-        probs = np.stack([np.frombuffer(r, dtype=np.float32) for r in rows])
-        first = _best_window(probs, index, WINDOW_SEGMENTS)
+        probs = np.stack([np.frombuffer(r, dtype=np.float32) for r, _ in rows])
+        starts = np.array([start for _, start in rows], dtype=np.float64)
+        row = _best_window(probs, index, WINDOW_SEGMENTS, starts, step)
+        start_s = float(starts[row])
+        first = int(round(start_s / step))  # the segment of the track it starts at
         count = min(WINDOW_SEGMENTS, len(probs))
-    return _Target(track, genre, index, first, count)
+    return _Target(track, genre, index, first, count, start_s)
 
 
 def explain_track(
@@ -97,7 +120,7 @@ def explain_track(
         raise ExplainError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     target = _target(catalog, track_id, model, genre)
     config = model.frontend
-    start = target.first * config.segment_seconds
+    start = target.start_s
     end = start + target.count * config.segment_seconds
     suffix = f"-{method}-{target.genre}-{target.first}x{target.count}"
     png = heatmap_file(catalog.paths.heatmaps, target.track.content_hash, model.model_id, suffix)

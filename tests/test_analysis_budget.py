@@ -159,3 +159,20 @@ def test_the_cli_takes_full_or_seconds_and_says_which(tmp_path):
                                      "--analysis", setting, "--json", "--no-progress"])  # fmt: skip
         assert result.exit_code == 0, result.output
         assert expected in json.loads(result.stdout)["analysis"]
+
+
+def test_explaining_another_genre_picks_a_window_that_was_analysed(tmp_path, model):
+    from ingest.explain import explain_track
+
+    music = tmp_path / "music"
+    path = write(music / "long.flac", _music(90.0), SR)
+    data_dir = tmp_path / "data"
+    run_ingest([music], data_dir, model, analysis_seconds=24.0)
+    track = tracks_by_path(data_dir)[str(path)]
+    other = next(g for g in model.genres if g != track.genre)
+    with Catalog(data_dir) as catalog:
+        result = explain_track(catalog, track.id, model, "gradcam", other)
+    windows = analysis_windows(90.0, 24.0)
+    start, end = result["window_s"]
+    assert any(start == pytest.approx(w.start_s, abs=1e-3) for w in windows), (start, windows)
+    assert end - start == pytest.approx(12.0)
