@@ -15,10 +15,10 @@ the embedding space in small steps. The walk:
 4. Append B. (The last step is to B itself, which, as the walk ends near B, is
    normally among the last song's neighbours too.)
 
-Cost: n-2 index searches of ``NEIGHBOURS`` + (songs used) results, and that many
-vector look-ups (O(1) in the ``IndexIDMap2``). At 100k tracks the catalog searches
-HNSW (about 0.3-1 ms a search on one core), so a 25-song path is some tens of
-milliseconds; it does not grow with the library beyond the search itself.
+Cost: n-2 index searches of ``NEIGHBOURS`` + (songs used) results, and those
+vectors read back in one batch per step (O(1) each in the ``IndexIDMap2``). At
+100k tracks the catalog searches HNSW, so a 25-song path is 23 HNSW searches; it
+grows with the library only as the search does.
 ``bench/query.py`` measures it.
 
 Similarity: cosine ``c`` in [-1, 1] is reported as ``(1 + c) / 2``, so the same
@@ -82,7 +82,7 @@ def sonic_path(
             fetch = min(len(index), fetch * 4)
         if not hits:
             break
-        vectors = np.stack([index.vector(i) for i, _ in hits])
+        vectors = index.vectors_of([i for i, _ in hits])
         best = int(np.argmax(vectors @ target))
         chosen, cosine = hits[best]
         path.append((chosen, scaled(cosine)))

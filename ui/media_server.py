@@ -10,7 +10,7 @@ These routes are under ``SONIC_API_TOKEN`` like the rest of the REST API.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
 from catalog import sonic_path as sp
@@ -38,8 +38,8 @@ class PathRequest(BaseModel):
     count: int = Field(25, ge=2, le=200)
 
 
-def router(state: ServiceState) -> APIRouter:
-    api = APIRouter(prefix="/media-server", tags=["media servers"])
+def mount(app: FastAPI, state: ServiceState) -> None:
+    """Add the ``/media-server/`` routes to ``app``."""
 
     def match(song: Song, which: str = "song") -> tuple[dict, dict]:
         fields = SongFields(**{k: getattr(song, k) for k in SongFields.__dataclass_fields__})
@@ -53,7 +53,7 @@ def router(state: ServiceState) -> APIRouter:
         rows = rows_by_id(state.catalog, [i for i, _ in pairs])
         return [{**rows[i], "similarity": round(s, 6)} for i, s in pairs if i in rows]
 
-    @api.post("/similar")
+    @app.post("/media-server/similar", tags=["media servers"])
     def similar(body: SimilarRequest) -> dict:
         """The song's match and its ``count`` sound-alikes (similarity in [0, 1])."""
         row, matched = match(body)
@@ -63,7 +63,7 @@ def router(state: ServiceState) -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         return {"song": matched, "similar": answers(pairs)}
 
-    @api.post("/path")
+    @app.post("/media-server/path", tags=["media servers"])
     def path(body: PathRequest) -> dict:
         """A sonic path from ``start`` to ``end`` (both matched), ``count`` songs."""
         start, start_match = match(body.start, "start")
@@ -75,5 +75,3 @@ def router(state: ServiceState) -> APIRouter:
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from None
         return {"start": start_match, "end": end_match, "path": answers(pairs)}
-
-    return api

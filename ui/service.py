@@ -51,7 +51,7 @@ from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError
-from ui.media_server import router as media_server_router
+from ui.media_server import mount as mount_media_server
 from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.signed_links import (
     DEFAULT_LIFETIME_S,
@@ -68,7 +68,7 @@ from ui.state import (
     Settings,
     allowed_hosts_from_env,
 )
-from ui.subsonic import router as subsonic_router
+from ui.subsonic import mount as mount_subsonic
 
 TOKEN_COOKIE = "sonic_token"
 SUBSONIC_PREFIX = "/rest/"  # Subsonic clients authenticate per request (ui.subsonic.auth)
@@ -364,8 +364,8 @@ def create_app(
     app.state.sonic = state
     _add_errors(app)
     _add_routes(app, state)
-    app.include_router(subsonic_router(state))  # /rest/: OpenSubsonic, its own auth
-    app.include_router(media_server_router(state))  # /media-server/: lookup by tags
+    mount_subsonic(app, state)  # /rest/: OpenSubsonic, with its own users
+    mount_media_server(app, state)  # /media-server/: songs found by MBID, ISRC, tags
     before: dict[str, Callable[[], object]] = {}
     if mount_ui:
         import gradio as gr

@@ -1,6 +1,6 @@
 """An OpenSubsonic server under ``/rest/`` over the catalog (``sonic serve``).
 
-``router(state)`` is mounted into the service's FastAPI app. One route takes every
+``mount(app, state)`` adds it to the service's FastAPI app. One route takes every
 method (``/rest/ping`` and ``/rest/ping.view``, GET or form POST), reads the
 parameters from the query string and a form body (the ``formPost`` extension),
 authenticates (:mod:`ui.subsonic.auth`), and dispatches to the handler registered
@@ -20,7 +20,7 @@ import logging
 from urllib.parse import parse_qs
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from catalog.library_view import ViewCache
@@ -46,11 +46,12 @@ def _answer(ctx: Context, name: str) -> Response | dict:
     return found.handler(ctx)
 
 
-def router(state: ServiceState) -> APIRouter:
+def mount(app: FastAPI, state: ServiceState) -> None:
+    """Add ``/rest/{method}`` to ``app`` (a route of its own, not an included router:
+    the app's route list stays plain routes, which the probes of every route walk)."""
     views = ViewCache()
-    api = APIRouter(prefix="/rest", include_in_schema=False)
 
-    @api.api_route("/{name}", methods=["GET", "POST", "HEAD"])
+    @app.api_route("/rest/{name}", methods=["GET", "POST", "HEAD"], include_in_schema=False)
     async def subsonic(name: str, request: Request) -> Response:
         params = parse_qs(request.url.query, keep_blank_values=True)
         if request.method == "POST":
@@ -74,5 +75,3 @@ def router(state: ServiceState) -> APIRouter:
         if isinstance(result, Response):
             return result
         return render(envelope(result), fmt, ctx.get("callback"))
-
-    return api
