@@ -7,6 +7,7 @@ rest: auth variants, both envelopes, Range, cover art, the sonic calls, errors.
 
 from __future__ import annotations
 
+import time
 import xml.etree.ElementTree as ET
 
 import httpx
@@ -16,6 +17,7 @@ from PIL import Image
 from service_fixtures import build_small_library, running_server
 from subsonic_fixtures import ADMIN, ADMIN_PW, ISRC, MBID, PLAIN, PLAIN_PW, decorate, token_params
 
+from audio_fixtures import noise, tone, write
 from catalog import subsonic_users as users
 from catalog.store import Catalog
 from helpers import run_ingest, tracks_by_path
@@ -344,20 +346,6 @@ def test_scrobble_and_stars(served, call, sonic):
     assert call("getSong", id=served["id"]["hiss"])["song"]["playCount"] == 1
 
 
-def test_scan_status_and_start_scan(served, call):
-    status = call("getScanStatus")["scanStatus"]
-    assert status["scanning"] is False and status["count"] == 5
-    started = call("startScan")["scanStatus"]
-    assert "scanning" in started
-    import time
-
-    deadline = time.monotonic() + 120
-    while call("getScanStatus")["scanStatus"]["scanning"]:
-        assert time.monotonic() < deadline, "the scan did not finish"
-        time.sleep(0.5)
-    assert call("getScanStatus")["scanStatus"]["count"] == 5
-
-
 # -- the media-server route ---------------------------------------------------------------
 
 
@@ -385,3 +373,33 @@ def test_media_server_route(served):
     assert nothing.status_code == 404
     assert c.post("/media-server/similar", json={"count": "x"}, headers=auth).status_code == 422
     assert c.post("/media-server/similar", json={"mbid": MBID}).status_code == 401
+
+
+# -- scanning (last: it moves a file and adds one) ----------------------------------------
+
+
+def test_start_scan_ingests_moves_and_new_files(served, call):
+    status = call("getScanStatus")["scanStatus"]
+    assert status["scanning"] is False and status["count"] == 5
+    pulse = served["id"]["pulse"]
+    before = call("getSong", id=pulse)["song"]
+    moved = served["library"].root / "gamma" / "moved" / "pulse.flac"
+    moved.parent.mkdir()
+    served["library"].files["pulse"].rename(moved)
+    write(served["library"].root / "delta" / "untagged.wav", tone(660, 4.0) + noise(4.0), 22050)
+    started = call("startScan")["scanStatus"]
+    assert "scanning" in started
+    deadline = time.monotonic() + 300
+    while call("getScanStatus")["scanStatus"]["scanning"]:
+        assert time.monotonic() < deadline, "the scan did not finish"
+        time.sleep(0.5)
+    after = call("getSong", id=pulse)["song"]  # the same ids after a move and a re-scan
+    assert after["path"] == "gamma/moved/pulse.flac" and after["albumId"] == before["albumId"]
+    streamed = served["client"].get("/rest/stream", params={**token_params(ADMIN, ADMIN_PW),
+                                                            "id": pulse})  # fmt: skip
+    assert streamed.content == moved.read_bytes()
+    assert call("getScanStatus")["scanStatus"]["count"] == 6
+    song = call("search3", query="untagged")["searchResult3"]["song"][0]
+    assert song["title"] == "untagged" and song["artist"] == "Unknown Artist"
+    album = call("getAlbum", id=song["albumId"])["album"]
+    assert album["name"] == "delta"  # an untagged folder is an album named after it
