@@ -202,9 +202,7 @@ def build_view(catalog: Catalog, version: tuple) -> LibraryView:
 def _place_in_folders(song: Song, path: Path, roots: list[str], folders: dict) -> None:
     """Add the song to its folder, creating the folders between it and its library root."""
     text = str(path)
-    matches = [
-        (i, r) for i, r in enumerate(roots) if text.startswith(r.rstrip("/") + "/")
-    ]
+    matches = [(i, r) for i, r in enumerate(roots) if text.startswith(r.rstrip("/") + "/")]
     if not matches:
         return
     index, root = max(matches, key=lambda m: len(m[1]))

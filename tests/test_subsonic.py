@@ -188,9 +188,7 @@ def test_browse_by_artist_and_album(served, call, sonic):
     assert pulse["musicBrainzId"] == MBID and pulse["isrc"] == [ISRC]
     search = call("search3", query="chor")["searchResult3"]
     assert [s["title"] for s in search["song"]] == ["Chord"]
-    assert [a["name"] for a in call("search3", query="gam")["searchResult3"]["artist"]] == [
-        "Gamma"
-    ]
+    assert [a["name"] for a in call("search3", query="gam")["searchResult3"]["artist"]] == ["Gamma"]
     everything = call("search3", query='""', songCount=100)["searchResult3"]
     assert len(everything["song"]) == 5
 
@@ -292,8 +290,10 @@ def test_similar_songs_and_sonic_matches(served, call, sonic):
 
 def test_sonic_path(served, call):
     start, end = served["id"]["sine"], served["id"]["hiss"]
-    path = [m["entry"]["id"] for m in
-            call("findSonicPath", startSongId=start, endSongId=end, count=4)["sonicMatch"]]
+    path = [
+        m["entry"]["id"]
+        for m in call("findSonicPath", startSongId=start, endSongId=end, count=4)["sonicMatch"]
+    ]
     assert path[0] == start and path[-1] == end and len(path) == 4
     assert len(set(path)) == len(path)
     full = call("findSonicPath", startSongId=start, endSongId=end, count=500)["sonicMatch"]
@@ -365,8 +365,11 @@ def test_media_server_route(served):
     weak = c.post("/media-server/similar", json={"title": "Chord", "artist": "Nobody"},
                   headers=auth).json()["song"]  # fmt: skip
     assert weak["id"] == served["id"]["chord"] and weak["confidence"] < by_tags["confidence"]
-    path = c.post("/media-server/path", headers=auth, json={
-        "start": {"id": served["id"]["sine"]}, "end": {"mbid": MBID}, "count": 3}).json()
+    path = c.post(
+        "/media-server/path",
+        headers=auth,
+        json={"start": {"id": served["id"]["sine"]}, "end": {"mbid": MBID}, "count": 3},
+    ).json()
     ids = [p["id"] for p in path["path"]]
     assert ids[0] == served["id"]["sine"] and ids[-1] == served["id"]["pulse"] and len(ids) == 3
     nothing = c.post("/media-server/similar", json={"title": "nothing"}, headers=auth)

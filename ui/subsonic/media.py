@@ -36,9 +36,7 @@ def _file(ctx: Context) -> tuple[Path, str]:
     if track_id is None:
         raise not_found("song")
     with ctx.catalog.engine.connect() as conn:
-        row = conn.execute(
-            select(Track.path, Track.status).where(Track.id == track_id)
-        ).first()
+        row = conn.execute(select(Track.path, Track.status).where(Track.id == track_id)).first()
     if row is None or row.status == TrackStatus.MISSING:
         raise not_found("song")
     path = Path(row.path)
