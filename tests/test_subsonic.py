@@ -282,6 +282,8 @@ def test_similar_songs_and_sonic_matches(served, call, sonic):
     assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
     assert [m["entry"]["id"] for m in matches][:3] == [s["id"] for s in similar]
     assert len(call("getSonicSimilarTracks", id=seed, count=2)["sonicMatch"]) == 2
+    clamped = call("getSonicSimilarTracks", id=seed, count=10**12)["sonicMatch"]
+    assert len(clamped) == 4  # a count over the bound is clamped, not refused
     album = call("getSong", id=seed)["song"]["albumId"]
     from_album = call("getSimilarSongs2", id=album)["similarSongs2"]["song"]
     assert {s["albumId"] for s in from_album} != {album} and len(from_album) == 3
