@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import bindparam, delete, func, or_, select
 
 from catalog.schema import Play, Playlist, PlaylistEntry, Star, SubsonicUser, Track
 from catalog.store import Catalog
@@ -172,11 +172,13 @@ def unstar(catalog: Catalog, user_id: int, item_ids: Iterable[str]) -> None:
         s.execute(delete(Star).where(Star.user_id == user_id, Star.item_id.in_(set(item_ids))))
 
 
+_STARS = select(Star.item_id, Star.starred_at).where(Star.user_id == bindparam("user_id"))
+
+
 def stars(catalog: Catalog, user_id: int) -> dict[str, datetime]:
-    """item id -> when it was starred."""
-    with catalog.sessions() as s:
-        rows = s.execute(select(Star.item_id, Star.starred_at).where(Star.user_id == user_id))
-        return dict(rows.all())
+    """item id -> when it was starred (asked on most browses: one prepared SELECT)."""
+    with catalog.engine.connect() as conn:
+        return dict(conn.execute(_STARS, {"user_id": user_id}).all())
 
 
 def record_play(
@@ -188,12 +190,21 @@ def record_play(
                    submission=submission))  # fmt: skip
 
 
-def play_counts(catalog: Catalog) -> dict[int, tuple[int, datetime]]:
-    """track id -> (plays submitted, last played), over every user."""
-    with catalog.sessions() as s:
-        rows = s.execute(
-            select(Play.track_id, func.count(), func.max(Play.played_at))
-            .where(Play.submission.is_(True))
-            .group_by(Play.track_id)
-        )
-        return {t: (int(n), last) for t, n, last in rows}
+def play_counts(
+    catalog: Catalog, track_ids: list[int] | None = None
+) -> dict[int, tuple[int, datetime]]:
+    """track id -> (plays submitted, last played), over every user; only ``track_ids``
+    when given (a page of songs reads its own plays through the index, not all of them)."""
+    query = (
+        select(Play.track_id, func.count(), func.max(Play.played_at))
+        .where(Play.submission.is_(True))
+        .group_by(Play.track_id)
+    )
+    with catalog.engine.connect() as conn:
+        if track_ids is None:
+            return {t: (int(n), last) for t, n, last in conn.execute(query)}
+        found = {}
+        for start in range(0, len(track_ids), 900):  # under SQLite's bound-parameter limit
+            chunk = query.where(Play.track_id.in_(track_ids[start : start + 900]))
+            found.update({t: (int(n), last) for t, n, last in conn.execute(chunk)})
+        return found

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from catalog.schema import SubsonicApiKey, SubsonicUser
 from catalog.store import Catalog
@@ -184,6 +184,40 @@ def plain_password(catalog: Catalog, user_id: int) -> str | None:
         return _key(catalog).decrypt(secret.encode()).decode()
     except InvalidToken:  # the key file was replaced: the secret cannot be read any more
         return None
+
+
+_LOGIN = select(
+    SubsonicUser.id, SubsonicUser.name, SubsonicUser.admin, SubsonicUser.password_secret
+).where(SubsonicUser.name == bindparam("name"))
+# encrypted secret -> password: token logins come with every request, and the secret
+# changes with the password, so an old entry is never used again (and never revealed).
+_DECRYPTED: dict[str, str] = {}
+
+
+def token_login(catalog: Catalog, name: str) -> tuple[User, str | None] | None:
+    """(the user, their password or None when only a hash is kept), in one read.
+
+    What token auth needs on every request: one prepared SELECT on a pooled
+    connection, and the decryption only the first time a secret is seen.
+    """
+    with catalog.engine.connect() as conn:
+        row = conn.execute(_LOGIN, {"name": name}).first()
+    if row is None:
+        return None
+    user = User(row.id, row.name, bool(row.admin), row.password_secret is not None)
+    secret = row.password_secret
+    if secret is None:
+        return user, None
+    plain = _DECRYPTED.get(secret)
+    if plain is None:
+        try:
+            plain = _key(catalog).decrypt(secret.encode()).decode()
+        except InvalidToken:  # the key file was replaced: the secret cannot be read any more
+            return user, None
+        if len(_DECRYPTED) >= _VERIFIED_MAX:
+            _DECRYPTED.clear()
+        _DECRYPTED[secret] = plain
+    return user, plain
 
 
 def new_api_key(catalog: Catalog, name: str) -> str:

@@ -45,8 +45,6 @@ def _password(raw: str) -> str:
 def authenticate(ctx: Context) -> User:
     """The user the request's credentials name, or the Subsonic error that refuses it."""
     catalog: Catalog = ctx.catalog
-    if not users.any_user(catalog):
-        raise SubsonicError(WRONG_CREDENTIALS, NO_USERS)
     name, token, salt, password = (ctx.get(k) for k in ("u", "t", "s", "p"))
     api_key = ctx.get("apiKey")
     if api_key is not None:
@@ -56,17 +54,20 @@ def authenticate(ctx: Context) -> User:
             )
         user = users.user_for_api_key(catalog, api_key)
         if user is None:
+            _no_users(catalog)
             raise SubsonicError(INVALID_API_KEY, "invalid API key")
         return user
     if not name:
+        _no_users(catalog)
         raise SubsonicError(MISSING_PARAMETER, "required parameter is missing: u (or apiKey)")
     if token is not None or salt is not None:
         if not token or not salt:
             raise SubsonicError(MISSING_PARAMETER, "token authentication needs both t and s")
-        user = users.get_user(catalog, name)
-        if user is None:
+        found = users.token_login(catalog, name)
+        if found is None:
+            _no_users(catalog)
             raise _wrong()
-        plain = users.plain_password(catalog, user.id)
+        user, plain = found
         if plain is None:
             raise SubsonicError(
                 TOKEN_AUTH_UNSUPPORTED,
@@ -81,5 +82,12 @@ def authenticate(ctx: Context) -> User:
         raise SubsonicError(MISSING_PARAMETER, "required parameter is missing: p, or t and s")
     user = users.check_password(catalog, name, _password(password))
     if user is None:
+        _no_users(catalog)
         raise _wrong()
     return user
+
+
+def _no_users(catalog: Catalog) -> None:
+    """Error 40 saying why, when a login failed because no user exists at all."""
+    if not users.any_user(catalog):
+        raise SubsonicError(WRONG_CREDENTIALS, NO_USERS)

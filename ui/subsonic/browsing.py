@@ -73,8 +73,9 @@ def artist(ctx: Context) -> dict:
 
 
 def _songs(ctx: Context, view: LibraryView, songs) -> list[dict]:
+    songs = list(songs)
     starred = store.stars(ctx.catalog, ctx.user.id)
-    plays = store.play_counts(ctx.catalog)
+    plays = store.play_counts(ctx.catalog, [s.id for s in songs])
     return [e.child(view, s, starred, plays) for s in songs]
 
 
