@@ -12,7 +12,10 @@ exactly as an ingest leaves them), then measures, in one run:
      a BLAS call);
   3. ``catalog.queries.similar`` in process (search + SQLite lookups), p50/p99;
   4. ``GET /tracks/{id}/similar?k=10`` against ``sonic serve`` running in its own
-     process (uvicorn, Gradio mounted), one keep-alive client, p50/p99 per request.
+     process (uvicorn, Gradio mounted), one keep-alive client, p50/p99 per request;
+  5. the OpenSubsonic ``sonicSimilarity`` calls beside it: ``getSonicSimilarTracks``
+     (count 10) and ``findSonicPath`` (a 25-song path between two random songs),
+     in process (``catalog.sonic_path``) and over HTTP (``/rest/``, token auth, JSON).
 
 Synthetic vectors: a mixture of 256 clusters in a 48-dim latent space, projected
 to 512 dims with a little isotropic noise and L2-normalised. Real embedding spaces
@@ -49,6 +52,7 @@ from sqlalchemy import insert  # noqa: E402
 from catalog import index as vi  # noqa: E402
 from catalog.queries import similar  # noqa: E402
 from catalog.schema import Track, TrackStatus  # noqa: E402
+from catalog.sonic_path import sonic_path, sonic_similar  # noqa: E402
 from catalog.store import Catalog  # noqa: E402
 
 DIM = 512
@@ -187,11 +191,66 @@ def http_latency(data_dir: Path, query_ids: np.ndarray, warmup: int, timeout_s: 
                 t = time.perf_counter()
                 client.get(f"/jobs/{'0' * 32}")
                 floor.append(time.perf_counter() - t)
+            sonic = subsonic_latency(client, query_ids)
         return {**percentiles(times), "requests": len(times), "server_ready_s": round(ready_s, 1),
-                "search": health["search"], "http_floor": percentiles(floor)}  # fmt: skip
+                "search": health["search"], "http_floor": percentiles(floor),
+                **sonic}  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+BENCH_USER, BENCH_PASSWORD = "bench", "bench-password"
+SONIC_QUERIES = 200  # paths are 23 searches each: fewer of them keep a 1M run in reason
+PATH_SONGS = 25
+
+
+def subsonic_latency(client, query_ids: np.ndarray) -> dict:
+    """p50/p99 of getSonicSimilarTracks and findSonicPath over /rest/ (JSON, token auth)."""
+    import hashlib
+
+    salt = "b3nch"
+    auth = {"u": BENCH_USER, "s": salt, "f": "json", "v": "1.16.1", "c": "bench",
+            "t": hashlib.md5((BENCH_PASSWORD + salt).encode()).hexdigest()}  # fmt: skip
+    ids = [int(i) for i in query_ids[:SONIC_QUERIES]]
+    client.get("/rest/getSonicSimilarTracks", params={**auth, "id": f"tr-{ids[0]}"})  # view
+    similar_t, path_t = [], []
+    for n, track_id in enumerate(ids):
+        t = time.perf_counter()
+        r = client.get("/rest/getSonicSimilarTracks", params={**auth, "id": f"tr-{track_id}"})
+        similar_t.append(time.perf_counter() - t)
+        assert len(r.json()["subsonic-response"]["sonicMatch"]) == K, r.text[:300]
+        end = ids[-1 - n]
+        if end == track_id:
+            continue
+        t = time.perf_counter()
+        r = client.get("/rest/findSonicPath", params={
+            **auth, "startSongId": f"tr-{track_id}", "endSongId": f"tr-{end}",
+            "count": PATH_SONGS})  # fmt: skip
+        path_t.append(time.perf_counter() - t)
+        path = r.json()["subsonic-response"]["sonicMatch"]
+        assert path[0]["entry"]["id"] == f"tr-{track_id}" and path[-1]["entry"]["id"] == f"tr-{end}"
+    return {"http_getSonicSimilarTracks": percentiles(similar_t),
+            "http_findSonicPath": {**percentiles(path_t), "songs": PATH_SONGS}}  # fmt: skip
+
+
+def in_process_sonic(index, query_ids: np.ndarray) -> dict:
+    ids = [int(i) for i in query_ids[:SONIC_QUERIES]]
+    similar_t, path_t, lengths = [], [], []
+    for n, track_id in enumerate(ids):
+        t = time.perf_counter()
+        sonic_similar(index, track_id, K)
+        similar_t.append(time.perf_counter() - t)
+        end = ids[-1 - n]
+        if end == track_id:
+            continue
+        t = time.perf_counter()
+        path = sonic_path(index, track_id, end, PATH_SONGS)
+        path_t.append(time.perf_counter() - t)
+        lengths.append(len(path))
+    return {"in_process_sonic_similar": percentiles(similar_t),
+            "in_process_sonic_path": {**percentiles(path_t), "songs": PATH_SONGS,
+                                      "min_length": min(lengths)}}  # fmt: skip
 
 
 def run_size(n: int, n_queries: int, work: Path, http: bool) -> dict:
@@ -279,7 +338,12 @@ def run_size(n: int, n_queries: int, work: Path, http: bool) -> dict:
         "queries": len(times),
         "searching_with": index.ann_status()["searching_with"],
     }
+    result.update(in_process_sonic(index, query_ids))
     print(json.dumps({k: result[k] for k in result if k != "ann_sweep"}, indent=1), flush=True)
+    if http:
+        from catalog.subsonic_users import add_user
+
+        add_user(catalog, BENCH_USER, BENCH_PASSWORD)
     catalog.close()
     del catalog, index
     gc.collect()
@@ -329,6 +393,19 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['tracks']:,} | {ms(cfg[0])} | {ms(cfg[1])} | {ms(cfg[2])} "
             f"| {r['ann_build_s'] if r['kind'] != 'flat' else '-'} |"
+        )
+    lines += [
+        "",
+        "| tracks | `getSonicSimilarTracks` in process | over HTTP `/rest/` "
+        f"| `findSonicPath` ({PATH_SONGS} songs) in process | over HTTP `/rest/` |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        http = r.get("http_similar") or {}
+        lines.append(
+            f"| {r['tracks']:,} | {ms(r.get('in_process_sonic_similar'))} "
+            f"| {ms(http.get('http_getSonicSimilarTracks'))} "
+            f"| {ms(r.get('in_process_sonic_path'))} | {ms(http.get('http_findSonicPath'))} |"
         )
     sweeps = [r for r in runs if r.get("ann_sweep")]
     if sweeps:

@@ -280,7 +280,7 @@ def section_probes(work: Path) -> dict:
             with httpx.Client(base_url=base, timeout=60, headers=headers) as client:
                 ids = [t["id"] for t in client.get("/tracks").json()["tracks"]]
                 valid = {"track_id": str(ids[0]), "other_id": str(ids[1]),
-                         "job_id": "0" * 32, "stem": "vocals"}  # fmt: skip
+                         "job_id": "0" * 32, "stem": "vocals", "name": "getSong"}  # fmt: skip
                 probes = route_probes(routes_app, valid)
                 answers = [client.request(method, url) for method, url in probes]
                 paths = (secret, "/etc/passwd", "/etc/shadow", "/etc", "../../../../etc/passwd")

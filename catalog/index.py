@@ -294,6 +294,12 @@ class VectorIndex:
         except RuntimeError:  # faiss raises when the id is absent
             return None
 
+    def vectors_of(self, track_ids: list[int]) -> np.ndarray:
+        """The stored vectors of ids known to be in the index, in one call (a sonic
+        path looks up dozens per step; one ``reconstruct`` each cost ~45 us of wrapper)."""
+        ids = np.ascontiguousarray(track_ids, dtype=np.int64)
+        return self.index.reconstruct_batch(ids)
+
     def search(self, query: np.ndarray, k: int, exact: bool = False) -> list[tuple[int, float]]:
         """The k best (id, cosine) pairs for one query vector, best first.
 

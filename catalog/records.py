@@ -28,6 +28,9 @@ class Tags:
     album: str | None = None
     track_number: int | None = None
     duration_s: float | None = None
+    album_artist: str | None = None
+    mbid: str | None = None  # MusicBrainz recording id
+    isrc: str | None = None
 
 
 @dataclass

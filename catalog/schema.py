@@ -12,6 +12,7 @@ import os
 from datetime import datetime
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -97,6 +98,11 @@ class Track(Base):
     artist: Mapped[str | None] = mapped_column(SafeText, index=True)
     album: Mapped[str | None] = mapped_column(SafeText, index=True)
     track_number: Mapped[int | None] = mapped_column(Integer)
+    # From tags (migration 0004): the album's artist, the MusicBrainz recording id and the
+    # ISRC, so Subsonic albums group by album artist and media servers can match songs.
+    album_artist: Mapped[str | None] = mapped_column(SafeText)
+    mbid: Mapped[str | None] = mapped_column(String(64), index=True)
+    isrc: Mapped[str | None] = mapped_column(String(32), index=True)
     duration_s: Mapped[float | None] = mapped_column(Float)
     sample_rate: Mapped[int | None] = mapped_column(Integer)
     channels: Mapped[int | None] = mapped_column(Integer)
@@ -234,3 +240,81 @@ class Stem(Base):
     path: Mapped[str] = mapped_column(Text)  # relative to the data directory
 
     stem_set: Mapped[StemSet] = relationship(back_populates="stems")
+
+
+# -- OpenSubsonic (migration 0004) --------------------------------------------------------
+
+
+class SubsonicUser(Base):
+    """A Subsonic login. ``password_hash`` checks ``p=``; ``password_secret`` (encrypted
+    with the data directory's key, see ``catalog.subsonic_store``) answers token auth."""
+
+    __tablename__ = "subsonic_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    password_secret: Mapped[str | None] = mapped_column(Text)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SubsonicApiKey(Base):
+    """An API key (the ``apiKeyAuthentication`` extension), kept as its SHA-256 only."""
+
+    __tablename__ = "subsonic_api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("subsonic_users.id", ondelete="CASCADE"))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Playlist(Base):
+    __tablename__ = "playlists"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("subsonic_users.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    changed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PlaylistEntry(Base):
+    __tablename__ = "playlist_entries"
+
+    playlist_id: Mapped[int] = mapped_column(
+        ForeignKey("playlists.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"))
+
+
+class Star(Base):
+    """A starred song, album or artist, by its Subsonic id (``tr-``, ``al-``, ``ar-``)."""
+
+    __tablename__ = "stars"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("subsonic_users.id", ondelete="CASCADE"), primary_key=True
+    )
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    starred_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Play(Base):
+    """One scrobble: a play (``submission``) or a now-playing notice."""
+
+    __tablename__ = "plays"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("subsonic_users.id", ondelete="CASCADE"), index=True
+    )
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    played_at: Mapped[datetime] = mapped_column(DateTime)
+    submission: Mapped[bool] = mapped_column(Boolean)

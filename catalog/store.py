@@ -392,6 +392,9 @@ class Catalog:
             track.album = tags.album
             track.track_number = tags.track_number
             track.duration_s = tags.duration_s
+            track.album_artist = getattr(tags, "album_artist", None)
+            track.mbid = getattr(tags, "mbid", None)
+            track.isrc = getattr(tags, "isrc", None)
         if audio is not None:
             track.duration_s = audio.duration_s
             track.sample_rate = audio.sample_rate

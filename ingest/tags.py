@@ -28,8 +28,19 @@ def _track_number(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _identifier(value: str | None, limit: int) -> str | None:
+    """An MBID or ISRC as given (already stripped); one too long to be real is dropped,
+    not truncated, so a media server never matches on half an identifier."""
+    if value is None or len(value) > limit:
+        return None
+    return value
+
+
 def read_tags(path: Path) -> Tags:
-    """Title, artist, album, track number and duration; title defaults to the file name."""
+    """Title, artist, album (and its artist), number, duration, MBID and ISRC.
+
+    The title defaults to the file name.
+    """
     path = Path(path)
     tags = Tags()
     try:
@@ -42,6 +53,9 @@ def read_tags(path: Path) -> Tags:
         tags.title = _first(get("title"))
         tags.artist = _first(get("artist")) or _first(get("albumartist"))
         tags.album = _first(get("album"))
+        tags.album_artist = _first(get("albumartist"))
+        tags.mbid = _identifier(_first(get("musicbrainz_trackid")), 64)
+        tags.isrc = _identifier(_first(get("isrc")), 32)
         tags.track_number = _track_number(_first(get("tracknumber")))
         length = getattr(getattr(audio, "info", None), "length", None)
         tags.duration_s = float(length) if length and length > 0 else None

@@ -404,7 +404,13 @@ def test_token_is_required_on_every_route_when_set(served, monkeypatch):
         for app_route in app.routes:
             path = re.sub(r"{[^}]+}", "1", app_route.path)
             for method in sorted(getattr(app_route, "methods", None) or ["GET"]):
-                assert client.request(method, path).status_code == 401, (method, path)
+                answer = client.request(method, path)
+                if path.startswith("/rest/"):  # Subsonic users log in there instead
+                    assert answer.status_code == 200 and (
+                        method == "HEAD" or b'status="failed"' in answer.content
+                    ), (method, path)
+                    continue
+                assert answer.status_code == 401, (method, path)
         for path in ("/ui", "/ui/gradio_api/info", "/ui/gradio_api/file=/etc/passwd", "/redoc"):
             assert client.get(path).status_code == 401, path
         assert client.post("/ui/gradio_api/upload").status_code == 401

@@ -381,7 +381,7 @@ def test_track_ids_have_one_spelling(api, served):
 
 def test_no_route_answers_500_or_leaks_a_file_to_a_bad_request(api, served):
     valid = {"track_id": str(served["id"]["sine"]), "other_id": str(served["id"]["chord"]),
-             "job_id": "0" * 32, "stem": "vocals"}  # fmt: skip
+             "job_id": "0" * 32, "stem": "vocals", "name": "getSong"}  # fmt: skip
     probes = route_probes(served["app"], valid)
     assert len(probes) > 300
     for method, url in probes:

@@ -471,13 +471,21 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
-from ui import pretrain_cli, serve_cli, similarity_cli, stems_cli, train_cli  # noqa: E402
+from ui import (  # noqa: E402
+    pretrain_cli,
+    serve_cli,
+    similarity_cli,
+    stems_cli,
+    train_cli,
+    user_cli,
+)
 
 train_cli.register(app)
 pretrain_cli.register(app)
 similarity_cli.register(app)
 stems_cli.register(app)
 serve_cli.register(app)
+user_cli.register(app)
 
 if __name__ == "__main__":  # `python -m ui.cli` runs the checkout's code
     app()

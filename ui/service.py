@@ -8,6 +8,8 @@ request names a file; request bodies are limited (413); a Host header the servic
 was not told of is refused (400, DNS rebinding); with ``SONIC_API_TOKEN`` set,
 every route (the UI, the docs and ``/health`` included) requires the token, and
 playlists carry per-track signed, expiring links instead (``ui.signed_links``).
+The OpenSubsonic API under ``/rest/`` (``ui.subsonic``) is the exception: Subsonic
+clients cannot send the token, so its users log in there with their own accounts.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError
+from ui.media_server import mount as mount_media_server
 from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.signed_links import (
     DEFAULT_LIFETIME_S,
@@ -65,8 +68,10 @@ from ui.state import (
     Settings,
     allowed_hosts_from_env,
 )
+from ui.subsonic import mount as mount_subsonic
 
 TOKEN_COOKIE = "sonic_token"
+SUBSONIC_PREFIX = "/rest/"  # Subsonic clients authenticate per request (ui.subsonic.auth)
 UI_PATH = "/ui"
 AUDIO_TYPES = {
     ".mp3": "audio/mpeg", ".flac": "audio/flac", ".wav": "audio/wav", ".ogg": "audio/ogg",
@@ -224,7 +229,7 @@ class Guard:
             await SafeJSONResponse({"detail": refusal}, status_code=400)(scope, receive, send)
             return
         from_query = False
-        if self.token is not None:
+        if self.token is not None and not scope.get("path", "").startswith(SUBSONIC_PREFIX):
             presented, from_query = self._presented(scope)
             if presented is not None and hmac.compare_digest(presented, self.token):
                 pass
@@ -359,6 +364,8 @@ def create_app(
     app.state.sonic = state
     _add_errors(app)
     _add_routes(app, state)
+    mount_subsonic(app, state)  # /rest/: OpenSubsonic, with its own users
+    mount_media_server(app, state)  # /media-server/: songs found by MBID, ISRC, tags
     before: dict[str, Callable[[], object]] = {}
     if mount_ui:
         import gradio as gr
