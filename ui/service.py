@@ -48,7 +48,9 @@ from catalog.paths import displayable
 from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
+from ingest.busy_signal import BusyBeacon
 from ingest.clip import ClipError
+from ui.activity import ActivitySignal
 from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.signed_links import (
     DEFAULT_LIFETIME_S,
@@ -341,6 +343,7 @@ def create_app(
         settings.allowed_hosts = [*settings.allowed_hosts, *allowed_hosts_from_env()]
         state = ServiceState(settings)
     settings = state.settings
+    beacon = BusyBeacon(settings.data_dir)  # ingests here yield while requests come
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -348,6 +351,7 @@ def create_app(
         await anyio.to_thread.run_sync(state.fresh)
         yield
         state.close()
+        beacon.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -385,6 +389,7 @@ def create_app(
         before=before,
         allowed_hosts=[*LOOPBACK_HOSTS, *settings.allowed_hosts],
     )
+    app.add_middleware(ActivitySignal, beacon=beacon)  # outermost: refused requests count too
 
     return app
 
