@@ -311,38 +311,80 @@ def section_probes(work: Path) -> dict:
 
 # -- serve: clients during an ingest ---------------------------------------------------------
 
+ROUTES = ("track", "similar", "listing", "genres")
+
+
+def _url(route: str, track: int, offset: int) -> str:
+    return {
+        "track": f"/tracks/{track}",
+        "similar": f"/tracks/{track}/similar?k=10",
+        "listing": f"/tracks?limit=50&offset={offset}",
+        "genres": "/genres",
+    }[route]
+
+
+class _RawConnection:
+    """One keep-alive HTTP/1.1 connection that sends GETs and reads whole answers.
+
+    The load generator shares the two cores with the service it measures: httpx
+    spends about as much CPU on a request as the service does, so it takes a core
+    from the server and its own queueing shows up as latency. This reads the
+    status line and Content-Length and nothing else (every route asked here answers
+    with a length), which costs a few per cent of that.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def get(self, path: str) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"content-length:")
+        if at < 0:
+            raise ConnectionError(f"no Content-Length in the answer to {path}")
+        length = int(lower[at + 15 : lower.index(b"\r\n", at)])
+        await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
 
 async def _client_load(base: str, ids: list[int], clients: int, seconds: float) -> dict:
     """``clients`` keep-alive clients, each asking in a loop for ``seconds``."""
-    import httpx
-
-    routes = ("track", "similar", "listing", "genres")
-    times: dict[str, list[float]] = {r: [] for r in routes}
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    times: dict[str, list[float]] = {r: [] for r in ROUTES}
     errors: list[str] = []
     deadline = time.monotonic() + seconds
 
     async def one(seed: int) -> None:
         rng = random.Random(seed)
-        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        conn = _RawConnection(host, int(port))
+        try:
             while time.monotonic() < deadline:
-                route = rng.choice(routes)
-                track = rng.choice(ids)
-                url = {
-                    "track": f"/tracks/{track}",
-                    "similar": f"/tracks/{track}/similar?k=10",
-                    "listing": f"/tracks?limit=50&offset={rng.randrange(0, max(1, len(ids)))}",
-                    "genres": "/genres",
-                }[route]
+                route = rng.choice(ROUTES)
+                url = _url(route, rng.choice(ids), rng.randrange(0, max(1, len(ids))))
                 started = time.perf_counter()
                 try:
-                    response = await client.get(url)
-                    if response.status_code != 200:
-                        errors.append(f"{url}: HTTP {response.status_code}")
-                except httpx.HTTPError as exc:
+                    status = await asyncio.wait_for(conn.get(url), 30)
+                except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                     errors.append(f"{url}: {type(exc).__name__}")
+                    conn.close()
+                    conn = _RawConnection(host, int(port))
                     continue
+                if status != 200:
+                    errors.append(f"{url}: HTTP {status}")
                 times[route].append(time.perf_counter() - started)
+        finally:
+            conn.close()
 
+    cpu = time.process_time()
     await asyncio.gather(*(one(i) for i in range(clients)))
     every = [t for samples in times.values() for t in samples]
     return {
@@ -352,7 +394,38 @@ async def _client_load(base: str, ids: list[int], clients: int, seconds: float) 
         "error_examples": errors[:5],
         **percentiles(every),
         "by_route": {r: percentiles(s) for r, s in times.items()},
+        "client_cpu_s": round(time.process_time() - cpu, 1),
     }
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / tick
+
+
+def _measured_load(base: str, ids: list[int], clients: int, seconds: float, server: int,
+                   ingest: int | None = None) -> dict:  # fmt: skip
+    """Client load, with the CPU the server (and the ingest's tree) used meanwhile."""
+    ingest_pids = (lambda: [ingest, *descendants(ingest)]) if ingest else (lambda: [])
+    server_before, ingest_before = cpu_seconds([server]), cpu_seconds(ingest_pids())
+    load = asyncio.run(_client_load(base, ids, clients, seconds))
+    load["server_cpu_s"] = round(cpu_seconds([server]) - server_before, 1)
+    load["server_cpu_ms_per_request"] = round(
+        1000 * load["server_cpu_s"] / max(1, load["requests"]), 2
+    )
+    if ingest:
+        load["ingest_cpu_s_during_load"] = round(cpu_seconds(ingest_pids()) - ingest_before, 1)
+    load["load_average_1min"] = os.getloadavg()[0]
+    return load
 
 
 def _wait_ready(
@@ -374,36 +447,46 @@ def _wait_ready(
     raise RuntimeError("sonic serve did not get ready in time")
 
 
-def _during_ingest(
-    base: str, ids: list[int], clients: int, seconds: float, folder: Path, env: dict, nice: int
-) -> dict:
-    """Client load while ``sonic ingest --nice NICE`` analyses ``folder`` into the catalog.
-
-    Files already in the catalog are skipped, so each call ingests a fresh copy.
-    """
-    copy = folder.with_name(f"{folder.name}-nice{nice}")
+def _start_ingest(folder: Path, label: str, env: dict, nice: int, yielding: bool):
+    """``sonic ingest`` of a fresh copy of ``folder`` (files already catalogued are skipped)."""
+    copy = folder.with_name(f"{folder.name}-{label}")
     shutil.copytree(folder, copy)
-    started = time.monotonic()
-    ingest = sonic("ingest", str(copy), "--no-progress", "--json", "--nice", str(nice), env=env,
-                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
-    time.sleep(5)  # past its start-up, into the analysis
-    load = asyncio.run(_client_load(base, ids, clients, seconds))
-    load["ingest_running_at_end"] = ingest.poll() is None
+    flag = "--yield-to-service" if yielding else "--no-yield-to-service"
+    return sonic("ingest", str(copy), "--no-progress", "--json", "--nice", str(nice), flag,
+                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def _ingest_result(ingest: subprocess.Popen, started: float) -> dict:
     out, _ = ingest.communicate(timeout=3600)
     summary = json.loads(out)
-    load["ingest"] = {
+    return {
         "exit_code": ingest.returncode,
         "analysed": summary["analysed"],
         "failed": len(summary["failed"]),
         "wall_s": round(time.monotonic() - started, 1),
     }
+
+
+def _during_ingest(base: str, ids: list[int], clients: int, seconds: float, folder: Path,
+                   env: dict, nice: int, yielding: bool, server: int) -> dict:  # fmt: skip
+    """Client load while ``sonic ingest --nice NICE`` analyses ``folder`` into the catalog."""
+    label = f"nice{nice}-{'yield' if yielding else 'noyield'}"
+    started = time.monotonic()
+    ingest = _start_ingest(folder, label, env, nice, yielding)
+    time.sleep(5)  # past its start-up, into the analysis
+    load = _measured_load(base, ids, clients, seconds, server, ingest.pid)
+    load["ingest_running_at_end"] = ingest.poll() is None
+    load["ingest"] = _ingest_result(ingest, started)
     return load
 
 
-def section_serve(
-    work: Path, clients: int, seconds: float, ingest_tracks: int, nices: list[int]
-) -> dict:
-    """Serve a catalog to ``clients`` with and without an ingest writing to it."""
+def section_serve(work: Path, clients: int, seconds: float, ingest_tracks: int,
+                  nices: list[int], yields: list[bool], alone: bool) -> dict:  # fmt: skip
+    """Serve a catalog to ``clients`` with and without an ingest writing to it.
+
+    Each ingest analyses the same files into its own copy; with ``alone``, one more
+    runs without any clients first, the reference for how much the load slows it.
+    """
     import httpx
 
     data_dir, seed_dir, new_dir = work / "data", work / "seed", work / "incoming"
@@ -424,15 +507,24 @@ def section_serve(
     try:
         _wait_ready(base, server)
         ids = [t["id"] for t in httpx.get(f"{base}/tracks?limit=500").json()["tracks"]]
-        print(f"serve: {clients} clients for {seconds:.0f} s, no ingest", flush=True)
-        result["idle"] = asyncio.run(_client_load(base, ids, clients, seconds))
-        print(f"  {result['idle']}", flush=True)
-        for nice in nices:  # each ingest analyses the same files into its own copy
-            print(f"serve: {clients} clients, {seconds:.0f} s, ingest at nice {nice}", flush=True)
-            result[f"ingest_nice_{nice}"] = _during_ingest(
-                base, ids, clients, seconds, new_dir, env, nice
+        if alone:
+            print("serve: the ingest alone, no clients", flush=True)
+            started = time.monotonic()
+            result["ingest_alone"] = _ingest_result(
+                _start_ingest(new_dir, "alone", env, nices[0], True), started
             )
-            print(f"  {result[f'ingest_nice_{nice}']}", flush=True)
+            print(f"  {result['ingest_alone']}", flush=True)
+        print(f"serve: {clients} clients for {seconds:.0f} s, no ingest", flush=True)
+        result["idle"] = _measured_load(base, ids, clients, seconds, server.pid)
+        print(f"  {result['idle']}", flush=True)
+        for nice in nices:
+            for yielding in yields:
+                key = f"ingest_nice_{nice}_{'yield' if yielding else 'no_yield'}"
+                print(f"serve: {clients} clients, {seconds:.0f} s, {key}", flush=True)
+                result[key] = _during_ingest(
+                    base, ids, clients, seconds, new_dir, env, nice, yielding, server.pid
+                )
+                print(f"  {result[key]}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -453,7 +545,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--ingest-tracks", type=int, default=10)
     parser.add_argument(
-        "--nice", default="0,10", help="ingest priorities to compare (0: as before --nice)"
+        "--nice", default="10", help="ingest priorities to compare (0: as before --nice)"
+    )
+    parser.add_argument(
+        "--yield-modes",
+        default="off,on",
+        help="ingests with --no-yield-to-service (off) and --yield-to-service (on)",
+    )
+    parser.add_argument(
+        "--ingest-alone",
+        action="store_true",
+        help="also time the ingest with no clients (the reference for its slowdown)",
     )
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "torture.json")
@@ -476,6 +578,8 @@ def main() -> None:
                     args.seconds,
                     args.ingest_tracks,
                     [int(n) for n in args.nice.split(",")],
+                    [{"on": True, "off": False}[m] for m in args.yield_modes.split(",")],
+                    args.ingest_alone,
                 )
             else:
                 parser.error(f"unknown section {section!r}")

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.audio import DecodeError, decode_all, silence_reason
+from embeddings.audio import silence_reason
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import FrontendConfig, batch_features, power_mel, split_segments, to_db
 from embeddings.inference import AGGREGATIONS, Predictor, aggregate, l2_normalise, top_k
+from ingest.upload_decode import MAX_CLIP_SECONDS, ClipError, decode_isolated
 
-MAX_CLIP_SECONDS = 15 * 60  # an upload longer than this is analysed over its start only
 BATCH_SEGMENTS = 32
-
-
-class ClipError(ValueError):
-    """The clip cannot be analysed; the message says why, for the user."""
 
 
 @dataclass
@@ -81,15 +77,12 @@ class ClipAnalysis:
 
 
 def decode_clip(path: Path, sample_rate: int, max_seconds: float = MAX_CLIP_SECONDS):
-    """Mono audio at ``sample_rate`` (at most ``max_seconds``) and whether it was cut."""
-    try:
-        audio = decode_all(Path(path), sample_rate, max_seconds=max_seconds + 1 / sample_rate)
-    except DecodeError as exc:
-        raise ClipError(str(exc)) from None
-    except OSError as exc:
-        raise ClipError(f"cannot read file: {exc}") from None
-    limit = int(max_seconds * sample_rate)
-    return audio[:limit], len(audio) > limit
+    """Mono audio at ``sample_rate`` (at most ``max_seconds``) and whether it was cut.
+
+    Decoded in a child process with memory and CPU limits (``ingest.upload_decode``):
+    the file may be anyone's upload, and the caller is the long-lived service.
+    """
+    return decode_isolated(Path(path), sample_rate, max_seconds)
 
 
 class ClipAnalyser:

@@ -29,6 +29,7 @@ from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS, BestWindowTracker, describe_analysis
 from ingest.artefacts import heatmap_file, write_atomic
+from ingest.busy_signal import BusyWatch, Yielder
 from ingest.lock import HeldLock, catalog_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
@@ -68,6 +69,9 @@ class IngestOptions:
     # length limit: workers report in at least every ALIVE_SECONDS while a long
     # track streams, and the main process's own busy spells do not count.
     stall_seconds: float = 120.0
+    # While a `sonic serve` on the same data directory is answering requests, run one
+    # network call at a time and rest between calls (ingest.busy_signal).
+    yield_to_service: bool = True
 
 
 @dataclass
@@ -89,6 +93,7 @@ class IngestSummary:
     analysis: str | None = None  # how much of each track was analysed (describe_analysis)
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
+    yielded_seconds: float = 0.0  # time the network stood aside for a busy `sonic serve`
 
     @property
     def processed(self) -> int:
@@ -112,6 +117,7 @@ class IngestSummary:
             "analysis": self.analysis,
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,
+            "yielded_seconds": self.yielded_seconds,
         }
 
 
@@ -282,6 +288,7 @@ class IngestRun:
         self.inflight: deque[tuple[list, Future]] = deque()
         self.executor: ThreadPoolExecutor | None = None
         self.threads = 1
+        self.yielder = Yielder(None, 1)
         self.plan = Plan()
         self.claimed: set[int] = set()
         self._last_save = time.monotonic()
@@ -339,6 +346,8 @@ class IngestRun:
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
         self.threads = threads
+        watch = BusyWatch(self.catalog.paths.root) if self.options.yield_to_service else None
+        self.yielder = Yielder(watch, threads)
         previous_threads = op_threads(1) if threads > 1 else None
         self.progress.start(len(tasks))
         if self.summary.previous_model_id:
@@ -360,6 +369,8 @@ class IngestRun:
             self.inflight.clear()
             if previous_threads is not None:
                 op_threads(previous_threads)
+            self.summary.yielded_seconds = round(self.yielder.rested_s, 1)
+            self.yielder.close()
             pool.close()
 
     def _note_unreadable_folders(self) -> None:
@@ -380,15 +391,23 @@ class IngestRun:
                     if task_id in self.states:
                         self._fail(task_id, self._stalled_reason())
             self._collect()
+            if self._held_back():  # a full batch waits while the service is busy
+                pool.pause_clocks(self._rest())  # workers blocked on the queue are not hung
+                quiet_since = time.monotonic()
+                continue
             busy = bool(self.batch or self.inflight)
             try:
                 message = pool.results.get(timeout=0 if busy else POLL_SECONDS)
             except queue.Empty:
-                if self.batch and len(self.inflight) < self.threads:
+                if self.batch and self.yielder.may_start(len(self.inflight)):
                     self._submit()  # an inference thread is free: give it what there is
                     continue
                 if self.inflight:
                     wait([self.inflight[0][1]], timeout=POLL_SECONDS / 10)
+                    continue
+                if self.batch:  # yielding to the service: the next call starts soon
+                    pool.pause_clocks(self._rest())
+                    quiet_since = time.monotonic()
                     continue
                 for task_id, code in pool.reap_dead():
                     if task_id is not None and task_id in self.states:
@@ -399,7 +418,9 @@ class IngestRun:
                 continue
             quiet_since = time.monotonic()
             self._handle(message, pool)
-            while sum(len(f) for _, _, f in self.batch) >= self.options.batch_size:
+            while self._pending() >= self.options.batch_size and self.yielder.may_start(
+                len(self.inflight)
+            ):
                 self._submit()
             self._maybe_save_index()
 
@@ -490,7 +511,37 @@ class IngestRun:
             self._collect(block=True)
         batch = self._take(self.options.batch_size)
         features = np.concatenate([f for _, _, f in batch])
-        self.inflight.append((batch, self.executor.submit(self.predictor.predict, features)))
+        self.inflight.append((batch, self.executor.submit(self._predict, features)))
+
+    def _pending(self) -> int:
+        return sum(len(f) for _, _, f in self.batch)
+
+    def _held_back(self) -> bool:
+        """A full batch is waiting but no call may start yet (all busy, or yielding)."""
+        return self._pending() >= self.options.batch_size and not self.yielder.may_start(
+            len(self.inflight)
+        )
+
+    def _rest(self) -> float:
+        """Wait, reading no messages, until a call ends or the next may start; seconds waited.
+
+        Not reading is the point: the decode workers fill their queue and block.
+        """
+        started = time.monotonic()
+        if self.inflight:
+            wait([self.inflight[0][1]], timeout=POLL_SECONDS)
+        else:
+            time.sleep(min(POLL_SECONDS, max(0.001, self.yielder.next_call_at - started)))
+        rested = time.monotonic() - started
+        if self.yielder.busy():
+            self.yielder.rested_s += rested
+        return rested
+
+    def _predict(self, features: np.ndarray) -> tuple[BatchOutput, float]:
+        """One network call (in an inference thread) and its wall time."""
+        started = time.perf_counter()
+        out = self.predictor.predict(features)
+        return out, time.perf_counter() - started
 
     def _take(self, limit: int) -> list[tuple[int, int, np.ndarray]]:
         """The oldest pending segments, at most ``limit``, splitting a chunk if needed."""
@@ -516,7 +567,9 @@ class IngestRun:
         """
         while self.inflight and (block or self.inflight[0][1].done()):
             batch, future = self.inflight.popleft()
-            self._apply(batch, future.result())
+            out, seconds = future.result()
+            self.yielder.finished(seconds)
+            self._apply(batch, out)
             block = False
 
     def _apply(self, batch: list[tuple[int, int, np.ndarray]], out: BatchOutput) -> None:

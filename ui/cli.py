@@ -136,6 +136,10 @@ def _print_ingest_summary(data: dict) -> None:
         typer.echo(f"inference: {data['inference']}")
     if data.get("analysis") and data["analysed"]:
         typer.echo(f"analysis: {data['analysis']}")
+    if data.get("yielded_seconds"):
+        typer.echo(
+            f"stood aside {data['yielded_seconds']:.0f} s for `sonic serve` answering requests"
+        )
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
@@ -217,6 +221,14 @@ def ingest(
             max=19,
         ),
     ] = 10,
+    yield_to_service: Annotated[
+        bool,
+        typer.Option(
+            help="While `sonic serve` on this data directory is answering requests, run one "
+            "network call at a time and rest between calls, so reads stay fast (the ingest "
+            "takes longer while the service is busy).",
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -245,7 +257,7 @@ def ingest(
                     workers=workers, inference_threads=inference_threads,
                     batch_size=batch_size, aggregation=aggregate, device=device,
                     precision=precision, heatmaps=heatmaps,
-                    analysis_seconds=budget,
+                    analysis_seconds=budget, yield_to_service=yield_to_service,
                 )  # fmt: skip
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)

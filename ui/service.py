@@ -50,7 +50,9 @@ from catalog.paths import displayable
 from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
 from embeddings.inference import AGGREGATIONS
+from ingest.busy_signal import BusyBeacon
 from ingest.clip import ClipError
+from ui.activity import ActivitySignal
 from ui.media_server import mount as mount_media_server
 from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.signed_links import (
@@ -346,6 +348,7 @@ def create_app(
         settings.allowed_hosts = [*settings.allowed_hosts, *allowed_hosts_from_env()]
         state = ServiceState(settings)
     settings = state.settings
+    beacon = BusyBeacon(settings.data_dir)  # ingests here yield while requests come
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -353,6 +356,7 @@ def create_app(
         await anyio.to_thread.run_sync(state.fresh)
         yield
         state.close()
+        beacon.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -392,6 +396,7 @@ def create_app(
         before=before,
         allowed_hosts=[*LOOPBACK_HOSTS, *settings.allowed_hosts],
     )
+    app.add_middleware(ActivitySignal, beacon=beacon)  # outermost: refused requests count too
 
     return app
 
