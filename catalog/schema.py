@@ -131,6 +131,8 @@ class Track(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     n_segments: Mapped[int | None] = mapped_column(Integer)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The index version at which this row last entered or left the index (analysed,
+    # restored, failed, gone missing): what another process's index must catch up on.
     embedding_version: Mapped[int | None] = mapped_column(Integer)
 
     # Explanation of the predicted genre (migration 0002): a Grad-CAM heatmap over a

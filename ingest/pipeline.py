@@ -29,7 +29,7 @@ from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
 from ingest.artefacts import heatmap_file, write_atomic
-from ingest.lock import HeldLock, catalog_lock
+from ingest.lock import HeldLock, ingest_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
 
@@ -285,7 +285,7 @@ class IngestRun:
         started = time.monotonic()
         roots = [Path(r) for r in roots]
         root = self.catalog.paths.root
-        with nullcontext() if held and held.covers(root) else catalog_lock(root):
+        with nullcontext() if held and held.covers(root) else ingest_lock(self.catalog):
             previous = self.catalog.active_model_id
             if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
