@@ -389,7 +389,9 @@ class Catalog:
             ):  # an older copy of this catalog's index: catch it up rather than rebuild
                 self._index = loaded
                 self.sync_index()
-                return loaded
+                if len(loaded) == self._count_indexable():
+                    return loaded
+                self._index = None  # the file lied about its version: rebuild after all
         rebuilt = self.rebuild_index(dim, model_id, version)
         # an index written for another model is expected after a model change, not damage
         switched = loaded is not None and loaded.model_id != model_id
@@ -466,6 +468,11 @@ class Catalog:
     def save_index(self) -> None:
         if self._index is not None:
             self._index.save(self.paths.index)
+
+    def _count_indexable(self) -> int:
+        with self.sessions() as s:
+            query = select(func.count()).select_from(self._indexable().subquery())
+            return int(s.scalar(query) or 0)
 
     def index_health(self) -> dict:
         """How the index file on disk compares with SQLite (without repairing it)."""

@@ -31,3 +31,48 @@ def model() -> GenreModel:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
+
+
+# -- the catalog's database: SQLite, or a real PostgreSQL server -------------------------
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (see ``tests/postgres_server.py``)."""
+    from postgres_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install -e '.[dev,scale]')")
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_database_url(monkeypatch):
+    """A catalog URL in the developer's shell must never point the tests at a real catalog."""
+    monkeypatch.delenv("SONIC_DATABASE_URL", raising=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def catalog_url(request, monkeypatch) -> str | None:
+    """Run the test on each backend: None (the SQLite file) or a fresh PostgreSQL database.
+
+    The URL is also put in ``$SONIC_DATABASE_URL``, so every ``Catalog(data_dir)`` of
+    the test, and every ``sonic`` subprocess it starts, opens that database.
+    """
+    if request.param == "sqlite":
+        return None
+    server = request.getfixturevalue("postgres_server")
+    url = server.new_database()
+    monkeypatch.setenv("SONIC_DATABASE_URL", url)
+    return url
