@@ -180,9 +180,7 @@ def _upgrade(engine: Engine, lock: bool = False) -> None:
         command.upgrade(config, "head")
 
 
-def open_database(
-    database: Path, url: URL | None = None
-) -> tuple[Engine, sessionmaker[Session]]:
+def open_database(database: Path, url: URL | None = None) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory on a migrated catalog database.
 
     ``url`` (see :func:`parse_database_url`) selects PostgreSQL; without it the

@@ -160,9 +160,7 @@ class Catalog:
         with self._meta_lock:
             for attempt in (0, 1):
                 if self._meta_reader is None or self._meta_reader_pid != os.getpid():
-                    self._meta_reader = psycopg.connect(
-                        libpq_conninfo(self.url), autocommit=True
-                    )
+                    self._meta_reader = psycopg.connect(libpq_conninfo(self.url), autocommit=True)
                     self._meta_reader_pid = os.getpid()
                 try:
                     rows = self._meta_reader.execute(
@@ -439,9 +437,9 @@ class Catalog:
             return True
         if db_version == index.version:
             return False
-        changed = select(
-            Track.id, Track.status, Track.model_id, Track.embedding
-        ).where(Track.embedding_version > index.version)
+        changed = select(Track.id, Track.status, Track.model_id, Track.embedding).where(
+            Track.embedding_version > index.version
+        )
         put_ids, put, gone = [], [], []
         with self.sessions() as s:
             for track_id, status, row_model, blob in s.execute(
