@@ -57,10 +57,29 @@ def postgres_server():
         server.stop()
 
 
+TEST_DATABASE_URLS: set[str] = set()  # the URLs of databases the tests created
+
+
 @pytest.fixture(autouse=True)
 def _no_ambient_database_url(monkeypatch):
-    """A catalog URL in the developer's shell must never point the tests at a real catalog."""
-    monkeypatch.delenv("SONIC_DATABASE_URL", raising=False)
+    """A catalog URL in the developer's shell must never point the tests at a real catalog.
+
+    A URL of a database made by these fixtures (a module-wide one, see
+    :func:`backend_url`) is left in place.
+    """
+    import os
+
+    if os.environ.get("SONIC_DATABASE_URL") not in TEST_DATABASE_URLS:
+        monkeypatch.delenv("SONIC_DATABASE_URL", raising=False)
+
+
+def backend_url(request, backend: str) -> str | None:
+    """For fixtures wider than one test: None for SQLite, or a fresh PostgreSQL database."""
+    if backend == "sqlite":
+        return None
+    url = request.getfixturevalue("postgres_server").new_database()
+    TEST_DATABASE_URLS.add(url)
+    return url
 
 
 @pytest.fixture(params=BACKENDS)
@@ -72,7 +91,6 @@ def catalog_url(request, monkeypatch) -> str | None:
     """
     if request.param == "sqlite":
         return None
-    server = request.getfixturevalue("postgres_server")
-    url = server.new_database()
+    url = backend_url(request, request.param)
     monkeypatch.setenv("SONIC_DATABASE_URL", url)
     return url
