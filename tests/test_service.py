@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import BACKENDS, backend_url
 from service_fixtures import build_small_library, free_port, running_server
 from sqlalchemy import update
 
 from audio_fixtures import chord, tone, wav_bytes, write
-from conftest import BACKENDS, backend_url
 from catalog.schema import Track
 from catalog.store import Catalog
 from helpers import run_ingest, tracks_by_path
