@@ -502,6 +502,14 @@ class Catalog:
         with self.sessions() as s:
             return s.scalar(select(Track).where(Track.path == path))
 
+    def paths_of(self, track_ids: Iterable[int]) -> dict[int, str]:
+        """The current path of each of these rows (read now, not from any plan)."""
+        ids = list(track_ids)
+        if not ids:
+            return {}
+        with self.sessions() as s:
+            return dict(s.execute(select(Track.id, Track.path).where(Track.id.in_(ids))).all())
+
     def tracks_by_hash(self, content_hash: str) -> list[Track]:
         with self.sessions() as s:
             return list(s.scalars(select(Track).where(Track.content_hash == content_hash)))

@@ -130,6 +130,11 @@ def _print_ingest_summary(data: dict) -> None:
             f"{data['other_model_tracks']} tracks elsewhere in the catalog were analysed with "
             "another model and stay out of search until their folders are ingested again"
         )
+    if data["claimed_elsewhere"]:
+        typer.echo(
+            f"{data['claimed_elsewhere']} files were being analysed by another ingest on this "
+            "catalog and were left to it"
+        )
     if data["index_repaired"]:
         typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
     shown = data["failed"][:20]
