@@ -238,6 +238,11 @@ class Catalog:
         if self._index is None:
             self._index = self._load_or_rebuild_index()
             self._index_file_stat = self._file_stat()
+        if self.is_postgres and self._index.ann_builder is None:
+            # at IVF sizes, build from the database in batches instead of a copy in memory
+            from catalog.index_builds import build_ann_from_database
+
+            self._index.ann_builder = lambda index, kind: build_ann_from_database(self, index, kind)
         return self._index
 
     def _file_stat(self) -> tuple[int, int, int] | None:

@@ -158,3 +158,70 @@ def test_several_servers_read_one_catalog_and_follow_its_version(tmp_path, share
         for proc, _ in servers:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def _synthetic_rows(n: int, dim: int, version: int, model_id: str, seed: int = 0):
+    """Rows as an ingest leaves them, with clustered unit vectors (as bench/query.py)."""
+    from datetime import datetime
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((32, dim)).astype(np.float32)
+    labels = rng.integers(0, 32, n)
+    vectors = centres[labels] + 0.5 * rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    now = datetime(2024, 1, 1)
+    rows = [
+        {
+            "id": i + 1, "path": f"/music/{i:06d}.flac", "size": 1, "mtime_ns": 0,
+            "status": "ok", "model_id": model_id, "embedding": vectors[i].tobytes(),
+            "embedding_version": version, "added_at": now, "updated_at": now,
+        }
+        for i in range(n)
+    ]  # fmt: skip
+    return rows, vectors
+
+
+def test_ivf_is_built_from_the_database_in_batches(tmp_path, shared_url, monkeypatch):
+    """At IVF sizes the approximate index streams from PostgreSQL, never copying the vectors."""
+    from sqlalchemy import insert
+
+    from catalog import index_builds
+    from catalog.index import VectorIndex
+
+    dim, n = 64, 3000
+    with Catalog(tmp_path) as catalog:
+        catalog.activate_model("m", ["a", "b"], dim)
+        rows, vectors = _synthetic_rows(n, dim, catalog.index_version(), "m")
+        with catalog.sessions.begin() as s:
+            s.execute(insert(Track), rows)
+    streamed: list[int] = []
+    real_stream = index_builds.stream_indexable
+
+    def counting_stream(catalog, dim):
+        for ids, batch in real_stream(catalog, dim):
+            streamed.append(len(ids))
+            yield ids, batch
+
+    monkeypatch.setattr(index_builds, "BATCH_ROWS", 400)
+    monkeypatch.setattr(index_builds, "stream_indexable", counting_stream)
+
+    def no_copy(self):
+        raise AssertionError("the batched build must not copy every vector")
+
+    with Catalog(tmp_path) as catalog:
+        index = catalog.index()
+        assert len(index) == n
+        monkeypatch.setattr(VectorIndex, "vectors", no_copy)
+        assert index.build_ann("ivf") == "ivf"
+        status = index.ann_status()
+        assert status["searching_with"] == "ivf" and status["params"]["built_from"] == "database"
+        assert status["params"]["tuned_recall_at_10"] >= 0.9
+        assert sum(streamed) == n and max(streamed) <= 400 and len(streamed) >= n // 400
+        hits = 0
+        for q in range(0, n, 60):
+            approx = {i for i, _ in index.search(vectors[q], 10)}
+            exact = {i for i, _ in index.search(vectors[q], 10, exact=True)}
+            hits += len(approx & exact)
+        assert hits / (10 * len(range(0, n, 60))) >= 0.9
