@@ -109,8 +109,9 @@ def open_reader(database: Path) -> sqlite3.Connection:
 def create_catalog_engine(database: Path, url: URL | None = None) -> Engine:
     """An engine on ``url`` (PostgreSQL), else on the SQLite file ``database``."""
     if url is not None and is_postgres(url):
-        # pre-ping: a server restart or an idle-timeout must not fail the next request
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # No pre-ping: it is a round trip per checkout, and a hot read is two already.
+        # A connection the server dropped is invalidated by the error and replaced.
+        return create_engine(url, pool_size=5, max_overflow=10, pool_recycle=3600)
     if url is not None:
         database = Path(url.database or database)
     database.parent.mkdir(parents=True, exist_ok=True)
