@@ -17,10 +17,13 @@ one; fsync and synchronous commit on, as the SQLite catalog's WAL commits), in o
      with the child's peak RSS, which is what the 1M arithmetic in docs/scaling.md
      scales from.
 
-Vectors: the clustered low-rank mixture of ``bench/query.py``.
+Vectors: the clustered low-rank mixture of ``bench/query.py``. ``--storage N``
+only records N tracks into PostgreSQL and prints each table's bytes per track
+(``pg_total_relation_size``: heap, TOAST and indexes), what 1M tracks need on disk.
 
     python bench/scale_catalog.py                       # 100k tracks, both backends
-    python bench/scale_catalog.py --size 20000 --record 300 --json   # quick look
+    python bench/scale_catalog.py --size 20000 --record 300   # quick look
+    python bench/scale_catalog.py --storage 400               # disk per track on PostgreSQL
 
 ``catalog_section()`` returns the figures as a dict, for ``bench/scale.py`` to print
 beside the Ray figures.
@@ -213,6 +216,26 @@ def catalog_section(size: int = 100_000, record: int = 2_000, queries: int = 300
     return results
 
 
+def storage_per_track(n: int, database_url: str | None = None) -> dict:
+    """Bytes per recorded track in each PostgreSQL table (66 segments per track)."""
+    from sqlalchemy import text
+
+    vectors, _ = synthetic(n, seed=3)
+    with postgres(database_url) as url, tempfile.TemporaryDirectory() as tmp:
+        with Catalog(Path(tmp), url) as catalog:
+            catalog.activate_model(MODEL_ID, GENRES, DIM)
+            catalog.index()
+            record_throughput(catalog, vectors)
+            out = {"tracks": n, "segments_per_track": SEGMENTS}
+            with catalog.engine.connect() as conn:
+                for table in ("tracks", "segments", "track_genres"):
+                    size = conn.execute(text(f"SELECT pg_total_relation_size('{table}')"))
+                    out[f"{table}_bytes_per_track"] = round(size.scalar() / n)
+            sizes = [v for k, v in out.items() if k.endswith("_bytes_per_track")]
+            out["total_bytes_per_track"] = sum(sizes)
+    return out
+
+
 def _cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -230,8 +253,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--no-ivf", action="store_true")
     parser.add_argument("--database-url", default=None)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--storage", type=int, default=0, metavar="N")
     args = parser.parse_args()
+    if args.storage:
+        print(json.dumps(storage_per_track(args.storage, args.database_url), indent=2))
+        return
     results = catalog_section(args.size, args.record, args.queries, not args.no_ivf,
                               args.database_url)  # fmt: skip
     print(json.dumps(results, indent=2))
