@@ -25,6 +25,7 @@ import json
 import os
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,61 @@ def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
     raise ValueError(f"unknown approximate index kind {kind!r}; choose hnsw or ivf")
 
 
+def build_ivf_batched(sample: np.ndarray, batches, n_vectors: int) -> faiss.Index:
+    """An IVF index trained on ``sample`` and filled from ``batches`` of (ids, vectors).
+
+    For catalogs too large to copy: the caller streams the vectors (from the
+    database, a batch at a time) instead of handing over one array of all of them,
+    so besides the finished index only the training sample and one batch are held.
+    ``n_vectors`` (how many will be added) sets the number of lists, as
+    :func:`build_ann` does.
+    """
+    sample = np.ascontiguousarray(sample, dtype=np.float32)
+    dim = sample.shape[1]
+    nlist = ivf_lists(n_vectors)
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.train(sample)
+    for ids, vectors in batches:
+        index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
+        )
+    index.nprobe = IVF_NPROBE
+    return index
+
+
+class ExactTopK:
+    """Exact k nearest neighbours of a few queries, over vectors seen a batch at a time.
+
+    The truth :func:`tune_ann` needs, gathered during the same pass over the
+    database that fills the index, instead of from an array of every vector.
+    """
+
+    def __init__(self, queries: np.ndarray, query_ids: np.ndarray, k: int = 10) -> None:
+        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
+        self.query_ids = np.asarray(query_ids, dtype=np.int64)
+        self.k = k + 1  # the query itself is among the vectors
+        self.scores = np.full((len(self.queries), 0), -np.inf, dtype=np.float32)
+        self.ids = np.zeros((len(self.queries), 0), dtype=np.int64)
+
+    def push(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if not len(ids) or not len(self.queries):
+            return
+        scores = self.queries @ np.ascontiguousarray(vectors, dtype=np.float32).T
+        ids = np.broadcast_to(np.asarray(ids, dtype=np.int64), scores.shape)
+        scores = np.concatenate([self.scores, scores], axis=1)
+        ids = np.concatenate([self.ids, ids], axis=1)
+        keep = min(self.k, scores.shape[1])
+        best = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
+        self.scores = np.take_along_axis(scores, best, axis=1)
+        self.ids = np.take_along_axis(ids, best, axis=1)
+
+    def truth(self) -> list[set[int]]:
+        order = np.argsort(-self.scores, axis=1)
+        rows = np.take_along_axis(self.ids, order, axis=1)
+        return [set(_others(r, me, self.k - 1)) for r, me in zip(rows, self.query_ids, strict=True)]
+
+
 def _set_effort(index: faiss.Index, kind: str, value: int) -> None:
     if kind == "hnsw":
         faiss.downcast_index(index.index).hnsw.efSearch = int(value)
@@ -122,20 +178,27 @@ def tune_ann(
     ids: np.ndarray,
     target: float = TARGET_RECALL,
     n_queries: int = TUNE_QUERIES,
+    truth: list[set[int]] | None = None,
 ) -> dict:
     """Set the smallest search effort reaching ``target`` recall@10 on this data.
 
     Queries are a fixed sample of the indexed vectors themselves (as in "tracks
     like this one"); the truth is exact search over all of them. Returns the
-    chosen parameter and the recall measured with it.
+    chosen parameter and the recall measured with it. With ``truth`` (each query's
+    true 10 neighbours, found by :class:`ExactTopK` while the vectors streamed past)
+    ``vectors`` and ``ids`` are the queries themselves, not everything indexed.
     """
     k = 10
-    rng = np.random.default_rng(1)
-    pick = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
-    queries = np.ascontiguousarray(vectors[pick])
-    _, rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    own = ids[pick]
-    truth = [set(_others(ids[r[r >= 0]], me, k)) for r, me in zip(rows, own, strict=True)]
+    if truth is None:
+        rng = np.random.default_rng(1)
+        pick = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
+        queries = np.ascontiguousarray(vectors[pick])
+        own = ids[pick]
+        _, rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+        truth = [set(_others(ids[r[r >= 0]], me, k)) for r, me in zip(rows, own, strict=True)]
+    else:
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        own = np.asarray(ids)
     choices = HNSW_EF_CHOICES if kind == "hnsw" else IVF_NPROBE_CHOICES
     name = "efSearch" if kind == "hnsw" else "nprobe"
     recall = 0.0
@@ -193,6 +256,9 @@ class VectorIndex:
         self._ann_lock = threading.Lock()
         self._generation = 0  # bumped by changes the approximate index cannot follow
         self._building: threading.Thread | None = None
+        # Where a large approximate index may be built from instead of a copy of the
+        # vectors in memory (the PostgreSQL catalog sets it: see Catalog.index).
+        self.ann_builder: Callable[[VectorIndex, str], tuple[faiss.Index, dict]] | None = None
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -262,11 +328,16 @@ class VectorIndex:
         if kind == "flat":
             self._drop_ann()
             return kind
-        with self._ann_lock:
-            generation = self._generation
-            ids, vectors = self.vectors()
-        ann = build_ann(vectors, ids, kind)
-        info = tune_ann(ann, kind, vectors, ids)
+        if kind == "ivf" and self.ann_builder is not None:
+            with self._ann_lock:
+                generation = self._generation
+            ann, info = self.ann_builder(self, kind)
+        else:
+            with self._ann_lock:
+                generation = self._generation
+                ids, vectors = self.vectors()
+            ann = build_ann(vectors, ids, kind)
+            info = tune_ann(ann, kind, vectors, ids)
         with self._ann_lock:
             if generation == self._generation and ann.ntotal == len(self):
                 self._ann, self._ann_kind, self._ann_info = ann, kind, info

@@ -74,6 +74,10 @@ def _reading(catalog: Catalog) -> Iterator[Connection]:
         if deadline is None:
             yield conn
             return
+        if catalog.is_postgres:
+            with _postgres_time_limit(conn, deadline):
+                yield conn
+            return
         raw = conn.connection.dbapi_connection
         raw.set_progress_handler(lambda: time.perf_counter() > deadline, PROGRESS_STEPS)
         try:
@@ -84,6 +88,22 @@ def _reading(catalog: Catalog) -> Iterator[Connection]:
             raise
         finally:
             raw.set_progress_handler(None, 0)
+
+
+@contextmanager
+def _postgres_time_limit(conn: Connection, deadline: float) -> Iterator[None]:
+    """PostgreSQL's own ``statement_timeout`` for the time left, for this transaction only."""
+    left_ms = max(1, int((deadline - time.perf_counter()) * 1000))
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
+    try:
+        yield
+    except OperationalError as exc:
+        if "statement timeout" in str(exc.orig):
+            raise ReadTooSlow(f"a read ran past its time limit: {exc.statement}") from None
+        raise
+    finally:
+        if not conn.invalidated:
+            conn.rollback()  # ends the SET LOCAL (and a transaction a timeout aborted)
 
 
 def summary_of_row(row) -> dict:
@@ -450,7 +470,7 @@ def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
         ).all()
     return {
         "data_dir": str(catalog.paths.root),
-        "database": str(catalog.paths.database),
+        "database": catalog.describe_database(),
         "tracks": {status: int(by_status.get(status, 0)) for status in TrackStatus.ALL},
         "audio_hours": float(hours or 0) / 3600,
         "active_model_id": catalog.active_model_id,

@@ -12,6 +12,7 @@ import os
 from datetime import datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -38,13 +39,23 @@ class FsPath(TypeDecorator):
     keeps a BLOB in a TEXT column as it is) and read back with ``os.fsdecode``, so
     it names the same file again. Comparisons bind the same way, so ``path == x``
     still finds it. Existing catalogs need no migration.
+
+    PostgreSQL's ``text`` cannot hold a value that is not valid UTF-8 (nor a mixed
+    column), so there the column is ``bytea`` (see :data:`PATH_COLUMN`) and every
+    path is stored as its raw ``os.fsencode`` bytes. Ordering is then bytewise, as
+    SQLite's BINARY collation orders UTF-8 text, so pages sort alike on both.
     """
 
     impl = Text
     cache_ok = True
 
+    def load_dialect_impl(self, dialect):
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(LargeBinary())
+        return dialect.type_descriptor(Text())
+
     def process_bind_param(self, value, dialect):
-        if isinstance(value, str) and not path_is_text(value):
+        if isinstance(value, str) and (dialect.name == "postgresql" or not path_is_text(value)):
             return os.fsencode(value)
         return value
 
@@ -59,6 +70,7 @@ class SafeText(TypeDecorator):
 
     Unlike a path, such text is only ever shown, so its odd bytes become ``\\xNN``
     escapes (:func:`catalog.paths.display_path`) instead of failing the transaction.
+    PostgreSQL refuses NUL in text (a tag can hold one); there it is shown as ``\\x00``.
     """
 
     impl = Text
@@ -66,8 +78,18 @@ class SafeText(TypeDecorator):
 
     def process_bind_param(self, value, dialect):
         if isinstance(value, str) and not path_is_text(value):
-            return display_path(value)
+            value = display_path(value)
+        if isinstance(value, str) and dialect.name == "postgresql" and "\x00" in value:
+            value = value.replace("\x00", "\\x00")
         return value
+
+
+# Column types for the migrations, so SQLite's DDL stays what it always was while
+# PostgreSQL gets what it needs: ``bytea`` paths (see FsPath) and 64-bit integers for
+# nanosecond mtimes and byte sizes (SQLite's INTEGER is 64-bit already; PostgreSQL's
+# ``integer`` is 32-bit and overflows on any mtime in ns).
+PATH_COLUMN = Text().with_variant(LargeBinary(), "postgresql")
+BIG_INTEGER = Integer().with_variant(BigInteger(), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -89,8 +111,8 @@ class Track(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     path: Mapped[str] = mapped_column(FsPath, unique=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BIG_INTEGER)
+    mtime_ns: Mapped[int] = mapped_column(BIG_INTEGER)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     format: Mapped[str | None] = mapped_column(String(16))
 
@@ -115,6 +137,8 @@ class Track(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     n_segments: Mapped[int | None] = mapped_column(Integer)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The index version at which this row last entered or left the index (analysed,
+    # restored, failed, gone missing): what another process's index must catch up on.
     embedding_version: Mapped[int | None] = mapped_column(Integer)
 
     # Explanation of the predicted genre (migration 0002): a Grad-CAM heatmap over a
@@ -217,7 +241,7 @@ class StemSet(Base):
     format: Mapped[str | None] = mapped_column(String(8))
     sample_rate: Mapped[int | None] = mapped_column(Integer)
     channels: Mapped[int | None] = mapped_column(Integer)
-    frames: Mapped[int | None] = mapped_column(Integer)
+    frames: Mapped[int | None] = mapped_column(BIG_INTEGER)
     device: Mapped[str | None] = mapped_column(String(32))
     compute_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime)

@@ -1,10 +1,16 @@
-"""The catalog: one SQLite database plus one FAISS index in a data directory.
+"""The catalog: one database (SQLite, or PostgreSQL) plus one FAISS index in a data directory.
 
 Every change to what should be in the index is one SQLite transaction that also
 bumps ``index_version``; the in-memory FAISS index is updated right after the
 commit and written to disk now and then. If the process dies between the two, the
 file on disk carries an older version, and the next :meth:`Catalog.index` call
 rebuilds it from the embeddings stored in SQLite. SQLite is always the truth.
+
+With a PostgreSQL URL the database is shared: several ingests may write at once
+(each file is claimed, see :meth:`Catalog.claim`) and several servers read. The
+index version is then bumped under a transaction lock, so versions follow commit
+order, and a process whose index missed another's commits catches up from the
+database (:meth:`Catalog.sync_index`) instead of trusting its own copy.
 """
 
 from __future__ import annotations
@@ -17,19 +23,30 @@ import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from catalog.db import open_database, open_reader
+from catalog.db import (
+    DATABASE_URL_ENV,
+    is_postgres,
+    libpq_conninfo,
+    open_database,
+    open_reader,
+    parse_database_url,
+)
 from catalog.index import VectorIndex, read_header
 from catalog.paths import CatalogPaths
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
 
 INDEX_VERSION = "index_version"
+INDEX_BATCH_ROWS = 20_000  # rows per batch when the index is read from the database
+META_LOCK_KEY = 0x534F4E49434D4554  # "SONICMET": pg_advisory_xact_lock key of meta writes
 ACTIVE_MODEL = "active_model_id"
 EMBEDDING_DIM = "embedding_dim"
 LIBRARY_ROOTS = "library_roots"
@@ -55,20 +72,36 @@ def _model_genres_key(model_id: str) -> str:
 
 
 class Catalog:
-    """Reads and writes one catalog; a single writer at a time (see ``ingest.lock``)."""
+    """Reads and writes one catalog.
 
-    def __init__(self, data_dir: Path) -> None:
+    On SQLite a single writer at a time (see ``ingest.lock``); on PostgreSQL several,
+    each claiming the files it analyses. ``database_url`` defaults to
+    ``$SONIC_DATABASE_URL``, as the CLI's ``--database-url`` does; unset, the catalog
+    is the SQLite file in ``data_dir``. The data directory holds the index file,
+    heatmaps and stems either way.
+    """
+
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self.paths = CatalogPaths(Path(data_dir)).ensure()
-        self.engine, self.sessions = open_database(self.paths.database)
+        url = database_url or os.environ.get(DATABASE_URL_ENV) or None
+        self.url = parse_database_url(url) if url else None
+        self.engine, self.sessions = open_database(self.paths.database, self.url)
+        self.is_postgres = is_postgres(self.engine)
         self._index: VectorIndex | None = None
         self._index_file_stat: tuple[int, int, int] | None = None
         self.index_repaired = False
         # The meta cache: every catalog_meta row, as of ``PRAGMA data_version`` below.
         self._meta_lock = threading.Lock()
-        self._meta_reader: sqlite3.Connection | None = None
+        self._meta_reader: sqlite3.Connection | Any | None = None
         self._meta_reader_pid: int | None = None
         self._meta_version: int | None = None
         self._meta_values: dict[str, str] = {}
+
+    def describe_database(self) -> str:
+        """Where the rows live, to show: the SQLite file, or the URL without its password."""
+        if self.url is not None:
+            return self.url.render_as_string(hide_password=True)
+        return str(self.paths.database)
 
     def close(self) -> None:
         with self._meta_lock:
@@ -99,6 +132,8 @@ class Catalog:
         microseconds to learn that the cached rows are still the committed ones. The
         table is a handful of rows, so any commit simply re-reads all of it.
         """
+        if self.is_postgres:
+            return self._meta_snapshot_postgres()
         with self._meta_lock:
             if self._meta_reader is None or self._meta_reader_pid != os.getpid():
                 # a forked child must not share its parent's SQLite connection
@@ -113,19 +148,60 @@ class Catalog:
                 self._meta_version = version
             return self._meta_values
 
-    @staticmethod
-    def _set_meta(session: Session, key: str, value: str) -> None:
-        row = session.get(CatalogMeta, key)
-        if row is None:
-            session.add(CatalogMeta(key=key, value=value))
-        else:
-            row.value = value
+    def _meta_snapshot_postgres(self) -> dict[str, str]:
+        """Every catalog_meta row, read on each call from a reader of this process's own.
 
-    @staticmethod
-    def _bump_version(session: Session) -> int:
-        row = session.get(CatalogMeta, INDEX_VERSION)
-        version = int(row.value) + 1 if row else 1
-        Catalog._set_meta(session, INDEX_VERSION, str(version))
+        PostgreSQL has no ``data_version`` to say "nothing changed"; the table is a
+        handful of rows and one autocommit round trip on a kept connection costs
+        well under a millisecond, so it is simply read again: never stale.
+        """
+        import psycopg
+
+        with self._meta_lock:
+            for attempt in (0, 1):
+                if self._meta_reader is None or self._meta_reader_pid != os.getpid():
+                    self._meta_reader = psycopg.connect(libpq_conninfo(self.url), autocommit=True)
+                    self._meta_reader_pid = os.getpid()
+                try:
+                    rows = self._meta_reader.execute(
+                        "SELECT key, value FROM catalog_meta"
+                    ).fetchall()
+                    break
+                except psycopg.OperationalError:  # the server restarted: reconnect once
+                    self._meta_reader = None
+                    if attempt:
+                        raise
+            self._meta_values = dict(rows)
+            return self._meta_values
+
+    def _lock_meta(self, session: Session) -> None:
+        """PostgreSQL: serialise this transaction's meta writes with every other writer's.
+
+        A transaction-scoped advisory lock, taken before the rows are read: two
+        ingests bumping the index version at once would otherwise both read N and
+        both write N + 1, and a reader would miss one of the two commits. Held to the
+        commit, it makes versions follow commit order. SQLite has one writer anyway.
+        """
+        if self.is_postgres:
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": META_LOCK_KEY})
+
+    def _set_meta(self, session: Session, key: str, value: str) -> None:
+        self._lock_meta(session)
+        dialect_insert = pg_insert if self.is_postgres else sqlite_insert
+        statement = dialect_insert(CatalogMeta).values(key=key, value=value)
+        session.execute(
+            statement.on_conflict_do_update(index_elements=["key"], set_={"value": value})
+        )
+
+    def _get_meta(self, session: Session, key: str) -> str | None:
+        """A meta value inside a write transaction (after the lock, never from a cache)."""
+        self._lock_meta(session)
+        return session.scalar(select(CatalogMeta.value).where(CatalogMeta.key == key))
+
+    def _bump_version(self, session: Session) -> int:
+        current = self._get_meta(session, INDEX_VERSION)
+        version = int(current) + 1 if current else 1
+        self._set_meta(session, INDEX_VERSION, str(version))
         return version
 
     def index_version(self) -> int:
@@ -147,8 +223,7 @@ class Catalog:
         """
         with self.sessions.begin() as s:
             self._set_meta(s, _model_genres_key(model_id), json.dumps(list(genres)))
-            current = s.get(CatalogMeta, ACTIVE_MODEL)
-            if current is not None and current.value == model_id:
+            if self._get_meta(s, ACTIVE_MODEL) == model_id:
                 return False
             self._set_meta(s, ACTIVE_MODEL, model_id)
             self._set_meta(s, EMBEDDING_DIM, str(embedding_dim))
@@ -163,6 +238,11 @@ class Catalog:
         if self._index is None:
             self._index = self._load_or_rebuild_index()
             self._index_file_stat = self._file_stat()
+        if self.is_postgres and self._index.ann_builder is None:
+            # at IVF sizes, build from the database in batches instead of a copy in memory
+            from catalog.index_builds import build_ann_from_database
+
+            self._index.ann_builder = lambda index, kind: build_ann_from_database(self, index, kind)
         return self._index
 
     def _file_stat(self) -> tuple[int, int, int] | None:
@@ -177,8 +257,17 @@ class Catalog:
         return self._index is not None
 
     def index_file_changed(self) -> bool:
-        """True when ``index.faiss`` was replaced since this catalog loaded it (one stat)."""
-        return self._index is not None and self._file_stat() != self._index_file_stat
+        """True when the index in memory may be stale: a cheap check for the service.
+
+        SQLite: ``index.faiss`` was replaced since this catalog loaded it (one stat).
+        PostgreSQL: the catalog's version moved past the index's (one meta read),
+        since the process that committed may be on another machine.
+        """
+        if self._index is None:
+            return False
+        if self.is_postgres:
+            return self.index_version() != self._index.version
+        return self._file_stat() != self._index_file_stat
 
     def refresh_index(self) -> bool:
         """For long-lived readers (the web service): pick up an index another process saved.
@@ -190,6 +279,8 @@ class Catalog:
         """
         if self._index is None:
             return False
+        if self.is_postgres:  # each server keeps its own index, caught up from the database
+            return self.sync_index()
         stat = self._file_stat()
         if stat is None or stat == self._index_file_stat:
             return False
@@ -250,8 +341,8 @@ class Catalog:
         """Remember the folders (or files) an ingest was pointed at."""
         new = [str(Path(r).expanduser().absolute()) for r in roots]
         with self.sessions.begin() as s:
-            row = s.get(CatalogMeta, LIBRARY_ROOTS)
-            known = json.loads(row.value) if row else []
+            raw = self._get_meta(s, LIBRARY_ROOTS)
+            known = json.loads(raw) if raw else []
             merged = list(dict.fromkeys(known + new))
             if merged != known:
                 self._set_meta(s, LIBRARY_ROOTS, json.dumps(merged))
@@ -292,6 +383,18 @@ class Catalog:
                 and loaded.dim == dim
             ):
                 return loaded
+            if (
+                self.is_postgres
+                and loaded is not None
+                and loaded.model_id == model_id
+                and loaded.dim == dim
+                and loaded.version < version
+            ):  # an older copy of this catalog's index: catch it up rather than rebuild
+                self._index = loaded
+                self.sync_index()
+                if len(loaded) == self._count_indexable():
+                    return loaded
+                self._index = None  # the file lied about its version: rebuild after all
         rebuilt = self.rebuild_index(dim, model_id, version)
         # an index written for another model is expected after a model change, not damage
         switched = loaded is not None and loaded.model_id != model_id
@@ -304,12 +407,15 @@ class Catalog:
         ids: list[int] = []
         vectors: list[np.ndarray] = []
         with self.sessions() as s:
-            for track_id, blob in s.execute(self._indexable()):
+            # yield_per streams the rows (a server-side cursor on PostgreSQL): only one
+            # batch of blobs is ever held besides the index itself
+            rows = s.execute(self._indexable().execution_options(yield_per=INDEX_BATCH_ROWS))
+            for track_id, blob in rows:
                 vector = np.frombuffer(blob, dtype=np.float32)
                 if vector.shape == (dim,):
                     ids.append(track_id)
                     vectors.append(vector)
-                if len(ids) >= 50_000:
+                if len(ids) >= INDEX_BATCH_ROWS:
                     index.upsert(np.array(ids), np.stack(vectors))
                     ids, vectors = [], []
         if ids:
@@ -317,9 +423,59 @@ class Catalog:
         index.save(self.paths.index)
         return index
 
+    def sync_index(self) -> bool:
+        """Catch the index in memory up with the database's commits since its version.
+
+        Every change to a track's place in the index stamps the row's
+        ``embedding_version`` with the index version it committed at (analysed,
+        failed, missing, restored), so the changes since version ``v`` are the rows
+        stamped above ``v``: each is put in or taken out as it is now. The database's
+        version is read first, so a commit landing meanwhile is applied now and again
+        next time (harmlessly). A change of model rebuilds instead. Returns True if
+        anything was read.
+        """
+        index = self.index()
+        db_version, model_id = self.index_version(), self.active_model_id
+        if model_id != index.model_id:
+            self._index = None
+            self.index()
+            return True
+        if db_version == index.version:
+            return False
+        changed = select(Track.id, Track.status, Track.model_id, Track.embedding).where(
+            Track.embedding_version > index.version
+        )
+        put_ids, put, gone = [], [], []
+        with self.sessions() as s:
+            for track_id, status, row_model, blob in s.execute(
+                changed.execution_options(yield_per=INDEX_BATCH_ROWS)
+            ):
+                vector = None if blob is None else np.frombuffer(blob, dtype=np.float32)
+                if (
+                    status == TrackStatus.OK
+                    and row_model == model_id
+                    and vector is not None
+                    and vector.shape == (index.dim,)
+                ):
+                    put_ids.append(track_id)
+                    put.append(vector)
+                else:
+                    gone.append(track_id)
+        if gone:
+            index.remove(np.array(gone))
+        if put_ids:
+            index.upsert(np.array(put_ids), np.stack(put))
+        index.version = max(db_version, index.version)
+        return True
+
     def save_index(self) -> None:
         if self._index is not None:
             self._index.save(self.paths.index)
+
+    def _count_indexable(self) -> int:
+        with self.sessions() as s:
+            query = select(func.count()).select_from(self._indexable().subquery())
+            return int(s.scalar(query) or 0)
 
     def index_health(self) -> dict:
         """How the index file on disk compares with SQLite (without repairing it)."""
@@ -350,6 +506,14 @@ class Catalog:
     def track_by_path(self, path: str) -> Track | None:
         with self.sessions() as s:
             return s.scalar(select(Track).where(Track.path == path))
+
+    def paths_of(self, track_ids: Iterable[int]) -> dict[int, str]:
+        """The current path of each of these rows (read now, not from any plan)."""
+        ids = list(track_ids)
+        if not ids:
+            return {}
+        with self.sessions() as s:
+            return dict(s.execute(select(Track.id, Track.path).where(Track.id.in_(ids))).all())
 
     def tracks_by_hash(self, content_hash: str) -> list[Track]:
         with self.sessions() as s:
@@ -474,9 +638,9 @@ class Catalog:
             track.embedding_version = self._bump_version(s) if indexed else None
             version = track.embedding_version
         if indexed:
-            index = self.index()
-            index.upsert(np.array([tid]), embedding[None, :])
-            index.version = version
+            self._advance_index(
+                version, lambda index: index.upsert(np.array([tid]), embedding[None, :])
+            )
         return tid
 
     def record_failure(
@@ -508,6 +672,7 @@ class Catalog:
             s.execute(delete(TrackGenre).where(TrackGenre.track_id == tid))
             s.execute(delete(Segment).where(Segment.track_id == tid))
             version = self._bump_version(s) if was_indexed else None
+            track.embedding_version = version  # when it left the index (see sync_index)
         if version is not None:
             self._remove_from_index([tid], version)
         return tid
@@ -541,9 +706,9 @@ class Catalog:
             session.flush()
             if track.model_id == self.active_model_id:
                 vector = np.frombuffer(track.embedding, dtype=np.float32)
-                index = self.index()
-                index.upsert(np.array([track_id]), vector[None, :])
-                index.version = version
+                self._advance_index(
+                    version, lambda index: index.upsert(np.array([track_id]), vector[None, :])
+                )
 
     def mark_missing(self, track_ids: Iterable[int]) -> int:
         """Files that disappeared: keep their rows (a move may bring them back), unindex."""
@@ -552,16 +717,29 @@ class Catalog:
             return 0
         self.index()
         with self.sessions.begin() as s:
+            version = self._bump_version(s)
             s.execute(
                 update(Track)
                 .where(Track.id.in_(ids))
-                .values(status=TrackStatus.MISSING, updated_at=_now())
+                .values(status=TrackStatus.MISSING, updated_at=_now(), embedding_version=version)
             )
-            version = self._bump_version(s)
         self._remove_from_index(ids, version)
         return len(ids)
 
     def _remove_from_index(self, ids: list[int], version: int) -> None:
+        self._advance_index(version, lambda index: index.remove(np.array(ids)))
+
+    def _advance_index(self, version: int, change) -> None:
+        """Apply one committed change (at ``version``) to the index in memory.
+
+        Only when the index stood at ``version - 1``: then this change is all that
+        happened since. Otherwise another process committed in between (PostgreSQL,
+        concurrent ingests) and the index catches up from the database instead, so
+        its version never claims a commit it lacks.
+        """
         index = self.index()
-        index.remove(np.array(ids))
-        index.version = version
+        if index.version == version - 1:
+            change(index)
+            index.version = version
+        else:
+            self.sync_index()

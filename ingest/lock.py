@@ -1,5 +1,8 @@
 """One writer per catalog: a second ``sonic ingest`` on the same data directory is refused.
 
+That is SQLite's rule. A PostgreSQL catalog takes concurrent ingests, each claiming
+the files it analyses (``Catalog.claim``), so :func:`ingest_lock` takes no lock there.
+
 The refusal is immediate, not a wait: the CLI takes the lock before it loads the
 model, so a user who starts a second ingest by mistake hears so in a moment rather
 than after torch has loaded, and hands the held lock to the pipeline, which would
@@ -14,6 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
 
 
 class CatalogBusyError(RuntimeError):
@@ -57,3 +64,17 @@ def catalog_lock(data_dir: Path, wait: bool = False) -> Iterator[HeldLock]:
         yield HeldLock(path)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def ingest_lock(catalog: Catalog, wait: bool = False) -> Iterator[HeldLock]:
+    """The lock an ingest on ``catalog`` takes: :func:`catalog_lock` on SQLite.
+
+    On PostgreSQL none: several ingests may write at once and split the work by
+    claiming files, so the proof of holding is given without excluding anyone.
+    """
+    if getattr(catalog, "is_postgres", False):
+        yield HeldLock(_lock_path(catalog.paths.root))
+        return
+    with catalog_lock(catalog.paths.root, wait) as held:
+        yield held

@@ -23,14 +23,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from catalog.claims import Claims
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
+from catalog.schema import Track, TrackStatus
 from catalog.store import Catalog
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS, BestWindowTracker, describe_analysis
 from ingest.artefacts import heatmap_file, write_atomic
 from ingest.busy_signal import BusyWatch, Yielder
-from ingest.lock import HeldLock, catalog_lock
+from ingest.lock import HeldLock, ingest_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
 
@@ -91,6 +93,8 @@ class IngestSummary:
     model_trained: bool = True
     inference: str | None = None  # the path the network ran on (Predictor.describe), if it ran
     analysis: str | None = None  # how much of each track was analysed (describe_analysis)
+    # PostgreSQL: files another ingest running at the same time was analysing (its work)
+    claimed_elsewhere: int = 0
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
     yielded_seconds: float = 0.0  # time the network stood aside for a busy `sonic serve`
@@ -118,6 +122,7 @@ class IngestSummary:
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,
             "yielded_seconds": self.yielded_seconds,
+            "claimed_elsewhere": self.claimed_elsewhere,
         }
 
 
@@ -291,6 +296,8 @@ class IngestRun:
         self.yielder = Yielder(None, 1)
         self.plan = Plan()
         self.claimed: set[int] = set()
+        self.claims: Claims | None = None
+        self.pending: deque[Task] = deque()  # planned tasks not yet handed to a decoder
         self._last_save = time.monotonic()
 
     # -- the run ----------------------------------------------------------------------
@@ -300,7 +307,8 @@ class IngestRun:
         started = time.monotonic()
         roots = [Path(r) for r in roots]
         root = self.catalog.paths.root
-        with nullcontext() if held and held.covers(root) else catalog_lock(root):
+        lock = nullcontext() if held and held.covers(root) else ingest_lock(self.catalog)
+        with lock, Claims(self.catalog) as self.claims:
             previous = self.catalog.active_model_id
             if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
@@ -316,13 +324,16 @@ class IngestRun:
             if not self.plan.tasks:
                 self._note_unreadable_folders()
             for row_id, path in self.plan.restore:
-                self._reuse(row_id, Path(path))
+                if self.claims.row(row_id) and self.claims.path(str(path)):
+                    self._reuse(row_id, Path(path))
             try:
                 if self.plan.tasks:
                     self._analyse(self.plan.tasks)
             finally:
                 self.catalog.save_index()
             unclaimed = [i for i in self.plan.missing_candidates if i not in self.claimed]
+            if self.claims.shared:
+                unclaimed = self._still_missing(unclaimed)
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
             self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
@@ -358,10 +369,8 @@ class IngestRun:
                 "again, and search covers only those redone so far"
             )
         self._note_unreadable_folders()
+        self.pending = deque(tasks)
         try:
-            for task in tasks:
-                self.states[task.task_id] = self._new_state(task)
-                pool.submit(task)
             self._drain(pool)
         finally:
             self.progress.close()
@@ -380,7 +389,11 @@ class IngestRun:
 
     def _drain(self, pool: _WorkerPool) -> None:
         quiet_since = last_turn = last_stall_check = time.monotonic()
-        while self.states:
+        ahead = max(4, 4 * max(1, self.options.workers))
+        while self.states or self.pending:
+            self._feed(pool, ahead)
+            if not self.states:
+                continue
             now = time.monotonic()
             if now - last_turn > STALL_CHECK_SECONDS:  # inference or a commit held us up
                 pool.pause_clocks(now - last_turn)
@@ -423,6 +436,58 @@ class IngestRun:
             ):
                 self._submit()
             self._maybe_save_index()
+
+    # -- claims: concurrent ingests on a PostgreSQL catalog ---------------------------------
+
+    def _feed(self, pool: _WorkerPool, ahead: int) -> None:
+        """Hand planned files to the decoders, keeping ``ahead`` of them in flight.
+
+        Files go out as decoders free up rather than all at once, so that on a
+        shared catalog each is claimed only when this ingest is about to start it,
+        and concurrent ingests split the library instead of one claiming it all.
+        """
+        while self.pending and len(self.states) < ahead:
+            task = self.pending.popleft()
+            if not self._claim(task):
+                self.progress.advance(0.0)
+                continue
+            self.states[task.task_id] = self._new_state(task)
+            pool.submit(task)
+
+    def _claim(self, task: Task) -> bool:
+        """Whether this ingest should analyse ``task`` (always, on SQLite).
+
+        On PostgreSQL: False when another ingest holds the file's claim, or when,
+        claim in hand, the row shows another ingest already did it since the plan.
+        """
+        if not self.claims.shared:
+            return True
+        if not self.claims.path(task.path):
+            self.summary.claimed_elsewhere += 1
+            return False
+        row = self.catalog.track_by_path(task.path)
+        if row is None:
+            return True
+        if _done(row, Path(task.path), self.model.model_id):
+            self.summary.skipped += 1
+            return False
+        self.plan.task_rows.setdefault(task.task_id, row.id)  # a row another ingest added
+        return True
+
+    def _vanished_row(self, content_hash: str) -> int | None:
+        """A vanished row with this content for a moved file to take over, claimed."""
+        for row_id in self.plan.vanished.get(content_hash, []):
+            if row_id in self.claimed or not self.claims.row(row_id):
+                continue
+            if self.claims.shared and self._still_missing([row_id]) != [row_id]:
+                continue  # another ingest moved it meanwhile
+            return row_id
+        return None
+
+    def _still_missing(self, row_ids: list[int]) -> list[int]:
+        """Rows whose file is still gone and that no other ingest is moving (PostgreSQL)."""
+        paths = self.catalog.paths_of([i for i in row_ids if self.claims.row(i)])
+        return [i for i, path in paths.items() if not os.path.lexists(path)]
 
     # -- messages from workers -----------------------------------------------------------
 
@@ -469,15 +534,12 @@ class IngestRun:
         del self.states[task.task_id]
         row_id = self.plan.task_rows.get(task.task_id)
         if row_id is None:  # a new path: claim a vanished track with this content
-            candidates = [
-                i for i in self.plan.vanished.get(facts.content_hash, []) if i not in self.claimed
-            ]
-            if not candidates:  # another copy already claimed it: analyse this one
+            row_id = self._vanished_row(facts.content_hash)
+            if row_id is None:  # another copy already claimed it: analyse this one
                 retry = replace(task, expected_hash=None, allow_move=False)
                 self.states[task.task_id] = self._new_state(retry)
                 pool.submit(retry)
                 return
-            row_id = candidates[0]
         self.claimed.add(row_id)
         self.catalog.touch(row_id, facts)
         self.summary.reused += 1
@@ -677,6 +739,22 @@ class IngestRun:
         if time.monotonic() - self._last_save >= INDEX_SAVE_SECONDS:
             self.catalog.save_index()
             self._last_save = time.monotonic()
+
+
+def _done(row: Track, path: Path, model_id: str) -> bool:
+    """Whether ``row`` already records the file at ``path`` as it is now (see scan)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        try:
+            stat = os.lstat(path)
+        except OSError:
+            return False
+    if (row.size, row.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        return False
+    if row.status == TrackStatus.FAILED:
+        return True
+    return row.status == TrackStatus.OK and row.embedding is not None and row.model_id == model_id
 
 
 def _facts_without_hash(path: Path) -> FileFacts | None:

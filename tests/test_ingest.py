@@ -1,4 +1,7 @@
-"""Ingesting a synthesised library: formats, tags, bad files, incremental re-runs."""
+"""Ingesting a synthesised library: formats, tags, bad files, incremental re-runs.
+
+Tests taking ``catalog_url`` run twice: on SQLite and on a real PostgreSQL server.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from embeddings.inference import Predictor
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 
 
-def test_every_format_is_analysed_with_tags_and_embeddings(library, data_dir, model):
+def test_every_format_is_analysed_with_tags_and_embeddings(library, data_dir, model, catalog_url):
     summary = run_ingest([library.root], data_dir, model)
     rows = tracks_by_path(data_dir)
 
@@ -104,7 +107,9 @@ def test_network_calls_never_exceed_the_batch_size(tmp_path, model, monkeypatch)
     np.testing.assert_allclose(probs, probs_whole, atol=1e-4)
 
 
-def test_bad_files_are_recorded_with_reasons_and_do_not_stop_ingest(library, data_dir, model):
+def test_bad_files_are_recorded_with_reasons_and_do_not_stop_ingest(
+    library, data_dir, model, catalog_url
+):
     summary = run_ingest([library.root], data_dir, model)
     rows = tracks_by_path(data_dir)
     failed = dict(summary.failed)
@@ -123,7 +128,7 @@ def test_bad_files_are_recorded_with_reasons_and_do_not_stop_ingest(library, dat
     assert summary.analysed == len(library.good)
 
 
-def test_rerun_analyses_nothing_and_does_not_retry_failures(library, data_dir, model):
+def test_rerun_analyses_nothing_and_does_not_retry_failures(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     before = tracks_by_path(data_dir)
     again = run_ingest([library.root], data_dir, model)
@@ -136,7 +141,9 @@ def test_rerun_analyses_nothing_and_does_not_retry_failures(library, data_dir, m
     assert_index_consistent(data_dir)
 
 
-def test_a_new_model_reanalyses_every_track_but_not_the_failures(library, data_dir, model):
+def test_a_new_model_reanalyses_every_track_but_not_the_failures(
+    library, data_dir, model, catalog_url
+):
     # what every existing catalog goes through when a release ships a new default model
     run_ingest([library.root], data_dir, model)
     before = tracks_by_path(data_dir)
@@ -173,7 +180,7 @@ def test_tracks_left_on_the_old_model_are_counted(library, data_dir, model):
         assert stats(catalog)["other_model_tracks"] == untouched  # and `sonic status` says so
 
 
-def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, model):
+def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     before = tracks_by_path(data_dir)
     changed = library.good["tone_wav"]
@@ -193,7 +200,7 @@ def test_modified_file_is_reanalysed_and_touched_file_is_not(library, data_dir, 
     assert_index_consistent(data_dir)
 
 
-def test_broken_file_fixed_later_is_retried(library, data_dir, model):
+def test_broken_file_fixed_later_is_retried(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     broken = library.bad["zero"]
     write(broken.with_suffix(".wav"), chord([300, 500], 4, 22050), 22050)
@@ -204,7 +211,9 @@ def test_broken_file_fixed_later_is_retried(library, data_dir, model):
     assert tracks_by_path(data_dir)[str(broken)].status == "ok"
 
 
-def test_deleted_file_is_marked_missing_and_removed_from_index(library, data_dir, model):
+def test_deleted_file_is_marked_missing_and_removed_from_index(
+    library, data_dir, model, catalog_url
+):
     run_ingest([library.root], data_dir, model)
     gone = library.good["noise_flac"]
     track_id = tracks_by_path(data_dir)[str(gone)].id
@@ -216,7 +225,7 @@ def test_deleted_file_is_marked_missing_and_removed_from_index(library, data_dir
     assert_index_consistent(data_dir)
 
 
-def test_moved_file_keeps_its_row_without_reanalysis(library, data_dir, model):
+def test_moved_file_keeps_its_row_without_reanalysis(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     source = library.good["chord_mp3"]
     before = tracks_by_path(data_dir)[str(source)]
@@ -234,7 +243,7 @@ def test_moved_file_keeps_its_row_without_reanalysis(library, data_dir, model):
     assert_index_consistent(data_dir)
 
 
-def test_two_copies_of_a_moved_file_get_one_row_each(library, data_dir, model):
+def test_two_copies_of_a_moved_file_get_one_row_each(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     source = library.good["tone_wav"]
     original_id = tracks_by_path(data_dir)[str(source)].id
@@ -249,7 +258,7 @@ def test_two_copies_of_a_moved_file_get_one_row_each(library, data_dir, model):
     assert_index_consistent(data_dir)
 
 
-def test_similar_excludes_the_query_and_is_sorted(library, data_dir, model):
+def test_similar_excludes_the_query_and_is_sorted(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     rows = tracks_by_path(data_dir)
     query = rows[str(library.good["chord_mp3"])].id
@@ -262,7 +271,7 @@ def test_similar_excludes_the_query_and_is_sorted(library, data_dir, model):
     assert all(-1.0001 <= s <= 1.0001 for s in scores)
 
 
-def test_index_disagreeing_with_sqlite_is_rebuilt(library, data_dir, model):
+def test_index_disagreeing_with_sqlite_is_rebuilt(library, data_dir, model, catalog_url):
     run_ingest([library.root], data_dir, model)
     index_file = data_dir / "index.faiss"
     stale = VectorIndex.load(index_file)

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import BACKENDS, backend_url
 from service_fixtures import build_small_library, free_port, running_server
 from sqlalchemy import update
 
@@ -34,13 +35,24 @@ TOKEN = "s3cret-token"
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, model):
+@pytest.fixture(scope="module", params=BACKENDS)
+def served(request, tmp_path_factory, model):
+    """The module's catalog and server, on SQLite and again on PostgreSQL."""
+    url = backend_url(request, request.param)
+    with pytest.MonkeyPatch.context() as patch:
+        if url is not None:  # every Catalog and `sonic` subprocess of the module opens it
+            patch.setenv("SONIC_DATABASE_URL", url)
+        yield from _served(tmp_path_factory, model, url)
+
+
+def _served(tmp_path_factory, model, url):
     tmp = tmp_path_factory.mktemp("service")
     library = build_small_library(tmp / "music")
     data_dir = tmp / "data"
     summary = run_ingest([library.root], data_dir, model)
     assert summary.analysed == 5 and len(summary.failed) == 1
+    with Catalog(data_dir) as catalog:
+        assert catalog.is_postgres == (url is not None)
     ids = {p: t.id for p, t in tracks_by_path(data_dir).items()}
     settings = Settings(data_dir=data_dir, max_upload_bytes=UPLOAD_LIMIT)
     app = create_app(data_dir, state=ServiceState(settings, model=model))

@@ -13,7 +13,7 @@ import typer
 from catalog.paths import displayable
 from embeddings.inference_paths import PRECISIONS
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS
-from ui.options import DataDir, JsonFlag, checkpoint_argument
+from ui.options import DatabaseUrl, DataDir, JsonFlag, checkpoint_argument
 from ui.options import emit as _emit
 from ui.options import fail as _fail
 from ui.options import open_catalog as _open_catalog
@@ -150,6 +150,11 @@ def _print_ingest_summary(data: dict) -> None:
             f"{data['other_model_tracks']} tracks elsewhere in the catalog were analysed with "
             "another model and stay out of search until their folders are ingested again"
         )
+    if data["claimed_elsewhere"]:
+        typer.echo(
+            f"{data['claimed_elsewhere']} files were being analysed by another ingest on this "
+            "catalog and were left to it"
+        )
     if data["index_repaired"]:
         typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
     shown = data["failed"][:20]
@@ -170,6 +175,7 @@ def _print_ingest_summary(data: dict) -> None:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     model: Annotated[
         Path | None, typer.Option(help="A genre-model checkpoint (default: the shipped one).")
     ] = None,
@@ -236,16 +242,16 @@ def ingest(
 
     Re-runs skip unchanged files, re-analyse changed ones, and mark vanished ones missing.
     """
-    from ingest.lock import CatalogBusyError, catalog_lock
+    from ingest.lock import CatalogBusyError, ingest_lock
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
     budget = _analysis_seconds(analysis)
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         try:
             # the lock first: a busy catalog is reported at once, before torch loads
-            with catalog_lock(catalog.paths.root) as held:
+            with ingest_lock(catalog) as held:
                 _lower_priority(nice)  # decode workers inherit it
                 from embeddings.aggregation import AGGREGATIONS
                 from ingest.pipeline import IngestOptions
@@ -275,11 +281,13 @@ def ingest(
 
 
 @app.command()
-def genres(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def genres(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
     """Count tracks per predicted genre."""
     from catalog.queries import genre_counts
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         data = genre_counts(catalog)
 
     def render(rows: list[dict]) -> None:
@@ -305,6 +313,7 @@ def _render_tracks(rows: list[dict], score: bool = False) -> None:
 @app.command()
 def tracks(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     genre: Annotated[str | None, typer.Option(help="Only this predicted genre.")] = None,
     status: Annotated[str | None, typer.Option(help="ok, failed or missing.")] = None,
     artist: Annotated[str | None, typer.Option()] = None,
@@ -319,7 +328,7 @@ def tracks(
     """Browse tracks, by genre (most confident first), status, artist, album or text."""
     from catalog.queries import browse
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         page = browse(catalog, genre, status, artist, album, query, limit, offset)
 
     def render(data: dict) -> None:
@@ -338,12 +347,13 @@ def similar(
     track: Annotated[str, typer.Argument(help="Track id or file path.")],
     k: Annotated[int, typer.Option("-k", help="How many neighbours.", min=1)] = 10,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Sound-alike tracks: nearest neighbours by cosine similarity of embeddings."""
     from catalog.queries import similar as find_similar
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         track_id = _resolve(catalog, track)
         try:
             rows = find_similar(catalog, track_id, k)
@@ -360,12 +370,13 @@ def similar(
 def show(
     track: Annotated[str, typer.Argument(help="Track id or file path.")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Everything the catalog holds for one track."""
     from catalog.queries import track_details
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         data = track_details(catalog, _resolve(catalog, track))
 
     def render(d: dict) -> None:
@@ -407,13 +418,14 @@ def explain(
         Path | None, typer.Option(help="The checkpoint that analysed the track (default: shipped).")
     ] = None,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Show which frequencies and moments drove a genre prediction (cached on disk)."""
     from ingest.explain import ExplainError, explain_track
 
     genre_model = _load_model(model)
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         track_id = _resolve(catalog, track)
         try:
             data = explain_track(catalog, track_id, genre_model, method, genre)
@@ -436,12 +448,13 @@ def explain_similar(
     track: Annotated[str, typer.Argument(help="Track id or file path.")],
     other: Annotated[str, typer.Argument(help="The track it was found similar to.")],
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Why two tracks are close: genre overlap, band focus and their closest moments."""
     from catalog.explanations import explain_similarity
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         data = explain_similarity(catalog, _resolve(catalog, track), _resolve(catalog, other))
 
     def render(d: dict) -> None:
@@ -457,11 +470,13 @@ def explain_similar(
 
 
 @app.command()
-def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+def status(
+    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
+) -> None:
     """Catalog statistics and the health of the FAISS index."""
     from catalog.queries import stats
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         data = stats(catalog)
 
     def render(d: dict) -> None:

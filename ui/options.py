@@ -24,6 +24,18 @@ DataDir = Annotated[
         show_default=False,
     ),
 ]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="SONIC_DATABASE_URL",
+        help=(
+            "A shared PostgreSQL catalog (postgresql+psycopg://USER@HOST/DB) instead of "
+            "the SQLite file in the data dir (default: $SONIC_DATABASE_URL)."
+        ),
+        show_default=False,
+    ),
+]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 SHIPPED = "shipped"
@@ -61,11 +73,22 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def open_catalog(data_dir: Path | None):
-    """The catalog in ``data_dir``, else the default data directory."""
+def open_catalog(data_dir: Path | None, database_url: str | None = None):
+    """The catalog in ``data_dir`` (else the default), on ``database_url`` if given.
+
+    A bad URL, or a PostgreSQL server that cannot be reached, is a clear error.
+    """
+    from sqlalchemy.exc import OperationalError
+
+    from catalog.db import DatabaseUrlError
     from catalog.store import Catalog
 
-    return Catalog(data_dir or default_data_dir())
+    try:
+        return Catalog(data_dir or default_data_dir(), database_url)
+    except DatabaseUrlError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"cannot open the catalog database: {exc.orig}")
 
 
 def resolve(catalog, ref: str) -> int:

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir, checkpoint_argument
+from ui.options import DatabaseUrl, DataDir, checkpoint_argument, fail
 
 WILDCARD_BINDS = ("0.0.0.0", "::", "")  # bind every interface; not a name anyone uses
 
 
 def serve(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     host: Annotated[
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to your network.")
     ] = "127.0.0.1",
@@ -67,6 +68,7 @@ def serve(
 
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
+        database_url=database_url,
         model_path=checkpoint_argument(model) if model else None,
         device=device,
         library_roots=[p.expanduser().absolute() for p in library or []],
@@ -98,7 +100,16 @@ def serve(
                 fg=typer.colors.YELLOW,
                 err=True,
             )
-    app = create_app(settings.data_dir, settings=settings)
+    from sqlalchemy.exc import OperationalError
+
+    from catalog.db import DatabaseUrlError
+
+    try:
+        app = create_app(settings.data_dir, settings=settings)
+    except DatabaseUrlError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        fail(f"cannot open the catalog database: {exc.orig}")
     # What is built by now (torch, Gradio, the app: ~600k objects) lives as long as the
     # process. Left to the collector, every full collection walked all of it: a pause
     # of ~0.35 s for every request in flight. Frozen, collections walk only what

@@ -4,6 +4,8 @@ Both faces run in one process (``sonic serve``); this holds the long-lived
 objects and keeps the FAISS index fresh: before each question it checks (one
 ``stat``) whether an ingest saved a newer ``index.faiss``, and reloads it (in a
 worker thread for the routes that run on the event loop, see :meth:`current`).
+On PostgreSQL the check is the catalog's version (one small read) and the index
+catches up from the database, so servers on other machines stay fresh too.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def allowed_hosts_from_env() -> list[str]:
 @dataclass
 class Settings:
     data_dir: Path
+    database_url: str | None = None  # PostgreSQL; None: $SONIC_DATABASE_URL, else SQLite
     model_path: Path | None = None
     device: str = "auto"
     library_roots: list[Path] = field(default_factory=list)  # besides those ingests recorded
@@ -61,7 +64,7 @@ class ServiceState:
         features: Features | None = None,
     ) -> None:
         self.settings = settings
-        self.catalog = Catalog(settings.data_dir)
+        self.catalog = Catalog(settings.data_dir, settings.database_url)
         self._lock = threading.RLock()
         self._model = model
         self._analyser: ClipAnalyser | None = None

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ui.options import DataDir, JsonFlag
+from ui.options import DatabaseUrl, DataDir, JsonFlag
 from ui.options import emit as _emit
 from ui.options import fail as _fail
 from ui.options import open_catalog as _open_catalog
@@ -183,6 +183,7 @@ def stems(
     ] = False,
     progress: ProgressFlag = True,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Separate a track into vocals, drums, bass and other with Demucs (cached).
@@ -206,7 +207,7 @@ def stems(
     if genre and not all_tracks:
         _fail("--genre goes with --all", code=2)
     show = progress and not as_json
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         if prune:
             _emit(prune_stems(catalog, keep_missing, dry_run), as_json, _render_prune)
             return
@@ -269,6 +270,7 @@ def remix(
     shifts: Shifts = 1,
     progress: ProgressFlag = True,
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Remix station: mix a track's stems with per-stem gains into a new file.
@@ -295,7 +297,7 @@ def remix(
             _fail(f"--gain wants STEM=NUMBER, got {item!r}", code=2)
     muted = list(mute or []) + (["vocals"] if karaoke else [])
     show = progress and not as_json
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         track_id = _resolve(catalog, track)
         bar = _AudioBar(show)
         separator = _separator(model, models_dir, device, fmt, segment, overlap, shifts, bar)

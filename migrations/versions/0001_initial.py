@@ -8,6 +8,13 @@ Create Date: 2026-11-21
 import sqlalchemy as sa
 from alembic import op
 
+# Portable to PostgreSQL: SQLite's DDL is unchanged by the variants (its INTEGER is
+# 64-bit, its TEXT holds the raw bytes of a non-UTF-8 path), while PostgreSQL gets
+# 64-bit integers for byte sizes and nanosecond mtimes, and ``bytea`` for paths
+# (see ``catalog.schema.FsPath``).
+PATH = sa.Text().with_variant(sa.LargeBinary(), "postgresql")
+BIG = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -18,9 +25,9 @@ def upgrade() -> None:
     op.create_table(
         "tracks",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("path", sa.Text, nullable=False, unique=True),
-        sa.Column("size", sa.Integer, nullable=False),
-        sa.Column("mtime_ns", sa.Integer, nullable=False),
+        sa.Column("path", PATH, nullable=False, unique=True),
+        sa.Column("size", BIG, nullable=False),
+        sa.Column("mtime_ns", BIG, nullable=False),
         sa.Column("content_hash", sa.String(64)),
         sa.Column("format", sa.String(16)),
         sa.Column("title", sa.Text),

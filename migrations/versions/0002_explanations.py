@@ -14,7 +14,8 @@ branch_labels = None
 depends_on = None
 
 TRACK_COLUMNS = {
-    "heatmap_path": sa.Text,
+    # bytea on PostgreSQL, like every path (see catalog.schema.FsPath)
+    "heatmap_path": lambda: sa.Text().with_variant(sa.LargeBinary(), "postgresql"),
     "heatmap_genre": lambda: sa.String(64),
     "heatmap_start_s": sa.Float,
     "heatmap_end_s": sa.Float,

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("format", sa.String(8)),
         sa.Column("sample_rate", sa.Integer),
         sa.Column("channels", sa.Integer),
-        sa.Column("frames", sa.Integer),
+        sa.Column("frames", sa.Integer().with_variant(sa.BigInteger(), "postgresql")),
         sa.Column("device", sa.String(32)),
         sa.Column("compute_seconds", sa.Float),
         sa.Column("created_at", sa.DateTime, nullable=False),

@@ -1,0 +1,267 @@
+"""The catalog at scale: PostgreSQL against SQLite, and the index built from the database.
+
+For each backend, on one machine (a PostgreSQL 15 server started here from the
+machine's ``initdb``/``pg_ctl``, as the tests do, unless ``--database-url`` names
+one; fsync and synchronous commit on, as the SQLite catalog's WAL commits), in one run:
+
+  1. write throughput of the ingest's own write path: ``Catalog.record_analysis``,
+     one transaction per track with its 10 genre rows and 66 segment rows, as the
+     pipeline commits a finished four-minute track (``--record`` tracks);
+  2. bulk-load throughput of synthetic catalogue rows (the embedding blob and tags,
+     20k rows per transaction) up to ``--size`` tracks (default 100k);
+  3. the exact index rebuilt from the database (server-side cursor on PostgreSQL);
+  4. ``catalog.queries.similar`` (index search + row lookups), p50/p99, with the
+     structure the catalog picks for the size (HNSW at 100k);
+  5. with ``--ivf``: the IVF build in a child process each, from the database in
+     batches (``catalog.index_builds``) and from a copy in memory (the SQLite path),
+     with the child's peak RSS, which is what the 1M arithmetic in docs/scaling.md
+     scales from.
+
+Vectors: the clustered low-rank mixture of ``bench/query.py``. ``--storage N``
+only records N tracks into PostgreSQL and prints each table's bytes per track
+(``pg_total_relation_size``: heap, TOAST and indexes), what 1M tracks need on disk.
+
+    python bench/scale_catalog.py                       # 100k tracks, both backends
+    python bench/scale_catalog.py --size 20000 --record 300   # quick look
+    python bench/scale_catalog.py --storage 400               # disk per track on PostgreSQL
+
+``catalog_section()`` returns the figures as a dict, for ``bench/scale.py`` to print
+beside the Ray figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # postgres_server: the tests' own server starter
+
+from sqlalchemy import insert  # noqa: E402
+
+from bench.query import DIM, GENRES, MODEL_ID, percentiles, synthetic  # noqa: E402
+from catalog.queries import similar  # noqa: E402
+from catalog.records import Analysis, AudioFacts, FileFacts, Tags  # noqa: E402
+from catalog.schema import Track, TrackStatus  # noqa: E402
+from catalog.store import Catalog  # noqa: E402
+
+SEGMENTS = 66  # a four-minute track in 3-second segments
+LOAD_BATCH = 20_000
+
+
+@contextmanager
+def postgres(url: str | None):
+    """A database URL: the one given, else a fresh database on a server started here."""
+    if url:
+        yield url
+        return
+    from postgres_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        raise SystemExit("no PostgreSQL binaries found; pass --database-url")
+    server = PostgresServer(bindir).start(durable=True)  # fsync on, as SQLite's WAL commits
+    try:
+        yield server.new_database("bench")
+    finally:
+        server.stop()
+
+
+def _analysis(vector: np.ndarray, rng: np.random.Generator) -> Analysis:
+    probs = rng.dirichlet(np.ones(len(GENRES))).astype(np.float32)
+    segs = rng.dirichlet(np.ones(len(GENRES)), SEGMENTS).astype(np.float32)
+    seg_emb = rng.standard_normal((SEGMENTS, 128)).astype(np.float16)
+    return Analysis(MODEL_ID, GENRES, probs, vector, segs, 3.0, seg_emb)
+
+
+def record_throughput(catalog: Catalog, vectors: np.ndarray) -> dict:
+    """Tracks per second through ``record_analysis`` (the ingest's commit per track)."""
+    rng = np.random.default_rng(1)
+    audio = AudioFacts(240.0, 44100, 2)
+    started = time.perf_counter()
+    for i, vector in enumerate(vectors):
+        facts = FileFacts(f"/music/rec/{i:07d}.flac", 30_000_000, 1_700_000_000 * 10**9 + i,
+                          f"{i:064x}", "flac")  # fmt: skip
+        tags = Tags(f"Track {i}", f"Artist {i % 50}", f"Album {i % 200}", i % 12 + 1, 240.0)
+        catalog.record_analysis(facts, tags, audio, _analysis(vector, rng))
+    seconds = time.perf_counter() - started
+    return {"tracks": len(vectors), "seconds": round(seconds, 2),
+            "tracks_per_s": round(len(vectors) / seconds, 1)}  # fmt: skip
+
+
+def bulk_load(catalog: Catalog, vectors: np.ndarray, labels: np.ndarray, first_id: int) -> dict:
+    """Rows per second for plain catalogue rows, ``LOAD_BATCH`` per transaction."""
+    now = datetime(2024, 1, 1)
+    version = catalog.index_version()
+    started = time.perf_counter()
+    for start in range(0, len(vectors), LOAD_BATCH):
+        rows = []
+        for i in range(start, min(len(vectors), start + LOAD_BATCH)):
+            c = int(labels[i])
+            rows.append({
+                "id": first_id + i, "path": f"/music/{c:03d}/{i:07d}.flac",
+                "size": 5_000_000, "mtime_ns": 0, "format": "flac",
+                "title": f"Track {i}", "artist": f"Artist {c}-{i % 7}",
+                "album": f"Album {c}-{i % 23}", "duration_s": 200.0,
+                "status": TrackStatus.OK, "model_id": MODEL_ID,
+                "genre": GENRES[c % len(GENRES)], "confidence": 0.8, "n_segments": SEGMENTS,
+                "embedding": vectors[i].tobytes(), "embedding_version": version,
+                "analysed_at": now, "added_at": now, "updated_at": now,
+            })  # fmt: skip
+        with catalog.sessions.begin() as s:
+            s.execute(insert(Track), rows)
+            catalog._bump_version(s)
+    seconds = time.perf_counter() - started
+    return {"rows": len(vectors), "seconds": round(seconds, 2),
+            "rows_per_s": round(len(vectors) / seconds)}  # fmt: skip
+
+
+def similar_latency(catalog: Catalog, n_queries: int) -> dict:
+    index = catalog.index()
+    started = time.perf_counter()
+    index.ensure_ann(background=False)
+    build = time.perf_counter() - started
+    ids = index.ids()
+    rng = np.random.default_rng(2)
+    picks = rng.choice(ids, n_queries, replace=False)
+    times = []
+    for track_id in picks:
+        t = time.perf_counter()
+        similar(catalog, int(track_id), k=10)
+        times.append(time.perf_counter() - t)
+    status = index.ann_status()
+    return {"structure": status["searching_with"], "params": status["params"],
+            "ann_build_s": round(build, 1), **percentiles(times)}  # fmt: skip
+
+
+def _ivf_child(data_dir: str, url: str | None, source: str, out) -> None:
+    if url:
+        os.environ["SONIC_DATABASE_URL"] = url
+    else:
+        os.environ.pop("SONIC_DATABASE_URL", None)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with Catalog(Path(data_dir)) as catalog:
+        index = catalog.index()
+        loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if source == "memory":
+            index.ann_builder = None  # the copy-in-memory build, as on SQLite
+        started = time.perf_counter()
+        index.build_ann("ivf")
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out.send({
+            "source": source, "vectors": len(index), "build_s": round(seconds, 1),
+            "exact_index_mib": round((loaded - base) / 1024),
+            "build_peak_over_exact_mib": round((peak - loaded) / 1024),
+            "peak_rss_mib": round(peak / 1024), "params": index.ann_status()["params"],
+        })  # fmt: skip
+
+
+def ivf_memory(data_dir: Path, url: str | None, source: str) -> dict:
+    """Peak RSS of a fresh process that loads the index and builds IVF from ``source``."""
+    ctx = mp.get_context("spawn")
+    mine, theirs = ctx.Pipe()
+    proc = ctx.Process(target=_ivf_child, args=(str(data_dir), url, source, theirs))
+    proc.start()
+    result = mine.recv()
+    proc.join()
+    return result
+
+
+def run_backend(name: str, url: str | None, size: int, record: int, queries: int,
+                ivf: bool) -> dict:  # fmt: skip
+    vectors, labels = synthetic(size + record, seed=0)
+    with tempfile.TemporaryDirectory(prefix=f"sonic-scale-{name}-") as tmp:
+        data_dir = Path(tmp)
+        with Catalog(data_dir, url) as catalog:
+            catalog.activate_model(MODEL_ID, GENRES, DIM)
+            catalog.index()
+            out = {"backend": name, "record_analysis": record_throughput(catalog, vectors[:record])}
+            out["bulk_load"] = bulk_load(catalog, vectors[record:], labels[record:], 10**7)
+        with Catalog(data_dir, url) as catalog:
+            (data_dir / "index.faiss").unlink(missing_ok=True)
+            started = time.perf_counter()
+            index = catalog.index()
+            out["exact_index_from_db"] = {
+                "vectors": len(index),
+                "seconds": round(time.perf_counter() - started, 2),
+            }
+            out["similar"] = similar_latency(catalog, queries)
+        if ivf:
+            out["ivf"] = [ivf_memory(data_dir, url, "database" if url else "memory")]
+            if url:
+                out["ivf"].append(ivf_memory(data_dir, url, "memory"))
+    return out
+
+
+def catalog_section(size: int = 100_000, record: int = 2_000, queries: int = 300,
+                    ivf: bool = True, database_url: str | None = None) -> dict:  # fmt: skip
+    """PostgreSQL vs SQLite figures at ``size`` tracks (what bench/scale.py prints)."""
+    results = {"size": size, "cpu": _cpu(), "backends": []}
+    results["backends"].append(run_backend("sqlite", None, size, record, queries, ivf))
+    with postgres(database_url) as url:
+        results["backends"].append(run_backend("postgresql", url, size, record, queries, ivf))
+    return results
+
+
+def storage_per_track(n: int, database_url: str | None = None) -> dict:
+    """Bytes per recorded track in each PostgreSQL table (66 segments per track)."""
+    from sqlalchemy import text
+
+    vectors, _ = synthetic(n, seed=3)
+    with postgres(database_url) as url, tempfile.TemporaryDirectory() as tmp:
+        with Catalog(Path(tmp), url) as catalog:
+            catalog.activate_model(MODEL_ID, GENRES, DIM)
+            catalog.index()
+            record_throughput(catalog, vectors)
+            out = {"tracks": n, "segments_per_track": SEGMENTS}
+            with catalog.engine.connect() as conn:
+                for table in ("tracks", "segments", "track_genres"):
+                    size = conn.execute(text(f"SELECT pg_total_relation_size('{table}')"))
+                    out[f"{table}_bytes_per_track"] = round(size.scalar() / n)
+            sizes = [v for k, v in out.items() if k.endswith("_bytes_per_track")]
+            out["total_bytes_per_track"] = sum(sizes)
+    return out
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} x{os.cpu_count()}"
+    except OSError:
+        pass
+    return f"unknown x{os.cpu_count()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=100_000)
+    parser.add_argument("--record", type=int, default=2_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--no-ivf", action="store_true")
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--storage", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    if args.storage:
+        print(json.dumps(storage_per_track(args.storage, args.database_url), indent=2))
+        return
+    results = catalog_section(args.size, args.record, args.queries, not args.no_ivf,
+                              args.database_url)  # fmt: skip
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The approximate index of a large shared catalog, built from the database in batches.
+
+At 400k tracks and more the catalog searches with IVF (``catalog.index.choose_kind``).
+Built the usual way, from ``VectorIndex.vectors()``, that means a copy of every
+vector (2 GB at 1M x 512 float32) next to the exact index and the IVF's own lists
+while it is built. On PostgreSQL the vectors are in the database anyway, so the IVF
+is instead trained on a sample fetched by id and filled by streaming the embedding
+column through a server-side cursor (``yield_per``), one batch at a time; the
+recall tuning's exact truth is gathered in the same pass. Besides the finished
+structures only the training sample (40 vectors per list) and one batch are held.
+See docs/scaling.md for the figures at 1M.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+from sqlalchemy import select
+
+from catalog.index import (
+    IVF_TRAIN_PER_LIST,
+    TUNE_QUERIES,
+    ExactTopK,
+    VectorIndex,
+    build_ivf_batched,
+    ivf_lists,
+    tune_ann,
+)
+from catalog.schema import Track
+
+if TYPE_CHECKING:
+    from catalog.store import Catalog
+
+BATCH_ROWS = 20_000  # 40 MB of float32 vectors (plus as much again as bytes) per batch
+ID_CHUNK = 5_000  # ids per "WHERE id IN (...)" when fetching the training sample
+
+
+def stream_indexable(catalog: Catalog, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(ids, vectors) of every indexable track, ``BATCH_ROWS`` at a time, streamed."""
+    query = catalog._indexable().execution_options(yield_per=BATCH_ROWS)
+    with catalog.sessions() as s:
+        for part in s.execute(query).partitions():
+            ids = np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part))
+            vectors = np.frombuffer(b"".join(row[1] for row in part), dtype=np.float32)
+            if vectors.size != len(part) * dim:  # a stray blob of another size: skip it
+                keep = [row for row in part if len(row[1]) == 4 * dim]
+                ids = np.array([row[0] for row in keep], dtype=np.int64)
+                vectors = np.frombuffer(b"".join(row[1] for row in keep), dtype=np.float32)
+            yield ids, vectors.reshape(len(ids), dim)
+
+
+def vectors_by_id(
+    catalog: Catalog, track_ids: np.ndarray, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The stored embeddings of these tracks (those still there), in id order."""
+    found_ids: list[int] = []
+    blobs: list[bytes] = []
+    with catalog.sessions() as s:
+        for start in range(0, len(track_ids), ID_CHUNK):
+            chunk = [int(i) for i in track_ids[start : start + ID_CHUNK]]
+            query = select(Track.id, Track.embedding).where(Track.id.in_(chunk))
+            for track_id, blob in s.execute(query.order_by(Track.id)):
+                if blob is not None and len(blob) == 4 * dim:
+                    found_ids.append(track_id)
+                    blobs.append(blob)
+    vectors = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(found_ids), dim)
+    return np.array(found_ids, dtype=np.int64), vectors
+
+
+def build_ann_from_database(
+    catalog: Catalog, index: VectorIndex, kind: str
+) -> tuple[faiss.Index, dict]:
+    """An IVF index over the catalog's indexable tracks, read from the database.
+
+    ``index`` (the exact one in memory) only provides the ids to sample from and
+    the count; its vectors are never copied. Returns the index and its tuning.
+    """
+    if kind != "ivf":
+        raise ValueError(f"the batched build makes IVF indexes, not {kind!r}")
+    all_ids = index.ids()
+    n = len(all_ids)
+    rng = np.random.default_rng(0)
+    n_train = min(n, ivf_lists(n) * IVF_TRAIN_PER_LIST)
+    sample_ids, sample = vectors_by_id(
+        catalog, np.sort(rng.choice(all_ids, n_train, replace=False)), index.dim
+    )
+    pick = np.sort(rng.choice(len(sample_ids), min(TUNE_QUERIES, len(sample_ids)), replace=False))
+    truth = ExactTopK(sample[pick], sample_ids[pick])
+
+    def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for ids, vectors in stream_indexable(catalog, index.dim):
+            truth.push(ids, vectors)
+            yield ids, vectors
+
+    ann = build_ivf_batched(sample, batches(), n)
+    del sample
+    info = tune_ann(ann, kind, truth.queries, truth.query_ids, truth=truth.truth())
+    info["built_from"] = "database"
+    return ann, info
