@@ -120,6 +120,8 @@ def _print_ingest_summary(data: dict) -> None:
     )
     if data["inference"]:
         typer.echo(f"inference: {data['inference']}")
+    for node, files in sorted(data["nodes"].items()):
+        typer.echo(f"  on Ray node {node}: {files} files")
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
@@ -144,6 +146,17 @@ def _print_ingest_summary(data: dict) -> None:
             f"  ... and {len(data['failed']) - len(shown)} more "
             "(`sonic tracks --status failed` lists them all)"
         )
+
+
+def _ingest_on_ray(paths, catalog, genre_model, options, bar, held, address: str, gpus: int):
+    from ingest.distributed import DistributedIngestError, RayOptions, ingest_on_ray
+
+    try:
+        return ingest_on_ray(
+            paths, catalog, genre_model, options, bar, held, RayOptions(address, gpus)
+        )
+    except DistributedIngestError as exc:
+        _fail(f"{exc}; finished tracks are saved: run the same command to continue")
 
 
 @app.command()
@@ -192,6 +205,20 @@ def ingest(
             max=19,
         ),
     ] = 10,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Analyse on a Ray cluster (host:port of its head, or auto); plan and catalog "
+            "stay here. Every node must read PATHS at the same paths (a shared mount) and "
+            "write to the same data directory.",
+        ),
+    ] = None,
+    ray_gpus: Annotated[
+        int,
+        typer.Option(help="With --ray: one GPU actor per GPU, on this many GPUs.", min=0),
+    ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -222,7 +249,14 @@ def ingest(
                 )  # fmt: skip
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)
-                summary = run_ingest(paths, catalog, genre_model, options, bar, held)
+                if ray is None:
+                    if ray_gpus:
+                        _fail("--ray-gpus needs --ray ADDRESS")
+                    summary = run_ingest(paths, catalog, genre_model, options, bar, held)
+                else:
+                    summary = _ingest_on_ray(
+                        paths, catalog, genre_model, options, bar, held, ray, ray_gpus
+                    )
         except CatalogBusyError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
