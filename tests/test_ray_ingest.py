@@ -41,6 +41,7 @@ def cluster():
     saved = os.environ.get("PYTHONPATH")
     # Ray's worker processes import this tree's packages (a real cluster installs them)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved) if p)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # tests reach no network
     cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
     cluster.add_node(**NODE)
     cluster.wait_for_nodes()
