@@ -9,8 +9,9 @@ them; two or more nodes: one CPU each, so three nodes on two cores oversubscribe
 by one actor). For each run it reports the wall time of the ingest call (plan,
 actor start-up with the model load, analysis, commits; the cluster itself is
 started beforehand, as a real one is) and the steady rate between the first and
-the last committed track, in audio-minutes per minute, and the overhead against
-the local run.
+the last committed track, in audio-minutes per minute, and the overhead of each
+Ray run against the mean of two local runs, one before and one after them (the
+load of a shared machine drifts).
 
     python bench/corpus.py /tmp/scale-corpus --tracks 48 --seconds 120 --format mp3
     python bench/scale.py /tmp/scale-corpus --nodes 1 2 3 --json /tmp/scale.json
@@ -125,33 +126,43 @@ def main() -> None:
         model = load_model()
     work = Path(tempfile.mkdtemp(prefix="sonic-scale-"))
     try:
-        results = [
-            _measure(
-                "local", args.corpus, work, model,
+
+        def local(label: str) -> dict:
+            return _measure(
+                label, args.corpus, work, model,
                 lambda catalog, clock: ingest([args.corpus], catalog, model, IngestOptions(),
                                               clock),
-            )
-        ]  # fmt: skip
+            )  # fmt: skip
+
+        # local before and after the Ray runs: on a shared machine the load drifts,
+        # and the Ray runs are compared with the mean of the two
+        results = [local("local")]
         for nodes in args.nodes:
             results.append(_ray_run(args.corpus, work, model, nodes, cores))
+        results.append(local("local again"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    local = results[0]
-    for r in results[1:]:
-        r["overhead_wall"] = 1 - r["audio_min_per_min"] / local["audio_min_per_min"]
-        if r["steady_audio_min_per_min"] and local["steady_audio_min_per_min"]:
-            r["overhead_steady"] = (
-                1 - r["steady_audio_min_per_min"] / local["steady_audio_min_per_min"]
-            )
+    locals_ = [r for r in results if r["run"].startswith("local")]
+    base_wall = sum(r["audio_min_per_min"] for r in locals_) / len(locals_)
+    steadies = [r["steady_audio_min_per_min"] for r in locals_]
+    base_steady = sum(steadies) / len(steadies) if all(steadies) else None
+    for r in results:
+        if r in locals_:
+            continue
+        r["overhead_wall"] = 1 - r["audio_min_per_min"] / base_wall
+        if r["steady_audio_min_per_min"] and base_steady:
+            r["overhead_steady"] = 1 - r["steady_audio_min_per_min"] / base_steady
     print(f"\n{cores} cores; corpus {args.corpus}")
-    print(f"{'run':<22} {'wall s':>7} {'audio-min/min':>14} {'steady':>8} {'overhead':>9}")
+    print(f"{'run':<22} {'wall s':>7} {'audio-min/min':>14} {'overhead':>9} "
+          f"{'steady':>8} {'overhead':>9}")  # fmt: skip
     for r in results:
         steady = r["steady_audio_min_per_min"]
-        overhead = r.get("overhead_steady")
+        wall_o, steady_o = r.get("overhead_wall"), r.get("overhead_steady")
         print(
-            f"{r['run']:<22} {r['wall_s']:>7.1f} {r['audio_min_per_min']:>14.0f} "
-            f"{steady if steady is None else round(steady):>8} "
-            f"{'' if overhead is None else f'{overhead:+.1%}':>9}"
+            f"{r['run']:<22} {r['wall_s']:>7.1f} {r['audio_min_per_min']:>14.1f} "
+            f"{'' if wall_o is None else f'{wall_o:+.1%}':>9} "
+            f"{'-' if steady is None else f'{steady:.1f}':>8} "
+            f"{'' if steady_o is None else f'{steady_o:+.1%}':>9}"
         )
     if args.json:
         args.json.write_text(json.dumps({"cores": cores, "results": results}, indent=2))
