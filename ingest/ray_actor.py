@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-import traceback
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,6 +80,9 @@ class NodeRun(IngestRun):
 
     def _heatmaps_dir(self) -> Path:
         return self.heatmaps
+
+    def _maybe_save_index(self) -> None:
+        """No catalog here: the driver saves the index it keeps."""
 
     def _explain(self, state: _TrackState, genre_index: int) -> Explanation | None:
         """Grad-CAM as locally; a data directory this node cannot write costs the picture."""
@@ -159,14 +161,9 @@ class TrackAnalyser:
             task: Task = pickle.loads(blob)
             run.states[task.task_id] = run._new_state(task)
             self.pool.submit(task)
-        try:
-            run._drain(self.pool)
-        except Exception as exc:  # a bug: the batch's open files fail, the actor goes on
-            detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            for task_id in list(run.states):
-                run._fail(task_id, f"analysis error on node {run.node}: {detail}")
-            run.batch.clear()
-            run.inflight.clear()
+        # An error here is a bug, as in a local run's loop: it ends the run (the driver
+        # says so) rather than marking the batch's files failed for good.
+        run._drain(self.pool)
         for outcome in run.outcomes:
             outcome.inference = self.inference
         return {

@@ -155,6 +155,19 @@ def test_ray_ingest_matches_a_local_ingest(cluster, tmp_path, model):
     assert (row.id, row.embedding) == (before.id, before.embedding)
 
 
+def test_asking_for_more_gpus_than_the_cluster_has_is_refused_clearly(cluster, tmp_path, model):
+    library = _library(tmp_path / "music", 2)
+    with pytest.raises(DistributedIngestError, match=r"--ray-gpus 2: the Ray cluster has 0 GPU"):
+        _on_ray([library], tmp_path / "data", model, cluster.address, gpus=2)
+    assert tracks_by_path(tmp_path / "data") == {}  # nothing half-done was recorded
+    cli = subprocess.run(
+        [sys.executable, "-m", "ui.cli", "ingest", str(library), "--data-dir",
+         str(tmp_path / "cli"), "--ray-gpus", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode != 0 and "--ray-gpus needs --ray" in cli.stderr
+
+
 def test_a_node_lost_mid_run_then_a_rerun_completes_the_catalog(cluster, tmp_path, model):
     count = 30
     library = _library(tmp_path / "music", count)

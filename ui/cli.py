@@ -231,6 +231,8 @@ def ingest(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
+    if ray_gpus and ray is None:
+        _fail("--ray-gpus needs --ray ADDRESS (or --ray auto)")
     with _open_catalog(data_dir) as catalog:
         try:
             # the lock first: a busy catalog is reported at once, before torch loads
@@ -250,8 +252,6 @@ def ingest(
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)
                 if ray is None:
-                    if ray_gpus:
-                        _fail("--ray-gpus needs --ray ADDRESS")
                     summary = run_ingest(paths, catalog, genre_model, options, bar, held)
                 else:
                     summary = _ingest_on_ray(
