@@ -109,6 +109,51 @@ def _assert_complete(data_dir: Path, library: Path, count: int) -> None:
     assert_index_consistent(data_dir)
 
 
+def test_the_node_side_run_hands_back_outcomes_and_never_touches_a_catalog(
+    tmp_path, model, monkeypatch
+):
+    """NodeRun alone (no cluster): what an actor does with a batch, on this process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ingest.pipeline as pipeline
+    from embeddings.inference import Predictor
+    from ingest.ray_actor import NodeRun
+    from ingest.worker import Task
+
+    monkeypatch.setattr(pipeline, "INDEX_SAVE_SECONDS", 0.0)  # the driver's chore, every turn
+    library = _library(tmp_path / "music", 2)
+    blocked = tmp_path / "data" / "heatmaps"
+    blocked.parent.mkdir()
+    blocked.write_text("a file where the heatmaps folder should be")
+    run = NodeRun(model, IngestOptions(workers=1), blocked)
+    run.predictor, run.threads = Predictor(model, "cpu"), 1
+    run.executor = ThreadPoolExecutor(1)
+    pool = pipeline._WorkerPool(1, model.frontend.to_dict(), frozenset())
+    tasks = [
+        Task(0, str(library / "album0" / "track00.flac")),
+        Task(1, str(library / "album1" / "track01.wav")),
+        Task(2, str(tmp_path / "not-mounted-here" / "track.flac")),
+    ]
+    try:
+        for task in tasks:
+            run.states[task.task_id] = run._new_state(task)
+            pool.submit(task)
+        run._drain(pool)
+    finally:
+        pool.close()
+        run.executor.shutdown()
+    outcomes = {o.task_id: o for o in run.outcomes}
+    assert sorted(outcomes) == [0, 1] + [2] and run.states == {}
+    for task_id in (0, 1):
+        ok = outcomes[task_id]
+        assert ok.kind == "ok" and ok.facts.content_hash and ok.analysis.embedding.shape == (512,)
+        assert ok.analysis.explanation is None  # the data directory was not writable
+        assert "cannot write to the data directory" in ok.analysis.warning
+    lost = outcomes[2]
+    assert (lost.kind, lost.node_unreadable) == ("fail", True)
+    assert "cannot read file" in lost.reason
+
+
 def test_ray_ingest_matches_a_local_ingest(cluster, tmp_path, model):
     library = _library(tmp_path / "music", 8)
     tag(library / "album0" / "track00.flac", "First", "Someone", "An Album", 1)
