@@ -98,6 +98,7 @@ class IngestSummary:
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
     yielded_seconds: float = 0.0  # time the network stood aside for a busy `sonic serve`
+    nodes: dict[str, int] = field(default_factory=dict)  # files per Ray node (--ray only)
 
     @property
     def processed(self) -> int:
@@ -123,6 +124,7 @@ class IngestSummary:
             "other_model_tracks": self.other_model_tracks,
             "yielded_seconds": self.yielded_seconds,
             "claimed_elsewhere": self.claimed_elsewhere,
+            "nodes": self.nodes,
         }
 
 
@@ -690,12 +692,22 @@ class IngestRun:
         )
         if state.window is not None:
             analysis.explanation = self._explain(state, int(np.argmax(probabilities)))
+        self._record(task_id, state, audio, analysis)
+
+    def _record(
+        self, task_id: int, state: _TrackState, audio: AudioFacts, analysis: Analysis
+    ) -> None:
+        """Commit one analysed track, in one transaction (the Ray driver's writer too)."""
         self.catalog.record_analysis(
             state.facts, state.tags or Tags(), audio, analysis, self.plan.task_rows.get(task_id)
         )
         self.summary.analysed += 1
         self.summary.audio_seconds += audio.duration_s
         self.progress.advance(audio.duration_s)
+
+    def _heatmaps_dir(self) -> Path:
+        """Where Grad-CAM pictures go: the data directory (shared, under Ray)."""
+        return self.catalog.paths.heatmaps
 
     def _explain(self, state: _TrackState, genre_index: int) -> Explanation:
         """Grad-CAM for the predicted genre over the track's most confident window."""
@@ -718,9 +730,7 @@ class IngestRun:
             start,
             f"Grad-CAM for '{genre}': {Path(state.task.path).name}",
         )
-        path = heatmap_file(
-            self.catalog.paths.heatmaps, state.facts.content_hash, self.model.model_id
-        )
+        path = heatmap_file(self._heatmaps_dir(), state.facts.content_hash, self.model.model_id)
         write_atomic(path, png)
         return Explanation(str(path), genre, start, end, focus.as_dict())
 

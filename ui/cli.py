@@ -140,6 +140,8 @@ def _print_ingest_summary(data: dict) -> None:
         typer.echo(
             f"stood aside {data['yielded_seconds']:.0f} s for `sonic serve` answering requests"
         )
+    for node, files in sorted(data["nodes"].items()):
+        typer.echo(f"  on Ray node {node}: {files} files")
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
@@ -169,6 +171,17 @@ def _print_ingest_summary(data: dict) -> None:
             f"  ... and {len(data['failed']) - len(shown)} more "
             "(`sonic tracks --status failed` lists them all)"
         )
+
+
+def _ingest_on_ray(paths, catalog, genre_model, options, bar, held, address: str, gpus: int):
+    from ingest.distributed import DistributedIngestError, RayOptions, ingest_on_ray
+
+    try:
+        return ingest_on_ray(
+            paths, catalog, genre_model, options, bar, held, RayOptions(address, gpus)
+        )
+    except DistributedIngestError as exc:
+        _fail(f"{exc}; finished tracks are saved: run the same command to continue")
 
 
 @app.command()
@@ -235,6 +248,20 @@ def ingest(
             "takes longer while the service is busy).",
         ),
     ] = True,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Analyse on a Ray cluster (host:port of its head, or auto); plan and catalog "
+            "stay here. Every node must read PATHS at the same paths (a shared mount) and "
+            "write to the same data directory.",
+        ),
+    ] = None,
+    ray_gpus: Annotated[
+        int,
+        typer.Option(help="With --ray: one GPU actor per GPU, on this many GPUs.", min=0),
+    ] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -248,6 +275,8 @@ def ingest(
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
     budget = _analysis_seconds(analysis)
+    if ray_gpus and ray is None:
+        _fail("--ray-gpus needs --ray ADDRESS (or --ray auto)")
     with _open_catalog(data_dir, database_url) as catalog:
         try:
             # the lock first: a busy catalog is reported at once, before torch loads
@@ -267,7 +296,12 @@ def ingest(
                 )  # fmt: skip
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)
-                summary = run_ingest(paths, catalog, genre_model, options, bar, held)
+                if ray is None:
+                    summary = run_ingest(paths, catalog, genre_model, options, bar, held)
+                else:
+                    summary = _ingest_on_ray(
+                        paths, catalog, genre_model, options, bar, held, ray, ray_gpus
+                    )
         except CatalogBusyError as exc:
             _fail(str(exc))
         except KeyboardInterrupt:

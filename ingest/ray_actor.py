@@ -1,0 +1,177 @@
+"""What runs on a Ray node: the local pipeline's analysis, minus the catalog.
+
+Each actor of the pool is one :class:`~ingest.pipeline.IngestRun` without a catalog.
+It keeps what a local run has: its own decode worker processes (so a decoder that
+crashes or hangs on a hostile file costs that file, not the actor), the network
+loaded once per actor, segments of several tracks batched into one call, Grad-CAM
+on the best window, the heatmap PNG written to the shared data directory. Where a
+local run would commit a track, the actor hands back an :class:`Outcome`; the driver
+commits it through the same writer (:mod:`ingest.distributed`). Nothing here writes
+to the catalog, so a node that dies takes no half-written track with it.
+
+This module imports no Ray at import time: Ray calls the class, the class never
+calls Ray except to fetch the model it was given.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
+from embeddings.checkpoint import GenreModel
+from ingest.pipeline import IngestOptions, IngestRun, _TrackState, _WorkerPool
+from ingest.worker import Task
+
+
+@dataclass
+class Outcome:
+    """One file's result, as a local run would have recorded it.
+
+    ``kind``: ``ok`` (``analysis`` is set), ``fail`` (``reason``), or ``reusable``
+    (the content hash matched what the plan offered: the driver decides whether it
+    is an unchanged file or a move, as a local run does).
+    """
+
+    kind: str
+    task_id: int
+    node: str
+    facts: FileFacts | None = None
+    tags: Tags | None = None
+    audio: AudioFacts | None = None
+    analysis: Analysis | None = None
+    reason: str | None = None
+    # the node could not see the path at all: the library is not mounted there
+    node_unreadable: bool = False
+    inference: str | None = None  # the path the network ran on, in words
+
+
+def node_name() -> str:
+    """How reasons and summaries name this node: host, address and Ray node id.
+
+    The id tells apart nodes that share a host (a test cluster, several raylets).
+    """
+    host = socket.gethostname()
+    try:
+        import ray
+
+        address = ray.util.get_node_ip_address()
+        node_id = ray.get_runtime_context().get_node_id()
+    except Exception:  # not inside Ray (tests of this module alone)
+        return host
+    return f"{host} ({address}, node {node_id[:8]})"
+
+
+class NodeRun(IngestRun):
+    """An :class:`IngestRun` whose finished tracks become :class:`Outcome` objects."""
+
+    def __init__(self, model: GenreModel, options: IngestOptions, heatmaps_dir: Path) -> None:
+        super().__init__(catalog=None, model=model, options=options)  # type: ignore[arg-type]
+        self.heatmaps = Path(heatmaps_dir)
+        self.node = node_name()
+        self.outcomes: list[Outcome] = []
+        self._heatmap_problems: dict[int, str] = {}
+
+    def _heatmaps_dir(self) -> Path:
+        return self.heatmaps
+
+    def _maybe_save_index(self) -> None:
+        """No catalog here: the driver saves the index it keeps."""
+
+    def _explain(self, state: _TrackState, genre_index: int) -> Explanation | None:
+        """Grad-CAM as locally; a data directory this node cannot write costs the picture."""
+        try:
+            return super()._explain(state, genre_index)
+        except OSError as exc:
+            self._heatmap_problems[state.task.task_id] = (
+                f"no heatmap: node {self.node} cannot write to the data directory "
+                f"{self.heatmaps} ({exc.strerror or exc}); it must be shared by every node"
+            )
+            return None
+
+    def _record(
+        self, task_id: int, state: _TrackState, audio: AudioFacts, analysis: Analysis
+    ) -> None:
+        problem = self._heatmap_problems.pop(task_id, None)
+        if problem:
+            analysis.warning = "; ".join(w for w in (analysis.warning, problem) if w)
+        self.outcomes.append(
+            Outcome("ok", task_id, self.node, state.facts, state.tags, audio, analysis)
+        )
+
+    def _fail(self, task_id: int, reason: str, audio: AudioFacts | None = None) -> None:
+        state = self.states.pop(task_id)
+        self.outcomes.append(
+            Outcome(
+                "fail", task_id, self.node, state.facts, state.tags, audio, reason=reason,
+                node_unreadable=not os.path.lexists(state.task.path),
+            )
+        )  # fmt: skip
+
+    def _reused_by_hash(self, state: _TrackState, pool: _WorkerPool) -> None:
+        del self.states[state.task.task_id]
+        self.outcomes.append(Outcome("reusable", state.task.task_id, self.node, state.facts))
+
+
+class TrackAnalyser:
+    """The stateful class Ray Data's ``map_batches`` runs as a pool of actors.
+
+    Built once per actor: the model comes from the object store (the driver's own
+    copy, so every node runs the very weights the catalog records), the network is
+    prepared for inference and the decode workers are started. Each call takes a
+    batch of pickled :class:`~ingest.worker.Task` objects and returns one pickled
+    :class:`Outcome` per task.
+    """
+
+    def __init__(
+        self,
+        model_ref: list,
+        options: dict,
+        heatmaps_dir: str,
+        moved_hashes: frozenset[str],
+    ) -> None:
+        import ray
+
+        from embeddings.inference import Predictor, op_threads
+
+        model = ray.get(model_ref[0])  # wrapped in a list so Ray does not resolve it early
+        opts = IngestOptions(**options)
+        run = NodeRun(model, opts, Path(heatmaps_dir))
+        run.predictor = Predictor(model, opts.device, opts.precision)
+        run.threads = max(1, opts.inference_threads)
+        run.executor = ThreadPoolExecutor(run.threads, thread_name_prefix="sonic-infer")
+        if run.threads > 1:
+            op_threads(1)
+        self.run = run
+        self.inference = run.predictor.describe()
+        self.pool = _WorkerPool(
+            max(1, opts.workers), model.frontend.to_dict(), moved_hashes, opts.stall_seconds
+        )
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        run = self.run
+        run.outcomes = []
+        for blob in batch["task"]:
+            task: Task = pickle.loads(blob)
+            run.states[task.task_id] = run._new_state(task)
+            self.pool.submit(task)
+        # An error here is a bug, as in a local run's loop: it ends the run (the driver
+        # says so) rather than marking the batch's files failed for good.
+        run._drain(self.pool)
+        for outcome in run.outcomes:
+            outcome.inference = self.inference
+        return {
+            "task_id": np.array([o.task_id for o in run.outcomes], dtype=np.int64),
+            "outcome": np.array([pickle.dumps(o) for o in run.outcomes], dtype=object),
+        }
+
+    def __del__(self) -> None:
+        pool = getattr(self, "pool", None)
+        if pool is not None:
+            pool.close()

@@ -1,0 +1,336 @@
+"""``sonic ingest --ray`` on a real multi-node Ray cluster started on this machine.
+
+One cluster serves the whole module (Ray is slow to start on a small, shared box):
+a head and a second node, one CPU each, small object stores, no dashboard. Tests
+that need a third node add it and take it away again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from audio_fixtures import chord, clicks, noise, tag, write
+from catalog.schema import TrackGenre
+from catalog.store import Catalog
+from helpers import assert_index_consistent, run_ingest, tracks_by_path
+from ingest.distributed import DistributedIngestError, RayOptions, ingest_on_ray
+from ingest.pipeline import IngestOptions
+
+ray = pytest.importorskip("ray", reason="Ray is in the scale extra: pip install -e '.[scale]'")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SR = 22050
+NODE = {"num_cpus": 1, "object_store_memory": 150 * 2**20}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    saved = os.environ.get("PYTHONPATH")
+    # Ray's worker processes import this tree's packages (a real cluster installs them)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved) if p)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # tests reach no network
+    cluster = Cluster(initialize_head=True, head_node_args={**NODE, "include_dashboard": False})
+    cluster.add_node(**NODE)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, log_to_driver=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _library(root: Path, count: int, seconds: float = 7.0) -> Path:
+    for i in range(count):
+        audio = chord([110 + 7 * i, 220 + 11 * i], seconds, SR)
+        audio = audio + noise(seconds, SR, seed=i, amp=0.05)
+        if i % 3 == 0:
+            audio = audio + clicks(seconds, SR, bpm=90 + 5 * i)
+        suffix = ("flac", "wav", "ogg")[i % 3]
+        write(root / f"album{i % 2}" / f"track{i:02d}.{suffix}", audio, SR)
+    return root
+
+
+def _on_ray(roots, data_dir: Path, model, address: str, **ray_options):
+    with Catalog(data_dir) as catalog:
+        return ingest_on_ray(
+            list(roots), catalog, model, IngestOptions(), None, None,
+            RayOptions(address=address, **ray_options),
+        )  # fmt: skip
+
+
+def _committed(database: Path) -> int:
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM tracks WHERE status = 'ok'").fetchone()[0]
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+def _genre_probabilities(data_dir: Path) -> dict[tuple[int, str], float]:
+    with Catalog(data_dir) as catalog, catalog.sessions() as s:
+        rows = s.execute(select(TrackGenre.track_id, TrackGenre.genre, TrackGenre.probability))
+        return {(t, g): p for t, g, p in rows}
+
+
+def _assert_complete(data_dir: Path, library: Path, count: int) -> None:
+    """Every file once, analysed, whole, and the index agreeing with the database."""
+    rows = tracks_by_path(data_dir)
+    assert len(rows) == count
+    assert sorted(rows) == sorted(str(p) for p in library.rglob("track*"))
+    assert {t.status for t in rows.values()} == {"ok"}, {t.path: t.error for t in rows.values()}
+    with sqlite3.connect(data_dir / "catalog.db") as conn:
+        for track_id, n_segments in conn.execute("SELECT id, n_segments FROM tracks"):
+            (segments,) = conn.execute(
+                "SELECT count(*) FROM segments WHERE track_id = ?", (track_id,)
+            ).fetchone()
+            assert segments == n_segments
+        (genre_rows,) = conn.execute("SELECT count(*) FROM track_genres").fetchone()
+    assert genre_rows == count * 10
+    assert_index_consistent(data_dir)
+
+
+def test_the_node_side_run_hands_back_outcomes_and_never_touches_a_catalog(
+    tmp_path, model, monkeypatch
+):
+    """NodeRun alone (no cluster): what an actor does with a batch, on this process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ingest.pipeline as pipeline
+    from embeddings.inference import Predictor
+    from ingest.ray_actor import NodeRun
+    from ingest.worker import Task
+
+    monkeypatch.setattr(pipeline, "INDEX_SAVE_SECONDS", 0.0)  # the driver's chore, every turn
+    library = _library(tmp_path / "music", 2)
+    blocked = tmp_path / "data" / "heatmaps"
+    blocked.parent.mkdir()
+    blocked.write_text("a file where the heatmaps folder should be")
+    run = NodeRun(model, IngestOptions(workers=1), blocked)
+    run.predictor, run.threads = Predictor(model, "cpu"), 1
+    run.executor = ThreadPoolExecutor(1)
+    pool = pipeline._WorkerPool(1, model.frontend.to_dict(), frozenset())
+    tasks = [
+        Task(0, str(library / "album0" / "track00.flac")),
+        Task(1, str(library / "album1" / "track01.wav")),
+        Task(2, str(tmp_path / "not-mounted-here" / "track.flac")),
+    ]
+    try:
+        for task in tasks:
+            run.states[task.task_id] = run._new_state(task)
+            pool.submit(task)
+        run._drain(pool)
+    finally:
+        pool.close()
+        run.executor.shutdown()
+    outcomes = {o.task_id: o for o in run.outcomes}
+    assert sorted(outcomes) == [0, 1] + [2] and run.states == {}
+    for task_id in (0, 1):
+        ok = outcomes[task_id]
+        assert ok.kind == "ok" and ok.facts.content_hash and ok.analysis.embedding.shape == (512,)
+        assert ok.analysis.explanation is None  # the data directory was not writable
+        assert "cannot write to the data directory" in ok.analysis.warning
+    lost = outcomes[2]
+    assert (lost.kind, lost.node_unreadable) == ("fail", True)
+    assert "cannot read file" in lost.reason
+
+
+def test_ray_ingest_matches_a_local_ingest(cluster, tmp_path, model):
+    library = _library(tmp_path / "music", 8)
+    tag(library / "album0" / "track00.flac", "First", "Someone", "An Album", 1)
+    (library / "album1" / "broken.mp3").write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x10 not audio")
+    local_dir, ray_dir = tmp_path / "local", tmp_path / "ray"
+
+    local = run_ingest([library], local_dir, model)
+    remote = _on_ray([library], ray_dir, model, cluster.address, files_per_batch=2)
+
+    assert (remote.analysed, len(remote.failed)) == (local.analysed, len(local.failed)) == (8, 1)
+    assert len(remote.nodes) == 2, remote.nodes  # both nodes analysed files
+    assert sum(remote.nodes.values()) == 9
+    assert remote.inference and "pytorch" in remote.inference
+    here, there = tracks_by_path(local_dir), tracks_by_path(ray_dir)
+    assert sorted(here) == sorted(there)
+    local_probs, ray_probs = _genre_probabilities(local_dir), _genre_probabilities(ray_dir)
+    for path, a in here.items():
+        b = there[path]
+        columns = ("status", "error", "genre", "n_segments", "content_hash", "size", "mtime_ns",
+                   "title", "artist", "album", "track_number", "sample_rate", "channels",
+                   "model_id", "heatmap_genre", "heatmap_start_s")  # fmt: skip
+        assert {c: getattr(a, c) for c in columns} == {c: getattr(b, c) for c in columns}, path
+        if a.status != "ok":
+            continue
+        va, vb = (np.frombuffer(t.embedding, dtype=np.float32) for t in (a, b))
+        assert float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb)) >= 0.999
+        for genre in model.genres:
+            assert ray_probs[(b.id, genre)] == pytest.approx(local_probs[(a.id, genre)], abs=1e-3)
+        heatmap = Path(b.heatmap_path)
+        assert heatmap.is_relative_to(ray_dir / "heatmaps") and heatmap.stat().st_size > 0
+    assert there[str(library / "album0" / "track00.flac")].title == "First"
+    assert_index_consistent(ray_dir)
+
+    # the same incremental rules: nothing to do is decided here, before the cluster
+    again = _on_ray([library], ray_dir, model, cluster.address)
+    assert (again.analysed, again.skipped, again.nodes) == (0, 9, {})
+    # a move is recognised by the content hash a node computed: no re-analysis
+    moved = library / "album0" / "renamed.flac"
+    shutil.move(library / "album1" / "track03.flac", moved)
+    before = there[str(library / "album1" / "track03.flac")]
+    after_move = _on_ray([library], ray_dir, model, cluster.address)
+    assert (after_move.analysed, after_move.reused, after_move.missing) == (0, 1, 0)
+    row = tracks_by_path(ray_dir)[str(moved)]
+    assert (row.id, row.embedding) == (before.id, before.embedding)
+
+
+def test_asking_for_more_gpus_than_the_cluster_has_is_refused_clearly(cluster, tmp_path, model):
+    library = _library(tmp_path / "music", 2)
+    with pytest.raises(DistributedIngestError, match=r"--ray-gpus 2: the Ray cluster has 0 GPU"):
+        _on_ray([library], tmp_path / "data", model, cluster.address, gpus=2)
+    assert tracks_by_path(tmp_path / "data") == {}  # nothing half-done was recorded
+    cli = subprocess.run(
+        [sys.executable, "-m", "ui.cli", "ingest", str(library), "--data-dir",
+         str(tmp_path / "cli"), "--ray-gpus", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode != 0 and "--ray-gpus needs --ray" in cli.stderr
+
+
+def test_a_node_lost_mid_run_then_a_rerun_completes_the_catalog(cluster, tmp_path, model):
+    count = 30
+    library = _library(tmp_path / "music", count)
+    data_dir = tmp_path / "data"
+    extra = cluster.add_node(**NODE)
+    cluster.wait_for_nodes()
+    outcome: dict = {}
+
+    def first_run() -> None:
+        try:
+            outcome["summary"] = _on_ray([library], data_dir, model, cluster.address,
+                                         files_per_batch=1)  # fmt: skip
+        except DistributedIngestError as exc:  # the cluster may give up on lost work
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while _committed(data_dir / "catalog.db") < 3:
+        assert thread.is_alive(), outcome
+        assert time.monotonic() < deadline, "the Ray ingest made no progress"
+        time.sleep(0.05)
+    at_removal = _committed(data_dir / "catalog.db")
+    cluster.remove_node(extra)
+    thread.join(timeout=400)
+    assert not thread.is_alive(), "the ingest did not end after its node was removed"
+    assert at_removal < count, "the node should be lost mid-run"
+    assert "summary" in outcome or "error" in outcome
+
+    first = _committed(data_dir / "catalog.db")
+    if "summary" in outcome:  # Ray redid the lost node's work on the nodes left
+        assert outcome["summary"].analysed == first == count
+    rerun = _on_ray([library], data_dir, model, cluster.address)
+    assert rerun.analysed == count - first  # only what the first run did not commit
+    _assert_complete(data_dir, library, count)
+
+
+def _sonic(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", *args],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def test_a_sigkilled_driver_then_a_rerun_completes_the_catalog(cluster, tmp_path):
+    count = 24
+    library = _library(tmp_path / "music", count)
+    data_dir = tmp_path / "data"
+    command = ("ingest", str(library), "--data-dir", str(data_dir), "--ray", cluster.address)
+
+    proc = _sonic(*command, "--no-progress")
+    deadline = time.monotonic() + 300
+    while _committed(data_dir / "catalog.db") < 3:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the Ray ingest made no progress"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver; its actors live in the cluster
+    proc.wait()
+    first = _committed(data_dir / "catalog.db")
+    assert 3 <= first < count, "the kill should land mid-run"
+
+    rerun = _sonic(*command, "--json")
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err
+    assert f'"analysed": {count - first},' in out
+    _assert_complete(data_dir, library, count)
+
+
+def _can_hide_a_folder() -> bool:
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True)
+    return probe.returncode == 0 and shutil.which("ray") is not None
+
+
+@pytest.mark.skipif(
+    not _can_hide_a_folder(), reason="needs unshare(1) with mount namespaces (root) and `ray`"
+)
+def test_a_node_without_the_shared_mount_fails_its_files_clearly_and_a_rerun_retries_them(
+    cluster, tmp_path, model
+):
+    """A real third node whose view of the file system lacks the library (a missing mount)."""
+    count = 9
+    library = _library(tmp_path / "music", count)
+    data_dir = tmp_path / "data"
+    alive_before = sum(n["Alive"] for n in ray.nodes())
+    blind = subprocess.Popen(
+        ["unshare", "--mount", "sh", "-c",
+         f"mount -t tmpfs none '{library}' && exec '{shutil.which('ray')}' start "
+         f"--address {cluster.address} --num-cpus 1 --object-store-memory {150 * 2**20} "
+         "--block --disable-usage-stats"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while sum(n["Alive"] for n in ray.nodes()) <= alive_before:
+            assert blind.poll() is None, "the third node did not start"
+            assert time.monotonic() < deadline, "the third node did not join"
+            time.sleep(0.5)
+        summary = _on_ray([library], data_dir, model, cluster.address, files_per_batch=1)
+    finally:
+        os.killpg(blind.pid, signal.SIGTERM)
+        try:
+            blind.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(blind.pid, signal.SIGKILL)
+            blind.wait()
+
+    assert len(summary.nodes) == 3, summary.nodes
+    assert summary.failed, "the node without the library should have been given files"
+    assert summary.analysed + len(summary.failed) == count
+    blind_nodes = set()
+    for path, reason in summary.failed:
+        assert "cannot read this file" in reason and "shared mount" in reason, reason
+        blind_nodes.add(reason.split("node ", 1)[1].split(") cannot", 1)[0])
+        assert tracks_by_path(data_dir)[path].error == reason  # recorded, with its reason
+    assert len(blind_nodes) == 1  # one node, named in every reason
+
+    # the files were never read: the next run (the mount fixed) analyses them
+    rerun = _on_ray([library], data_dir, model, cluster.address)
+    assert (rerun.analysed, rerun.failed) == (len(summary.failed), [])
+    _assert_complete(data_dir, library, count)
