@@ -24,6 +24,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from catalog.db import open_database, open_reader
+from catalog.genre_names import MAPPING_FILE, load_mapping
+from catalog.genre_tags import apply_genre_tags
 from catalog.index import VectorIndex, read_header
 from catalog.paths import CatalogPaths
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
@@ -384,14 +386,30 @@ class Catalog:
         track.updated_at = now
         return track
 
-    @staticmethod
-    def _apply_tags(track: Track, tags: Tags | None, audio: AudioFacts | None) -> None:
+    def genre_mapping(self) -> dict[str, str]:
+        """The owner's genre synonyms (``genres.toml`` in the data directory), re-read on change.
+
+        Raises :class:`catalog.genre_names.GenreMappingError` for a broken file.
+        """
+        path = self.paths.root / MAPPING_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if getattr(self, "_mapping_stamp", "unread") != stamp:
+            self._mapping = load_mapping(path)
+            self._mapping_stamp = stamp
+        return self._mapping
+
+    def _apply_tags(self, track: Track, tags: Tags | None, audio: AudioFacts | None) -> None:
         if tags is not None:
             track.title = tags.title
             track.artist = tags.artist
             track.album = tags.album
             track.track_number = tags.track_number
             track.duration_s = tags.duration_s
+            if tags.genres is not None:
+                apply_genre_tags(track, tags.genres, self.genre_mapping())
         if audio is not None:
             track.duration_s = audio.duration_s
             track.sample_rate = audio.sample_rate

@@ -29,6 +29,8 @@ from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
 from ingest.artefacts import heatmap_file, write_atomic
+from ingest.library_genres import apply as apply_library_genres
+from ingest.library_genres import remember_shipped_threshold
 from ingest.lock import HeldLock, catalog_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
@@ -85,6 +87,7 @@ class IngestSummary:
     inference: str | None = None  # the path the network ran on (Predictor.describe), if it ran
     previous_model_id: str | None = None  # set when this run switched the catalog's model
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
+    library_genres: int = 0  # tracks the library genre model (learn-genres) predicted now
 
     @property
     def processed(self) -> int:
@@ -107,6 +110,7 @@ class IngestSummary:
             "inference": self.inference,
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,
+            "library_genres": self.library_genres,
         }
 
 
@@ -286,6 +290,7 @@ class IngestRun:
         roots = [Path(r) for r in roots]
         root = self.catalog.paths.root
         with nullcontext() if held and held.covers(root) else catalog_lock(root):
+            self.catalog.genre_mapping()  # a broken genres.toml stops the run before any work
             previous = self.catalog.active_model_id
             if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
@@ -311,6 +316,9 @@ class IngestRun:
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
             self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
+            # the library's own genre model, on the new embeddings only (no audio again)
+            remember_shipped_threshold(self.catalog)
+            self.summary.library_genres = apply_library_genres(self.catalog)
         self.summary.wall_seconds = time.monotonic() - started
         return self.summary
 

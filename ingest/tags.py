@@ -28,8 +28,40 @@ def _track_number(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _genre_values(audio: object, get) -> list[str]:
+    """The genre field's values exactly as the file holds them (multi-valued kept apart).
+
+    ID3 (MP3, AIFF, WAV): the TCON frame's own text, so numeric forms such as "(17)"
+    reach the catalog as written (normalisation reads them); Vorbis comments (FLAC,
+    Ogg, Opus) GENRE; MP4 ``©gen`` (mutagen reads the numeric ``gnre`` atom into it).
+    """
+    id3 = getattr(getattr(audio, "tags", None), "_EasyID3__id3", None)
+    if id3 is not None:
+        return [str(text) for frame in id3.getall("TCON") for text in frame.text]
+    values = get("genre") or []
+    if isinstance(values, str):
+        values = [values]
+    return [str(v) for v in values if str(v).strip()]
+
+
+def read_genre_values(path: Path) -> list[str]:
+    """Only the genre field (for tracks indexed before genre tags were kept)."""
+    try:
+        audio = mutagen.File(str(path), easy=True)
+    except Exception:  # damaged headers: no tags, as read_tags
+        return []
+    if audio is None:
+        return []
+    raw = audio.tags or {}
+    try:
+        return _genre_values(audio, raw.get if hasattr(raw, "get") else (lambda _key: None))
+    except Exception:
+        return []
+
+
 def read_tags(path: Path) -> Tags:
-    """Title, artist, album, track number and duration; title defaults to the file name."""
+    """Title, artist, album, track number, genre values and duration; title defaults to
+    the file name."""
     path = Path(path)
     tags = Tags()
     try:
@@ -43,8 +75,14 @@ def read_tags(path: Path) -> Tags:
         tags.artist = _first(get("artist")) or _first(get("albumartist"))
         tags.album = _first(get("album"))
         tags.track_number = _track_number(_first(get("tracknumber")))
+        try:
+            tags.genres = _genre_values(audio, get)
+        except Exception:  # a malformed frame is "no genre", never a failed track
+            tags.genres = []
         length = getattr(getattr(audio, "info", None), "length", None)
         tags.duration_s = float(length) if length and length > 0 else None
+    if tags.genres is None:
+        tags.genres = []  # read, and there is none
     if not tags.title:
         tags.title = path.stem
     return tags

@@ -130,6 +130,8 @@ def _print_ingest_summary(data: dict) -> None:
             f"{data['other_model_tracks']} tracks elsewhere in the catalog were analysed with "
             "another model and stay out of search until their folders are ingested again"
         )
+    if data.get("library_genres"):
+        typer.echo(f"library genre model applied to {data['library_genres']} tracks")
     if data["index_repaired"]:
         typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
     shown = data["failed"][:20]
@@ -199,6 +201,7 @@ def ingest(
 
     Re-runs skip unchanged files, re-analyse changed ones, and mark vanished ones missing.
     """
+    from catalog.genre_names import GenreMappingError
     from ingest.lock import CatalogBusyError, catalog_lock
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -223,7 +226,7 @@ def ingest(
                 genre_model = _model_for_ingest(catalog, model)
                 bar = _TqdmProgress(progress and not as_json)
                 summary = run_ingest(paths, catalog, genre_model, options, bar, held)
-        except CatalogBusyError as exc:
+        except (CatalogBusyError, GenreMappingError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted: finished tracks are saved; run the same command to continue", 130)
@@ -266,7 +269,11 @@ def _render_tracks(rows: list[dict], score: bool = False) -> None:
 @app.command()
 def tracks(
     data_dir: DataDir = None,
-    genre: Annotated[str | None, typer.Option(help="Only this predicted genre.")] = None,
+    genre: Annotated[
+        str | None,
+        typer.Option(help="Only this predicted genre (the library model's once learn-genres "
+                     "ran; 'uncertain' lists what it will not name)."),
+    ] = None,  # fmt: skip
     status: Annotated[str | None, typer.Option(help="ok, failed or missing.")] = None,
     artist: Annotated[str | None, typer.Option()] = None,
     album: Annotated[str | None, typer.Option()] = None,
@@ -275,11 +282,20 @@ def tracks(
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    disagree: Annotated[
+        bool,
+        typer.Option("--disagree", help="Tracks whose genre tag the library model confidently "
+                     "contradicts, and untagged ones it confidently names."),
+    ] = False,  # fmt: skip
     as_json: JsonFlag = False,
 ) -> None:
     """Browse tracks, by genre (most confident first), status, artist, album or text."""
     from catalog.queries import browse
 
+    if disagree:
+        from ui.genres_cli import disagreeing
+
+        return disagreeing(data_dir, limit, as_json)
     with _open_catalog(data_dir) as catalog:
         page = browse(catalog, genre, status, artist, album, query, limit, offset)
 
@@ -335,6 +351,10 @@ def show(
                     "model_id", "genre", "confidence", "n_segments", "in_index"):  # fmt: skip
             if d.get(key) is not None:
                 typer.echo(f"{key:<13} {d[key]}")
+        if d.get("genre_views"):
+            from ui.genres_cli import render_views
+
+            render_views(d["genre_views"])
         if d["probabilities"]:
             typer.echo("probabilities:")
             for genre, p in sorted(d["probabilities"].items(), key=lambda x: -x[1]):
@@ -444,9 +464,17 @@ def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     _emit(data, as_json, render)
 
 
-from ui import pretrain_cli, serve_cli, similarity_cli, stems_cli, train_cli  # noqa: E402
+from ui import (  # noqa: E402
+    genres_cli,
+    pretrain_cli,
+    serve_cli,
+    similarity_cli,
+    stems_cli,
+    train_cli,
+)  # fmt: skip
 
 train_cli.register(app)
+genres_cli.register(app)
 pretrain_cli.register(app)
 similarity_cli.register(app)
 stems_cli.register(app)
