@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import mutagen
+from mutagen.id3 import ID3
 
 from catalog.records import Tags
 
@@ -28,7 +29,16 @@ def _track_number(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _genre_values(audio: object, get) -> list[str]:
+def _raw_tcon(path: Path, translated) -> list[str]:
+    """TCON's text untranslated: mutagen's default load rewrites "(32)" as "Classical"."""
+    try:
+        frames = ID3(str(path), translate=False).getall("TCON")
+    except Exception:  # an ID3 inside WAV/AIFF chunks: the translated text will do
+        frames = translated.getall("TCON")
+    return [str(text) for frame in frames for text in frame.text]
+
+
+def _genre_values(path: Path, audio: object, get) -> list[str]:
     """The genre field's values exactly as the file holds them (multi-valued kept apart).
 
     ID3 (MP3, AIFF, WAV): the TCON frame's own text, so numeric forms such as "(17)"
@@ -37,7 +47,7 @@ def _genre_values(audio: object, get) -> list[str]:
     """
     id3 = getattr(getattr(audio, "tags", None), "_EasyID3__id3", None)
     if id3 is not None:
-        return [str(text) for frame in id3.getall("TCON") for text in frame.text]
+        return _raw_tcon(path, id3) if id3.getall("TCON") else []
     values = get("genre") or []
     if isinstance(values, str):
         values = [values]
@@ -54,7 +64,7 @@ def read_genre_values(path: Path) -> list[str]:
         return []
     raw = audio.tags or {}
     try:
-        return _genre_values(audio, raw.get if hasattr(raw, "get") else (lambda _key: None))
+        return _genre_values(path, audio, raw.get if hasattr(raw, "get") else (lambda _key: None))
     except Exception:
         return []
 
@@ -76,7 +86,7 @@ def read_tags(path: Path) -> Tags:
         tags.album = _first(get("album"))
         tags.track_number = _track_number(_first(get("tracknumber")))
         try:
-            tags.genres = _genre_values(audio, get)
+            tags.genres = _genre_values(path, audio, get)
         except Exception:  # a malformed frame is "no genre", never a failed track
             tags.genres = []
         length = getattr(getattr(audio, "info", None), "length", None)
