@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, Select, bindparam, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, case, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
@@ -145,9 +145,32 @@ _GENRE_COUNTS = (
 
 
 def genre_counts(catalog: Catalog) -> list[dict]:
-    """Tracks per predicted genre, most common first (analysed, present tracks only)."""
+    """Tracks per predicted genre, most common first (analysed, present tracks only).
+
+    With a library genre model, its genres (and "uncertain" for those it will not
+    name), as ``--genre`` browses them; else the shipped head's.
+    """
+    state = library_state(catalog)
+    if state is not None:
+        return _library_genre_counts(catalog, state)
     with _reading(catalog) as conn:
         rows = conn.execute(_GENRE_COUNTS, {"model_id": catalog.active_model_id}).all()
+    return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
+
+
+def _library_genre_counts(catalog: Catalog, state: dict) -> list[dict]:
+    sure = LibraryPrediction.confidence >= bindparam("threshold")
+    name = case((sure, LibraryPrediction.genre), else_=UNCERTAIN)
+    query = (
+        select(name, func.count(), func.avg(LibraryPrediction.confidence))
+        .join(Track, Track.id == LibraryPrediction.track_id)
+        .where(LibraryPrediction.model_version == bindparam("version"),
+               Track.status == TrackStatus.OK)
+        .group_by(name)
+        .order_by(func.count().desc(), name)
+    )  # fmt: skip
+    with _reading(catalog) as conn:
+        rows = conn.execute(query, state).all()
     return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
 
 

@@ -460,3 +460,36 @@ def test_a_broken_mapping_file_stops_learn_genres_and_ingest_with_its_name(tagge
     assert result.exit_code != 0 and "genres.toml" in result.output
     ingest = cli(data_dir, "ingest", str(files["polka"]))
     assert ingest.exit_code != 0 and "genres.toml" in ingest.output
+
+
+def test_rest_and_web_ui_show_the_three_views(tagged, model):
+    import httpx
+    from service_fixtures import running_server
+
+    from ui.service import create_app
+    from ui.state import ServiceState, Settings
+    from ui.webui import _browsed_genre, _genre_views_line
+
+    data_dir, files = tagged
+    assert cli(data_dir, "learn-genres").exit_code == 0
+    counts = json.loads(cli(data_dir, "genres", "--json").output)
+    assert {c["genre"] for c in counts} <= {"hip-hop", "classical", "uncertain"}
+    assert sum(c["tracks"] for c in counts) == len(files)
+    app = create_app(data_dir, state=ServiceState(Settings(data_dir=data_dir), model=model))
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        tid = _track_id(data_dir, files["wrong"])
+        track = client.get(f"/tracks/{tid}").json()
+        views = track["genre_views"]
+        assert views["tag"]["raw"] == ["Classical"]
+        assert views["library"]["genre"] == "hip-hop" and not views["library"]["uncertain"]
+        assert views["gtzan"]["predicted"] == track["genre"]
+        page = client.get("/tracks", params={"genre": "hip-hop", "limit": 100}).json()
+        assert str(files["wrong"]) in {t["path"] for t in page["tracks"]}
+        disagree = client.get("/genres/disagree").json()
+        assert tid in {r["id"] for r in disagree["mistagged"]}
+        assert client.get("/genres/disagree", params={"limit": 0}).status_code == 422
+    line = _genre_views_line(views)
+    assert "tag **classical**" in line and "library model **hip-hop**" in line
+    assert _browsed_genre({**track, "genre_views": views})["genre"] == "hip-hop"
+    unsure = {**views, "library": {**views["library"], "uncertain": True, "genre": "uncertain"}}
+    assert "library model **uncertain** (best guess hip-hop" in _genre_views_line(unsure)
