@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from catalog.genre_names import GTZAN_TO_CANONICAL, canonical_name, normalise_genres  # noqa: E402
 from embeddings.library_genres import (  # noqa: E402
+    choose_threshold,
     expected_calibration_error,
     fit_head,
     fit_temperature,
@@ -84,8 +85,8 @@ def embed_dataset(root: Path, backbone: str, max_seconds: float) -> dict:
         network, frontend = model.network, model.frontend
         head_genres = list(model.genres) if not model.is_backbone else []
     network.eval()
-    files = sorted(p for p in root.glob("*/*") if p.suffix.lower() in {".wav", ".au", ".mp3",
-                                                                         ".flac", ".ogg"})  # fmt: skip
+    suffixes = {".wav", ".au", ".mp3", ".flac", ".ogg"}
+    files = sorted(p for p in root.glob("*/*") if p.suffix.lower() in suffixes)
     vectors, probs, labels = [], [], []
     with torch.inference_mode():
         for path in files:
@@ -96,8 +97,9 @@ def embed_dataset(root: Path, backbone: str, max_seconds: float) -> dict:
             e = network.embed(x).float()
             v = e.mean(dim=0).numpy()
             vectors.append(v / max(1e-12, float(np.linalg.norm(v))))
-            if head_genres:
-                probs.append(torch.softmax(network(x).float(), dim=1).mean(dim=0).numpy())
+            if head_genres:  # the head on the same embeddings: one pass through the network
+                logits = network.classify(e)
+                probs.append(torch.softmax(logits.float(), dim=1).mean(dim=0).numpy())
             labels.append(path.parent.name)
     return {"x": np.array(vectors, np.float32), "labels": labels, "files": [str(f) for f in files],
             "head_genres": head_genres,
@@ -128,6 +130,10 @@ def one_round(x, truth, seed: int, target: float, wrong_share: float, min_tracks
     fit_s = time.perf_counter() - t0
     head = learnt.head
     truth_arr = np.array(truth)
+    t0 = time.perf_counter()
+    for i in untagged:  # one at a time, as an ingest applies it to a new track
+        head.probabilities(x[i : i + 1])
+    apply_ms = (time.perf_counter() - t0) * 1000 / len(untagged)
     p_untagged = head.probabilities(x[untagged])
     pred = np.array(head.genres)[p_untagged.argmax(axis=1)]
     conf = p_untagged.max(axis=1)
@@ -141,7 +147,8 @@ def one_round(x, truth, seed: int, target: float, wrong_share: float, min_tracks
     used = learnt.used
     oof = learnt.oof_probabilities
     oof_pred = np.array(head.genres)[oof.argmax(axis=1)]
-    flagged = (oof.max(axis=1) >= learnt.threshold) & (oof_pred != np.array([labels[i] for i in used]))
+    tags_used = np.array([labels[i] for i in used])
+    flagged = (oof.max(axis=1) >= learnt.threshold) & (oof_pred != tags_used)
     wrong_used = np.array([i in wrong for i in used])
     return {
         "seed": seed,
@@ -160,11 +167,12 @@ def one_round(x, truth, seed: int, target: float, wrong_share: float, min_tracks
         "right_tags_flagged": int((flagged & ~wrong_used).sum()),
         "temperature": learnt.metrics["temperature"],
         "fit_seconds": fit_s,
+        "apply_ms_per_track": apply_ms,
         "untagged_idx": untagged.tolist(),
     }  # fmt: skip
 
 
-def calibration(x, truth, seed: int = 0) -> dict:
+def calibration(x, truth, target: float = 0.9, seed: int = 0) -> dict:
     """5-fold CV of a plain GTZAN head on all clips: ECE raw vs temperature-scaled,
     the temperature fitted on the training folds' own out-of-fold logits."""
     genres = sorted(set(truth))
@@ -183,7 +191,12 @@ def calibration(x, truth, seed: int = 0) -> dict:
         logits = fit_head(x[train], y[train], len(genres), 1.0).logits(x[test])
         raw[test], scaled[test] = softmax(logits), softmax(logits / t)
     before, after = expected_calibration_error(raw, y), expected_calibration_error(scaled, y)
+    thresholds = {}
+    for name, p in (("raw", raw), ("temperature", scaled)):
+        t, precision, coverage = choose_threshold(p.max(1), p.argmax(1) == y, target)
+        thresholds[name] = {"threshold": t, "precision": precision, "coverage": coverage}
     return {"accuracy": float((raw.argmax(1) == y).mean()), "ece": before["ece"],
+            "threshold_for_target": thresholds,
             "ece_temperature": after["ece"], "reliability": before["reliability"],
             "reliability_temperature": after["reliability"]}  # fmt: skip
 
@@ -191,13 +204,16 @@ def calibration(x, truth, seed: int = 0) -> dict:
 def summarise(rounds: list[dict]) -> dict:
     keys = ["library_accuracy_untagged", "gtzan_style_accuracy_untagged",
             "precision_above_threshold_untagged", "coverage_untagged",
-            "cv_precision_at_threshold", "normalised_as_intended"]  # fmt: skip
+            "cv_precision_at_threshold", "normalised_as_intended", "fit_seconds",
+            "apply_ms_per_track"]  # fmt: skip
     out = {}
     for k in keys:
         values = [r[k] for r in rounds if r[k] is not None]
         out[k] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
-    out["wrong_tags_caught"] = f"{sum(r['wrong_tags_caught'] for r in rounds)} of " \
-                               f"{sum(r['wrong_tags_in_training'] for r in rounds)}"
+    out["wrong_tags_caught"] = (
+        f"{sum(r['wrong_tags_caught'] for r in rounds)} of "
+        f"{sum(r['wrong_tags_in_training'] for r in rounds)}"
+    )
     out["right_tags_flagged"] = f"{sum(r['right_tags_flagged'] for r in rounds)} of " \
         f"{sum(r['tagged'] - r['wrong_tags'] for r in rounds)}"
     return out
@@ -217,9 +233,11 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/sonic-bench-library-genres"))
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    results = {"dataset": str(args.dataset), "machine": platform.processor() or platform.machine(),
+    machine = platform.processor() or platform.machine()
+    results = {"dataset": str(args.dataset), "machine": machine,
                "seeds": args.seeds, "target_precision": args.target_precision,
-               "wrong_share": args.wrong, "min_tracks": args.min_tracks, "backbones": {}}  # fmt: skip
+               "wrong_share": args.wrong, "min_tracks": args.min_tracks,
+               "backbones": {}}  # fmt: skip
     args.cache.mkdir(parents=True, exist_ok=True)
     for backbone in args.backbone or ["random"]:
         key = Path(backbone).name if backbone not in {"random", "shipped"} else backbone
@@ -241,7 +259,8 @@ def main() -> None:
         rounds = [one_round(data["x"], truth, s, args.target_precision, args.wrong,
                             args.min_tracks) for s in range(args.seeds)]  # fmt: skip
         entry = {"embed_seconds": embed_s, "summary": summarise(rounds),
-                 "calibration_cv": calibration(data["x"], truth), "rounds": rounds}  # fmt: skip
+                 "calibration_cv": calibration(data["x"], truth, args.target_precision),
+                 "rounds": rounds}  # fmt: skip
         if data["head_probs"] is not None:  # the checkpoint's own head, on the same clips
             head = [GTZAN_TO_CANONICAL.get(g, g) for g in data["head_genres"]]
             pred = np.array(head)[data["head_probs"].argmax(1)]
@@ -249,7 +268,8 @@ def main() -> None:
                 [np.mean(pred[r["untagged_idx"]] == np.array(truth)[r["untagged_idx"]])
                  for r in rounds]))  # fmt: skip
             y = np.array([head.index(t) for t in truth])
-            entry["own_head_ece_in_sample"] = expected_calibration_error(data["head_probs"], y)["ece"]
+            ece = expected_calibration_error(data["head_probs"], y)["ece"]
+            entry["own_head_ece_in_sample"] = ece
         for r in rounds:
             r.pop("untagged_idx")
         results["backbones"][backbone] = entry

@@ -35,9 +35,13 @@ from embeddings.library_genres import (
 )
 from ingest.tags import read_genre_values
 
-# The shipped GTZAN head's "uncertain" line until a library's own tags measure one:
-# chosen on GTZAN mini cross-validation (bench/gtzan_calibration.py, docs/benchmarks.md).
-SHIPPED_DEFAULT_THRESHOLD = 0.5
+# The shipped GTZAN head's "uncertain" line until a library's own tags measure one
+# (learn-genres does, on 20 or more tracks tagged in GTZAN's genres): the confidence at
+# which a linear head on the shipped embeddings is right 90 % of the time in GTZAN mini
+# 5-fold CV (bench/library_genres.py, docs/benchmarks.md#library-genres-issue-24). It is
+# optimistic, the backbone having seen those labels; on real music the line measured on
+# the owner's tags is the one to trust.
+SHIPPED_DEFAULT_THRESHOLD = 0.55
 MIN_SHIPPED_CHECK = 20  # tagged tracks in GTZAN's genres needed to measure its threshold
 
 __all__ = ["NotEnoughTags", "apply", "learn", "remember_shipped_threshold"]
