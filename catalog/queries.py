@@ -17,12 +17,23 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, Select, bindparam, func, or_, select
+from sqlalchemy import Connection, Select, bindparam, case, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
 from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
-from catalog.schema import Segment, StemSet, StemStatus, Track, TrackGenre, TrackStatus
+from catalog.genre_names import canonical_name
+from catalog.genre_store import UNCERTAIN
+from catalog.genre_views import genre_views, library_state
+from catalog.schema import (
+    LibraryPrediction,
+    Segment,
+    StemSet,
+    StemStatus,
+    Track,
+    TrackGenre,
+    TrackStatus,
+)  # fmt: skip
 from catalog.stems import latest_stems
 from catalog.store import Catalog
 
@@ -154,19 +165,53 @@ _GENRE_COUNTS = (
 
 
 def genre_counts(catalog: Catalog) -> list[dict]:
-    """Tracks per predicted genre, most common first (analysed, present tracks only)."""
+    """Tracks per predicted genre, most common first (analysed, present tracks only).
+
+    With a library genre model, its genres (and "uncertain" for those it will not
+    name), as ``--genre`` browses them; else the shipped head's.
+    """
+    state = library_state(catalog)
+    if state is not None:
+        return _library_genre_counts(catalog, state)
     with _reading(catalog) as conn:
         rows = conn.execute(_GENRE_COUNTS, {"model_id": catalog.active_model_id}).all()
     return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
 
 
+def _library_genre_counts(catalog: Catalog, state: dict) -> list[dict]:
+    sure = LibraryPrediction.confidence >= bindparam("threshold")
+    name = case((sure, LibraryPrediction.genre), else_=UNCERTAIN)
+    query = (
+        select(name, func.count(), func.avg(LibraryPrediction.confidence))
+        .join(Track, Track.id == LibraryPrediction.track_id)
+        .where(LibraryPrediction.model_version == bindparam("version"),
+               Track.status == TrackStatus.OK)
+        .group_by(name)
+        .order_by(func.count().desc(), name)
+    )  # fmt: skip
+    with _reading(catalog) as conn:
+        rows = conn.execute(query, state).all()
+    return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
+
+
 @functools.cache
 def _browse_statements(
-    genre: bool, status: bool, artist: bool, album: bool, text: bool
+    genre: bool, status: bool, artist: bool, album: bool, text: bool, library: str = ""
 ) -> tuple[Select, Select]:
-    """(count, page) statements for one combination of filters, built once (see above)."""
+    """(count, page) statements for one combination of filters, built once (see above).
+
+    ``library``: "sure" browses a genre by the library model's confident predictions,
+    "uncertain" the tracks it abstains on; "" by the shipped head's genre.
+    """
     where = []
-    if genre:
+    if library:
+        where.append(LibraryPrediction.model_version == bindparam("version"))
+        if library == "sure":
+            where.append(LibraryPrediction.genre == bindparam("genre"))
+            where.append(LibraryPrediction.confidence >= bindparam("threshold"))
+        else:
+            where.append(LibraryPrediction.confidence < bindparam("threshold"))
+    elif genre:
         where.append(Track.genre == bindparam("genre"))
     if status:
         where.append(Track.status == bindparam("status"))
@@ -178,10 +223,15 @@ def _browse_statements(
         columns = (Track.title, Track.artist, Track.album)
         where.append(or_(*(column.ilike(bindparam("like")) for column in columns)))
     order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
-    count = select(func.count()).select_from(Track).where(*where)
+    count = select(func.count()).select_from(Track)
+    page = select(*SUMMARY_COLUMNS)
+    if library:
+        joined = LibraryPrediction.track_id == Track.id
+        count, page = count.join(LibraryPrediction, joined), page.join(LibraryPrediction, joined)
+        order = (LibraryPrediction.confidence.desc(), Track.id)
+    count = count.where(*where)
     page = (
-        select(*SUMMARY_COLUMNS)
-        .where(*where)
+        page.where(*where)
         .order_by(*order)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
@@ -199,22 +249,39 @@ def browse(
     limit: int = 50,
     offset: int = 0,
 ) -> dict:
-    """A page of tracks matching the filters, most confident first within a genre."""
+    """A page of tracks matching the filters, most confident first within a genre.
+
+    With a library genre model fitted, ``genre`` is a genre of the library's own
+    vocabulary (any spelling: "Hip Hop" finds "hip-hop") and finds the tracks the
+    model confidently predicts as it; ``genre="uncertain"`` finds those it abstains
+    on. Without one, the shipped head's genre, as before.
+    """
+    state = library_state(catalog) if genre else None
+    library = ""
+    if state is not None:
+        library = "uncertain" if genre == UNCERTAIN else "sure"
+        genre = canonical_name(genre, catalog.genre_mapping()) or genre
     count, page = _browse_statements(
-        bool(genre), bool(status), bool(artist), bool(album), bool(text)
+        bool(genre), bool(status), bool(artist), bool(album), bool(text), library
     )
     params = {
         "genre": genre, "status": status, "artist": artist, "album": album,
         "like": f"%{text}%", "limit": limit, "offset": offset,
+        "version": state and state["version"], "threshold": state and state["threshold"],
     }  # fmt: skip
     with _reading(catalog) as conn:
         total = conn.scalar(count, params)
         rows = conn.execute(page, params).all()
+    tracks = [summary_of_row(t) for t in rows]
+    views = genre_views(catalog, [t["id"] for t in tracks])
+    for t in tracks:
+        t["genre_views"] = views.get(t["id"])
     return {
         "total": int(total or 0),
         "limit": limit,
         "offset": offset,
-        "tracks": [summary_of_row(t) for t in rows],
+        "genre_model": "library" if state is not None else "shipped",
+        "tracks": tracks,
     }
 
 
@@ -424,6 +491,7 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
         "probabilities": dict(probabilities),
         "timeline": timeline,
         "explanation": _explanation(track),
+        "genre_views": genre_views(catalog, [track.id]).get(track.id),
         "artefacts": {
             "audio": track.path,
             "heatmap": track.heatmap_path,

@@ -31,6 +31,8 @@ class Tags:
     album_artist: str | None = None
     mbid: str | None = None  # MusicBrainz recording id
     isrc: str | None = None
+    # the genre field's values exactly as the file holds them; None: not read (an old row)
+    genres: list[str] | None = None
 
 
 @dataclass
@@ -78,3 +80,30 @@ class Analysis:
     @property
     def confidence(self) -> float:
         return float(np.max(self.probabilities))
+
+
+@dataclass
+class GenreModelRecord:
+    """A genre classifier learnt from the library's own tags, as the catalog stores it.
+
+    A linear head over the embeddings of one embedding model: standardise with
+    ``mean``/``scale``, ``coef @ x + intercept``, divide by ``temperature``, softmax.
+    Below ``threshold`` the prediction shows as "uncertain". The arrays are stored
+    as float32 blobs, never pickles.
+    """
+
+    genres: list[str]
+    coef: np.ndarray  # (n_genres, dim)
+    intercept: np.ndarray  # (n_genres,)
+    mean: np.ndarray  # (dim,)
+    scale: np.ndarray  # (dim,)
+    temperature: float
+    threshold: float
+    target_precision: float
+    embedding_model_id: str
+    min_tracks: int
+    n_tracks: int
+    metrics: dict = field(default_factory=dict)  # per-genre CV precision/recall, accuracy...
+    left_out: dict = field(default_factory=dict)  # genre -> tracks, too few to learn
+    shipped_threshold: float | None = None  # the GTZAN head's "uncertain" line, on these tags
+    version: int | None = None

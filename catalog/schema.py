@@ -151,6 +151,12 @@ class Track(Base):
     focus_mid: Mapped[float | None] = mapped_column(Float)
     focus_high: Mapped[float | None] = mapped_column(Float)
 
+    # The file's genre tag (migration 0005): the raw values as a JSON list (NULL: not
+    # read yet, "[]": none), the normalised genres as a JSON list, and the first of them.
+    genre_tag_raw: Mapped[str | None] = mapped_column(SafeText)
+    genre_tags: Mapped[str | None] = mapped_column(Text)
+    genre_tag: Mapped[str | None] = mapped_column(String(64), index=True)
+
     analysed_at: Mapped[datetime | None] = mapped_column(DateTime)
     added_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
@@ -342,3 +348,76 @@ class Play(Base):
     track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
     played_at: Mapped[datetime] = mapped_column(DateTime)
     submission: Mapped[bool] = mapped_column(Boolean)
+class GenreModel(Base):
+    """One fit of ``sonic learn-genres`` (migration 0005): versioned, the newest active.
+
+    Arrays are float32 blobs (see :class:`catalog.records.GenreModelRecord`).
+    """
+
+    __tablename__ = "genre_models"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    embedding_model_id: Mapped[str] = mapped_column(String(64), index=True)
+    genres: Mapped[str] = mapped_column(Text)  # JSON list, the order of the rows of coef
+    dim: Mapped[int] = mapped_column(Integer)
+    coef: Mapped[bytes] = mapped_column(LargeBinary)
+    intercept: Mapped[bytes] = mapped_column(LargeBinary)
+    mean: Mapped[bytes] = mapped_column(LargeBinary)
+    scale: Mapped[bytes] = mapped_column(LargeBinary)
+    temperature: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    target_precision: Mapped[float] = mapped_column(Float)
+    shipped_threshold: Mapped[float | None] = mapped_column(Float)
+    min_tracks: Mapped[int] = mapped_column(Integer)
+    n_tracks: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[str] = mapped_column(Text)  # JSON
+    left_out: Mapped[str] = mapped_column(Text)  # JSON {genre: tracks}
+    active: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class LibraryPrediction(Base):
+    """The library model's genre for one track (0005); ``source`` 'cv' for a tagged track.
+
+    A track whose tag trained the model is predicted by the cross-validation fold
+    that did not see it, so a wrong tag is not simply repeated back.
+    """
+
+    __tablename__ = "library_predictions"
+    __table_args__ = (
+        Index("ix_library_predictions_genre_conf", "model_version", "genre", "confidence"),
+    )
+
+    track_id: Mapped[int] = mapped_column(
+        ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[int] = mapped_column(
+        ForeignKey("genre_models.version", ondelete="CASCADE")
+    )
+    genre: Mapped[str] = mapped_column(String(64))
+    confidence: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(8))  # "cv" or "model"
+    probabilities: Mapped[bytes] = mapped_column(LargeBinary)  # float32, the model's genre order
+
+
+class TagBackup(Base):
+    """A file's genre field as it was before ``sonic tag-genres --apply`` wrote it (0005).
+
+    ``field`` names the frame or key written (TCON, GENRE, ©gen); ``old_values`` is a
+    JSON list of the exact strings (null: the field was absent); ``encoding`` the ID3
+    text encoding and ``position`` where a Vorbis comment's genre entries stood, so
+    ``--undo`` writes back the same bytes in the same place.
+    """
+
+    __tablename__ = "tag_backups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    track_id: Mapped[int] = mapped_column(ForeignKey("tracks.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(FsPath)
+    field: Mapped[str] = mapped_column(String(16))
+    old_values: Mapped[str | None] = mapped_column(SafeText)
+    encoding: Mapped[int | None] = mapped_column(Integer)
+    position: Mapped[int | None] = mapped_column(Integer)  # Vorbis: index of the first entry
+    new_values: Mapped[str] = mapped_column(SafeText)
+    written_at: Mapped[datetime] = mapped_column(DateTime)
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime)

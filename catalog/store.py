@@ -39,6 +39,8 @@ from catalog.db import (
     open_reader,
     parse_database_url,
 )
+from catalog.genre_names import MAPPING_FILE, load_mapping
+from catalog.genre_tags import apply_genre_tags
 from catalog.index import VectorIndex, read_header
 from catalog.paths import CatalogPaths
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
@@ -548,8 +550,22 @@ class Catalog:
         track.updated_at = now
         return track
 
-    @staticmethod
-    def _apply_tags(track: Track, tags: Tags | None, audio: AudioFacts | None) -> None:
+    def genre_mapping(self) -> dict[str, str]:
+        """The owner's genre synonyms (``genres.toml`` in the data directory), re-read on change.
+
+        Raises :class:`catalog.genre_names.GenreMappingError` for a broken file.
+        """
+        path = self.paths.root / MAPPING_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            stamp = None
+        if getattr(self, "_mapping_stamp", "unread") != stamp:
+            self._mapping = load_mapping(path)
+            self._mapping_stamp = stamp
+        return self._mapping
+
+    def _apply_tags(self, track: Track, tags: Tags | None, audio: AudioFacts | None) -> None:
         if tags is not None:
             track.title = tags.title
             track.artist = tags.artist
@@ -559,6 +575,8 @@ class Catalog:
             track.album_artist = getattr(tags, "album_artist", None)
             track.mbid = getattr(tags, "mbid", None)
             track.isrc = getattr(tags, "isrc", None)
+            if tags.genres is not None:
+                apply_genre_tags(track, tags.genres, self.genre_mapping())
         if audio is not None:
             track.duration_s = audio.duration_s
             track.sample_rate = audio.sample_rate

@@ -32,6 +32,8 @@ from embeddings.projection import project_segments
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS, BestWindowTracker, describe_analysis
 from ingest.artefacts import heatmap_file, write_atomic
 from ingest.busy_signal import BusyWatch, Yielder
+from ingest.library_genres import apply as apply_library_genres
+from ingest.library_genres import remember_shipped_threshold
 from ingest.lock import HeldLock, ingest_lock
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
@@ -99,6 +101,7 @@ class IngestSummary:
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
     yielded_seconds: float = 0.0  # time the network stood aside for a busy `sonic serve`
     nodes: dict[str, int] = field(default_factory=dict)  # files per Ray node (--ray only)
+    library_genres: int = 0  # tracks the library genre model (learn-genres) predicted now
 
     @property
     def processed(self) -> int:
@@ -125,6 +128,7 @@ class IngestSummary:
             "yielded_seconds": self.yielded_seconds,
             "claimed_elsewhere": self.claimed_elsewhere,
             "nodes": self.nodes,
+            "library_genres": self.library_genres,
         }
 
 
@@ -311,6 +315,7 @@ class IngestRun:
         root = self.catalog.paths.root
         lock = nullcontext() if held and held.covers(root) else ingest_lock(self.catalog)
         with lock, Claims(self.catalog) as self.claims:
+            self.catalog.genre_mapping()  # a broken genres.toml stops the run before any work
             previous = self.catalog.active_model_id
             if self.catalog.activate_model(
                 self.model.model_id, self.model.genres, self.model.embedding_dim
@@ -339,6 +344,9 @@ class IngestRun:
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
             self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
+            # the library's own genre model, on the new embeddings only (no audio again)
+            remember_shipped_threshold(self.catalog)
+            self.summary.library_genres = apply_library_genres(self.catalog)
         self.summary.wall_seconds = time.monotonic() - started
         return self.summary
 

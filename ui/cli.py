@@ -157,6 +157,8 @@ def _print_ingest_summary(data: dict) -> None:
             f"{data['claimed_elsewhere']} files were being analysed by another ingest on this "
             "catalog and were left to it"
         )
+    if data.get("library_genres"):
+        typer.echo(f"library genre model applied to {data['library_genres']} tracks")
     if data["index_repaired"]:
         typer.echo("the FAISS index disagreed with the database and was rebuilt from it")
     shown = data["failed"][:20]
@@ -269,6 +271,7 @@ def ingest(
 
     Re-runs skip unchanged files, re-analyse changed ones, and mark vanished ones missing.
     """
+    from catalog.genre_names import GenreMappingError
     from ingest.lock import CatalogBusyError, ingest_lock
 
     missing = [str(p) for p in paths if not p.exists()]
@@ -302,7 +305,7 @@ def ingest(
                     summary = _ingest_on_ray(
                         paths, catalog, genre_model, options, bar, held, ray, ray_gpus
                     )
-        except CatalogBusyError as exc:
+        except (CatalogBusyError, GenreMappingError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
             _fail("interrupted: finished tracks are saved; run the same command to continue", 130)
@@ -348,7 +351,11 @@ def _render_tracks(rows: list[dict], score: bool = False) -> None:
 def tracks(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    genre: Annotated[str | None, typer.Option(help="Only this predicted genre.")] = None,
+    genre: Annotated[
+        str | None,
+        typer.Option(help="Only this predicted genre (the library model's once learn-genres "
+                     "ran; 'uncertain' lists what it will not name)."),
+    ] = None,  # fmt: skip
     status: Annotated[str | None, typer.Option(help="ok, failed or missing.")] = None,
     artist: Annotated[str | None, typer.Option()] = None,
     album: Annotated[str | None, typer.Option()] = None,
@@ -357,11 +364,20 @@ def tracks(
     ] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
     offset: Annotated[int, typer.Option(min=0)] = 0,
+    disagree: Annotated[
+        bool,
+        typer.Option("--disagree", help="Tracks whose genre tag the library model confidently "
+                     "contradicts, and untagged ones it confidently names."),
+    ] = False,  # fmt: skip
     as_json: JsonFlag = False,
 ) -> None:
     """Browse tracks, by genre (most confident first), status, artist, album or text."""
     from catalog.queries import browse
 
+    if disagree:
+        from ui.genres_cli import disagreeing
+
+        return disagreeing(data_dir, limit, as_json)
     with _open_catalog(data_dir, database_url) as catalog:
         page = browse(catalog, genre, status, artist, album, query, limit, offset)
 
@@ -419,6 +435,10 @@ def show(
                     "model_id", "genre", "confidence", "n_segments", "in_index"):  # fmt: skip
             if d.get(key) is not None:
                 typer.echo(f"{key:<13} {d[key]}")
+        if d.get("genre_views"):
+            from ui.genres_cli import render_views
+
+            render_views(d["genre_views"])
         if d["probabilities"]:
             typer.echo("probabilities:")
             for genre, p in sorted(d["probabilities"].items(), key=lambda x: -x[1]):
@@ -533,6 +553,7 @@ def status(
 
 
 from ui import (  # noqa: E402
+    genres_cli,
     pretrain_cli,
     serve_cli,
     similarity_cli,
@@ -542,6 +563,7 @@ from ui import (  # noqa: E402
 )
 
 train_cli.register(app)
+genres_cli.register(app)
 pretrain_cli.register(app)
 similarity_cli.register(app)
 stems_cli.register(app)

@@ -581,6 +581,15 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
             data["attributions_note"] = exc.message
         return data
 
+    @app.get("/genres/disagree", tags=["tracks"], response_model=dict)
+    async def genre_disagreements(limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> Response:
+        """Tracks whose genre tag the library model confidently contradicts, and confident
+        suggestions for untagged ones (empty lists until `sonic learn-genres` ran)."""
+        from catalog.genre_views import disagreements
+
+        cat = await state.current()
+        return SafeJSONResponse(await quick_read(disagreements, cat, limit))
+
     @app.get("/genres", tags=["tracks"], response_model=list[dict])
     async def genres() -> Response:
         """Tracks per predicted genre, most common first."""

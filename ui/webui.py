@@ -149,6 +149,33 @@ def _name(t: dict) -> str:
     return display_path(who or Path(t["path"]).name)
 
 
+def _browsed_genre(t: dict) -> dict:
+    """The genre browsing goes by: the library model's once fitted, else the shipped head's."""
+    library = (t.get("genre_views") or {}).get("library")
+    if library is not None:
+        return {"genre": library["genre"], "confidence": round(library["confidence"], 3)}
+    return {"genre": t.get("genre") or "",
+            "confidence": round(t["confidence"], 3) if t.get("confidence") else None}  # fmt: skip
+
+
+def _genre_views_line(views: dict | None) -> str:
+    """"tag · library · GTZAN" for the Track tab; "uncertain" where a head abstains."""
+    if not views:
+        return ""
+    tag = views.get("tag")
+    parts = [f"tag **{_esc(', '.join(tag['genres']) or '-')}**" if tag else "tag (not read)"]
+    for key, label in (("library", "library model"), ("gtzan", "GTZAN model")):
+        v = views.get(key)
+        if v is None:
+            parts.append(f"{label} -")
+        elif v["uncertain"]:
+            parts.append(f"{label} **uncertain** (best guess {_esc(v['predicted'])} "
+                         f"{v['confidence']:.0%})")  # fmt: skip
+        else:
+            parts.append(f"{label} **{_esc(v['genre'])}** ({v['confidence']:.0%})")
+    return "genre: " + " · ".join(parts)
+
+
 def _tracks_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(
         [
@@ -157,8 +184,7 @@ def _tracks_frame(rows: list[dict]) -> pd.DataFrame:
                 "title": display_path(t.get("title") or Path(t["path"]).name),
                 "artist": display_path(t.get("artist") or ""),
                 "album": display_path(t.get("album") or ""),
-                "genre": t.get("genre") or "",
-                "confidence": round(t["confidence"], 3) if t.get("confidence") else None,
+                **_browsed_genre(t),
                 "status": t["status"],
             }
             for t in rows
@@ -281,6 +307,8 @@ def build_ui(  # noqa: C901 (one closure per widget)
             summary += f"\n\n**failed:** {_esc(d['error'])}"
         if d.get("warning"):
             summary += f"\n\n**warning:** {_esc(d['warning'])}"
+        if d.get("genre_views"):
+            summary += "\n\n" + _genre_views_line(d["genre_views"])
         summary += f"\n\n`{_esc(d['path'])}`"
         player = (
             f"<audio controls preload='none' src='/tracks/{track_id}/audio' "
