@@ -98,13 +98,15 @@ def migrate(engine: Engine, database: Path | None = None) -> None:
         return
     with _migration_lock(database):
         if current_revision(engine) != head:
-            _upgrade(engine)
+            _upgrade(engine, database.absolute().parent)
 
 
-def _upgrade(engine: Engine) -> None:
+def _upgrade(engine: Engine, data_dir: Path | None = None) -> None:
     config = _alembic_config(str(engine.url))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
+        # Migrations that rewrite artefact paths (0006) need the data directory.
+        config.attributes["data_dir"] = data_dir
         command.upgrade(config, "head")
 
 

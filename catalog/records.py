@@ -63,6 +63,7 @@ class Analysis:
     segment_embeddings: np.ndarray | None = None  # (n_segments, d) float16, unit length
     explanation: Explanation | None = None
     warning: str | None = None  # e.g. a truncated file analysed as far as it decodes
+    overview: bytes | None = None  # waveform (min, max) pairs, float16 (ingest.overview)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -535,7 +535,7 @@ class IngestRun:
         state = self.states.get(task_id)
         if state is None or state.end is None:
             return
-        _, _, audio, n_segments, _peak, warning = state.end
+        _, _, audio, n_segments, _peak, warning, overview = state.end
         if state.inferred < n_segments:
             return
         order = sorted(state.probs)
@@ -558,6 +558,7 @@ class IngestRun:
             segment_seconds=self.model.frontend.segment_seconds,
             segment_embeddings=np.concatenate([state.segment_embeddings[k] for k in order]),
             warning=warning,
+            overview=overview,
         )
         if state.window is not None:
             analysis.explanation = self._explain(state, int(np.argmax(probabilities)))

@@ -27,6 +27,7 @@ from catalog.records import AudioFacts, FileFacts
 from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.hashing import NotRegularFile, content_hash, file_kind
+from ingest.overview import OverviewBuilder, encode
 from ingest.tags import read_tags
 
 CHUNK_SEGMENTS = 32
@@ -49,7 +50,7 @@ class Task:
 #   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
 #   ("meta", task_id, Tags)
 #   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
-#   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
+#   ("done", task_id, AudioFacts, n_segments, peak, warning | None, overview bytes)
 #   ("fail", task_id, reason, AudioFacts | None)
 
 
@@ -148,6 +149,7 @@ def analyse_file(
         send(("fail", task.task_id, f"cannot read file: {exc}", None))
         return
     segmenter = StreamingSegmenter(config)
+    overview = OverviewBuilder(config.sample_rate)
     peak = 0.0
     pending: list[np.ndarray] = []
     sent = 0
@@ -166,6 +168,7 @@ def analyse_file(
         alive()
         if len(block):
             peak = max(peak, float(np.max(np.abs(block))))
+            overview.push(block)
         segments = segmenter.push(block)
         if len(segments):
             pending.append(segments)
@@ -190,7 +193,8 @@ def analyse_file(
         send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
         notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
-        send(("done", task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
+        warning = "; ".join(n for n in notes if n) or None
+        send(("done", task.task_id, audio, sent, peak, warning, encode(overview.finish())))
 
 
 def _short_warning(stream, config: FrontendConfig) -> str | None:
