@@ -155,7 +155,7 @@ def _browse_statements(
     if album:
         where.append(Track.album == bindparam("album"))
     if text:
-        columns = (Track.title, Track.artist, Track.album)
+        columns = (Track.title, Track.artist, Track.album, Track.path)  # path: folder names
         where.append(or_(*(column.ilike(bindparam("like")) for column in columns)))
     order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
     count = select(func.count()).select_from(Track).where(*where)
