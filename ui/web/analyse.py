@@ -28,7 +28,7 @@ def build(state: ServiceState, uploads: Uploads) -> None:
     with gr.Row():
         upload = gr.Audio(sources=["upload"], type="filepath", label=FORMATS, elem_id="upload")
         with gr.Column():
-            aggregation = gr.Radio(list(AGGREGATIONS), value="mean",
+            aggregation = gr.Radio(list(AGGREGATIONS), value="mean", elem_id="analysis-aggregation",
                                    label="Aggregation of segments")  # fmt: skip
             top_k = gr.Slider(1, 10, value=3, step=1, label="Top-K genres")
             k = gr.Slider(1, 50, value=10, step=1, label="Nearest tracks")
