@@ -37,8 +37,8 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
 #sonic-queue li.current { font-weight: 700; }
 .sonic-wave { width: 100%; height: 110px; display: block; }
 .sonic-wave polygon { fill: #4c72b0; }
-.sonic-wave .lbl { font-size: 2.5px; fill: #666; }
-.sonic-wave .tick { stroke: #999; stroke-width: .3; }
+.sonic-wave-scale { display: flex; justify-content: space-between; font-size: .8em;
+  opacity: .7; }
 .sonic-timeline { width: 100%; height: 56px; display: block; }
 .sonic-legend { font-size: .85em; display: flex; flex-wrap: wrap; gap: 10px; }
 .sonic-legend i { display: inline-block; width: .8em; height: .8em; margin-right: 3px; }
@@ -46,7 +46,7 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
   align-items: center; margin: 2px 0; }
 .sonic-bars .track { background: #8882; height: 1em; border-radius: 2px; }
 .sonic-bars .fill { display: block; height: 100%; border-radius: 2px; }
-.sonic-heatmap { width: 100%; max-width: 1200px; height: auto; image-rendering: auto; }
+.sonic-heatmap { width: 100%; max-width: 960px; height: auto; image-rendering: auto; }
 .sonic-scale { display: flex; align-items: center; gap: 6px; font-size: .85em; }
 .sonic-scale i { flex: 0 1 240px; height: .9em; background: linear-gradient(90deg,
   #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4); }

@@ -106,18 +106,15 @@ def waveform_svg(overview: np.ndarray, duration_s: float | None) -> str:
     xs = np.arange(n, dtype=np.float64)
     top = " ".join(f"{x:.0f},{50 - 48 * v:.1f}" for x, v in zip(xs, hi, strict=True))
     bottom = " ".join(f"{x:.0f},{50 - 48 * v:.1f}" for x, v in zip(xs[::-1], lo[::-1], strict=True))
-    ticks = ""
-    if duration_s:
-        step = next((s for s in (5, 10, 30, 60, 120, 300, 600) if duration_s / s <= 8), 1200)
-        for t in np.arange(0, duration_s, step):
-            x = t / duration_s * n
-            ticks += (
-                f"<line x1='{x:.1f}' y1='98' x2='{x:.1f}' y2='100' class='tick'/>"
-                f"<text x='{x + 2:.1f}' y='99' class='lbl'>{int(t // 60)}:{int(t % 60):02d}</text>"
-            )
+    scale = ""
+    if duration_s:  # as HTML under the plot: SVG text would stretch with the width
+        marks = np.linspace(0, duration_s, 5)
+        scale = "<div class='sonic-wave-scale'>" + "".join(
+            f"<span>{int(t // 60)}:{int(t % 60):02d}</span>" for t in marks
+        ) + "</div>"
     return (
         f"<svg class='sonic-wave' viewBox='0 0 {n} 100' preserveAspectRatio='none' "
-        f"role='img' aria-label='waveform'><polygon points='{top} {bottom}'/>{ticks}</svg>"
+        f"role='img' aria-label='waveform'><polygon points='{top} {bottom}'/></svg>{scale}"
     )
 
 
