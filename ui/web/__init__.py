@@ -68,8 +68,8 @@ def build_ui(state: ServiceState, uploads: Uploads | None = None) -> gr.Blocks:
         def goto_track(tid: str, *settings):
             """Open the track a link or the URL names (any other text: the Library tab)."""
             tid = (tid or "").strip()
-            if not tid.isdigit():
-                return (gr.skip(), *[gr.skip()] * len(view.outputs), gr.Tabs(selected="library"))
+            if not tid.isdigit():  # nothing to open: stay where the user is
+                return (gr.skip(), *[gr.skip()] * len(view.outputs), gr.skip())
             return (int(tid), *view.open(int(tid), *settings), gr.Tabs(selected="track"))
 
         def goto_list(payload: str):
