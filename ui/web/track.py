@@ -247,5 +247,13 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
     top_k.release(redraw_bars, [current, top_k, method], bars)
     method.change(redraw_bars, [current, top_k, method], bars)
     mel_btn.click(show_mel, current, mel)
+
+    def redraw_similar(d, kk, excl):  # settings apply at once, no re-open
+        if not d:
+            return gr.skip(), gr.skip()
+        return similar_views(d["id"], kk, excl)
+
+    k.release(redraw_similar, [current, k, exclude_album], [sims, neighbour])
+    exclude_album.change(redraw_similar, [current, k, exclude_album], [sims, neighbour])
     neighbour.change(why_similar, [track_id, neighbour], why)
     return TrackView(track_id, inputs, outputs, open_track)
