@@ -163,21 +163,25 @@ def migrate(engine: Engine, database: Path | None = None) -> None:
         return
     with _migration_lock(database):
         if current_revision(engine) != head:
-            _upgrade(engine)
+            _upgrade(engine, database.absolute().parent)
 
 
-def _upgrade(engine: Engine, lock: bool = False) -> None:
+def _upgrade(engine: Engine, data_dir: Path | None = None, lock: bool = False) -> None:
     """``alembic upgrade head`` in one transaction.
 
-    ``lock`` (PostgreSQL): first take a transaction-scoped advisory lock, so that of
-    several processes opening a new catalog at once one migrates and the others wait,
-    then find head (PostgreSQL's DDL is transactional; the lock ends with the commit).
+    ``data_dir``: the catalog's data directory, for migrations that rewrite artefact
+    paths (0006). ``lock`` (PostgreSQL): first take a transaction-scoped advisory lock,
+    so that of several processes opening a new catalog at once one migrates and the
+    others wait, then find head (PostgreSQL's DDL is transactional; the lock ends with
+    the commit).
     """
     config = _alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
         if lock:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         config.attributes["connection"] = conn
+        # Migrations that rewrite artefact paths (0006) need the data directory.
+        config.attributes["data_dir"] = data_dir
         command.upgrade(config, "head")
 
 

@@ -31,8 +31,13 @@ def band_focus_of(track: Track) -> dict[str, float] | None:
 def band_focus_sentence(shares: dict[str, float]) -> str:
     """What the source projects read off their heatmaps by eye, in words."""
     top = max(BANDS, key=lambda b: shares[b])
-    lead = "mostly" if shares[top] >= 0.5 else "most of all"
     rest = ", ".join(f"{b} {shares[b]:.0%}" for b in BANDS)
+    # bands whose shares read the same when rounded to a percent: no "mostly" for a tie
+    tied = [b for b in BANDS if round(shares[b] * 100) == round(shares[top] * 100)]
+    if len(tied) > 1:
+        words = " and to ".join(BAND_WORDS[b] for b in tied)
+        return f"The model listened equally to {words} ({rest})."
+    lead = "mostly" if shares[top] >= 0.5 else "most of all"
     return f"The model listened {lead} to {BAND_WORDS[top]} ({rest})."
 
 

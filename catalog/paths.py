@@ -44,6 +44,53 @@ class CatalogPaths:
         return self
 
 
+# The data directory's artefact folders: a stored path is kept relative to the data
+# directory, and an old absolute one is re-rooted at the first of these it contains.
+ARTEFACT_FOLDERS = ("heatmaps", "stems")
+
+
+def stored_path(root: Path, path: str | os.PathLike) -> str:
+    """How an artefact's path is stored: relative to ``root`` (POSIX) when it lies inside.
+
+    A data directory can then be copied, moved or mounted elsewhere and the rows
+    still name its files. A path outside ``root`` is stored as it is, absolute.
+    """
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    for base in (root, root.resolve()):  # as given, and with its symlinks resolved
+        try:
+            return path.relative_to(base.absolute()).as_posix()
+        except ValueError:
+            pass
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
+def resolve_stored(root: Path, stored: str | os.PathLike) -> Path:
+    """The file a stored artefact path names in the data directory ``root`` as it is now.
+
+    Relative paths are joined to ``root``. An absolute one written by older code into
+    another (copied or moved) data directory is re-rooted: the part from its artefact
+    folder on (``heatmaps/ab/x.png``) is looked up under ``root``, and used if it is
+    there, even while the old directory still exists (this one is the catalog's).
+    Anything else comes back unchanged.
+    """
+    path = Path(stored)
+    if not path.is_absolute():
+        return root / path
+    parts = path.parts
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] in ARTEFACT_FOLDERS:
+            moved = root.joinpath(*parts[i:])
+            if moved.exists():
+                return moved
+            break
+    return path
+
+
 def display_path(path: str | os.PathLike) -> str:
     """A file path, or text quoting one, that any terminal, JSON encoder or page can show.
 

@@ -220,7 +220,7 @@ def _browse_statements(
     if album:
         where.append(Track.album == bindparam("album"))
     if text:
-        columns = (Track.title, Track.artist, Track.album)
+        columns = (Track.title, Track.artist, Track.album, Track.path)  # path: folder names
         where.append(or_(*(column.ilike(bindparam("like")) for column in columns)))
     order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
     count = select(func.count()).select_from(Track)
@@ -459,6 +459,8 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
             _ANY_STEMS, {"content_hash": track.content_hash}
         )
     genres = catalog.model_genres(track.model_id)
+    found = catalog.artefact_path(track.heatmap_path)  # in the data directory as it is now
+    heatmap = str(found) if found is not None else None
     timeline = [
         {
             "index": idx,
@@ -490,24 +492,39 @@ def track_details(catalog: Catalog, track_id: int) -> dict:
         "in_index": catalog.index().vector(track.id) is not None,
         "probabilities": dict(probabilities),
         "timeline": timeline,
-        "explanation": _explanation(track),
+        "explanation": _explanation(track, heatmap),
         "genre_views": genre_views(catalog, [track.id]).get(track.id),
         "artefacts": {
             "audio": track.path,
-            "heatmap": track.heatmap_path,
+            "heatmap": heatmap,
             "stems": latest_stems(catalog, track.content_hash) if has_stems else {},
         },
     }
 
 
-def _explanation(track) -> dict | None:
-    """The stored explanation of a ``Track`` or a row of ``DETAIL_COLUMNS``."""
+def waveform_overview(catalog: Catalog, track_id: int) -> np.ndarray | None:
+    """The (2, n) min/max waveform overview stored at ingest, or None (older rows).
+
+    A separate read: the blob is only wanted by a face that draws it.
+    """
+    with catalog.sessions() as s:
+        blob = s.scalar(select(Track.overview).where(Track.id == track_id))
+    if not blob:
+        return None
+    return np.frombuffer(blob, dtype=np.float16).astype(np.float32).reshape(2, -1)
+
+
+def _explanation(track, heatmap: str | None) -> dict | None:
+    """The stored explanation of a ``Track`` or a row of ``DETAIL_COLUMNS``.
+
+    ``heatmap``: its PNG resolved against the current data directory.
+    """
     focus = band_focus_of(track)
     if focus is None:
         return None
     return {
         "genre": track.heatmap_genre,
-        "heatmap": track.heatmap_path,
+        "heatmap": heatmap,
         "window_s": [track.heatmap_start_s, track.heatmap_end_s],
         "band_focus": focus,
         "sentence": band_focus_sentence(focus),

@@ -71,6 +71,7 @@ class Analysis:
     segment_starts: np.ndarray | None = None
     explanation: Explanation | None = None
     warning: str | None = None  # e.g. a truncated file analysed as far as it decodes
+    overview: bytes | None = None  # waveform (min, max) pairs, float16 (ingest.overview)
     extra: dict = field(default_factory=dict)
 
     @property

@@ -143,13 +143,16 @@ class Track(Base):
 
     # Explanation of the predicted genre (migration 0002): a Grad-CAM heatmap over a
     # representative window and the share of its mass in each frequency band.
-    heatmap_path: Mapped[str | None] = mapped_column(FsPath)
+    heatmap_path: Mapped[str | None] = mapped_column(FsPath)  # relative to the data dir (0006)
     heatmap_genre: Mapped[str | None] = mapped_column(String(64))
     heatmap_start_s: Mapped[float | None] = mapped_column(Float)
     heatmap_end_s: Mapped[float | None] = mapped_column(Float)
     focus_low: Mapped[float | None] = mapped_column(Float)
     focus_mid: Mapped[float | None] = mapped_column(Float)
     focus_high: Mapped[float | None] = mapped_column(Float)
+    # Waveform overview (migration 0006): float16 (min, max) pairs over a few hundred
+    # equal slices of the track, so a player view draws without decoding the file.
+    overview: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     # The file's genre tag (migration 0005): the raw values as a JSON list (NULL: not
     # read yet, "[]": none), the normalised genres as a JSON list, and the first of them.

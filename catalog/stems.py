@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from catalog.paths import stored_path
 from catalog.schema import Stem, StemSet, StemStatus, Track, TrackStatus
 from catalog.store import Catalog
 
@@ -96,11 +97,11 @@ def _now() -> datetime:
 
 
 def _relative(catalog: Catalog, path: Path) -> str:
-    return Path(path).resolve().relative_to(catalog.paths.root.resolve()).as_posix()
+    return stored_path(catalog.paths.root, path)
 
 
 def _absolute(catalog: Catalog, stored: str) -> Path:
-    return catalog.paths.root / stored
+    return catalog.artefact_path(stored)
 
 
 def _record(catalog: Catalog, row: StemSet) -> StemSetRecord:

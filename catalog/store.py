@@ -42,7 +42,7 @@ from catalog.db import (
 from catalog.genre_names import MAPPING_FILE, load_mapping
 from catalog.genre_tags import apply_genre_tags
 from catalog.index import VectorIndex, read_header
-from catalog.paths import CatalogPaths
+from catalog.paths import CatalogPaths, resolve_stored, stored_path
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.schema import CatalogMeta, Segment, Track, TrackGenre, TrackStatus
 
@@ -332,6 +332,10 @@ class Catalog:
         with self.sessions.begin() as s:
             self._set_meta(s, key, json.dumps(value))
 
+    def artefact_path(self, stored: str | None) -> Path | None:
+        """The file a stored artefact path (heatmap, stem) names in this data directory now."""
+        return resolve_stored(self.paths.root, stored) if stored else None
+
     # -- library roots ----------------------------------------------------------------
 
     def library_roots(self) -> list[Path]:
@@ -582,10 +586,12 @@ class Catalog:
             track.sample_rate = audio.sample_rate
             track.channels = audio.channels
 
-    @staticmethod
-    def _apply_explanation(track: Track, explanation: Explanation | None) -> None:
+    def _apply_explanation(self, track: Track, explanation: Explanation | None) -> None:
         e = explanation
-        track.heatmap_path = e.heatmap_path if e else None
+        # relative to the data directory, so a copied or moved one keeps its heatmaps
+        track.heatmap_path = (
+            stored_path(self.paths.root, e.heatmap_path) if e and e.heatmap_path else None
+        )
         track.heatmap_genre = e.genre if e else None
         track.heatmap_start_s = e.start_s if e else None
         track.heatmap_end_s = e.end_s if e else None
@@ -616,6 +622,7 @@ class Catalog:
             track.n_segments = int(len(analysis.segment_probabilities))
             track.embedding = embedding.tobytes()
             self._apply_explanation(track, analysis.explanation)
+            track.overview = analysis.overview
             track.analysed_at = _now()
             s.flush()
             tid = track.id

@@ -53,7 +53,10 @@ class ClipAnalysis:
                 {
                     "index": i,
                     "start_s": i * self.segment_seconds,
-                    "end_s": (i + 1) * self.segment_seconds,
+                    # the last segment (padded) ends where the audio does: a 10-s clip
+                    # is listed 9-10 s, not 9-12 s
+                    "end_s": min((i + 1) * self.segment_seconds,
+                                 max(self.duration_s, i * self.segment_seconds)),
                     "genre": self.genres[best],
                     "confidence": float(row[best]),
                     "probabilities": dict(zip(self.genres, map(float, row), strict=True)),

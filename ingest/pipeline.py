@@ -673,7 +673,7 @@ class IngestRun:
         state = self.states.get(task_id)
         if state is None or state.end is None:
             return
-        _, _, audio, n_segments, _peak, warning = state.end
+        _, _, audio, n_segments, _peak, warning, overview = state.end
         if state.inferred < n_segments:
             return
         order = sorted(state.probs)
@@ -697,6 +697,7 @@ class IngestRun:
             segment_embeddings=np.concatenate([state.segment_embeddings[k] for k in order]),
             segment_starts=np.asarray(state.segment_starts) if state.segment_starts else None,
             warning=warning,
+            overview=overview,
         )
         if state.window is not None:
             analysis.explanation = self._explain(state, int(np.argmax(probabilities)))

@@ -28,6 +28,7 @@ from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from embeddings.windows import analysis_windows
 from ingest.hashing import NotRegularFile, content_hash, file_kind
+from ingest.overview import OverviewBuilder, encode, overview_of_windows
 from ingest.tags import read_tags
 from ingest.windowed import WindowedReading, read_windows
 
@@ -55,7 +56,7 @@ class Task:
 #   ("meta", task_id, Tags)
 #   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames),
 #    segment start seconds (n,) under the analysis budget, else None: consecutive)
-#   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
+#   ("done", task_id, AudioFacts, n_segments, peak, warning | None, overview bytes)
 #   ("fail", task_id, reason, AudioFacts | None)
 
 
@@ -167,6 +168,7 @@ def analyse_file(
             send(("fail", task.task_id, f"cannot read file: {exc}", None))
             return
     segmenter = StreamingSegmenter(config)
+    overview = OverviewBuilder(config.sample_rate)
     peak = 0.0
     pending: list[np.ndarray] = []
     sent = 0
@@ -185,6 +187,7 @@ def analyse_file(
         alive()
         if len(block):
             peak = max(peak, float(np.max(np.abs(block))))
+            overview.push(block)
         segments = segmenter.push(block)
         if len(segments):
             pending.append(segments)
@@ -209,7 +212,8 @@ def analyse_file(
         send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
         notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
-        send(("done", task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
+        warning = "; ".join(n for n in notes if n) or None
+        send(("done", task.task_id, audio, sent, peak, warning, encode(overview.finish())))
 
 
 def _send_windows(task: Task, config: FrontendConfig, send, reading: WindowedReading) -> None:
@@ -227,7 +231,10 @@ def _send_windows(task: Task, config: FrontendConfig, send, reading: WindowedRea
     truncated = f"truncated or damaged: {reading.stopped_early}" if reading.stopped_early else None
     notes = (truncated, reading.cleaning.note())
     warning = "; ".join(n for n in notes if n) or None
-    send(("done", task.task_id, audio, len(segments), reading.peak, warning))
+    overview = overview_of_windows(
+        segments, starts, config.sample_rate, audio.duration_s or reading.end_s
+    )
+    send(("done", task.task_id, audio, len(segments), reading.peak, warning, encode(overview)))
 
 
 def _short_warning(stream, config: FrontendConfig) -> str | None:

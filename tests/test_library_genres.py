@@ -468,7 +468,7 @@ def test_rest_and_web_ui_show_the_three_views(tagged, model):
 
     from ui.service import create_app
     from ui.state import ServiceState, Settings
-    from ui.webui import _browsed_genre, _genre_views_line
+    from ui.web.render import browsed_genre, genre_views_line
 
     data_dir, files = tagged
     assert cli(data_dir, "learn-genres").exit_code == 0
@@ -488,8 +488,8 @@ def test_rest_and_web_ui_show_the_three_views(tagged, model):
         disagree = client.get("/genres/disagree").json()
         assert tid in {r["id"] for r in disagree["mistagged"]}
         assert client.get("/genres/disagree", params={"limit": 0}).status_code == 422
-    line = _genre_views_line(views)
-    assert "tag **classical**" in line and "library model **hip-hop**" in line
-    assert _browsed_genre({**track, "genre_views": views})["genre"] == "hip-hop"
+    line = genre_views_line(views)
+    assert "tag <b>classical</b>" in line and "library model <b>hip-hop</b>" in line
+    assert browsed_genre({**track, "genre_views": views})[0] == "hip-hop"
     unsure = {**views, "library": {**views["library"], "uncertain": True, "genre": "uncertain"}}
-    assert "library model **uncertain** (best guess hip-hop" in _genre_views_line(unsure)
+    assert "library model <b>uncertain</b> (best guess hip-hop" in genre_views_line(unsure)

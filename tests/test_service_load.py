@@ -58,6 +58,8 @@ def orm_track_details(catalog: Catalog, track_id: int) -> dict:
         )
         if track is None:
             raise TrackNotFound(f"no track with id {track_id}")
+        found = catalog.artefact_path(track.heatmap_path)
+        heatmap = str(found) if found is not None else None
         raw = orm_meta(catalog, f"genres:{track.model_id}") if track.model_id else None
         genres = json.loads(raw) if raw else []
         timeline = []
@@ -90,10 +92,10 @@ def orm_track_details(catalog: Catalog, track_id: int) -> dict:
             "in_index": catalog.index().vector(track.id) is not None,
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
-            "explanation": queries._explanation(track),
+            "explanation": queries._explanation(track, heatmap),
             "artefacts": {
                 "audio": track.path,
-                "heatmap": track.heatmap_path,
+                "heatmap": heatmap,
                 "stems": latest_stems(catalog, track.content_hash),
             },
         }

@@ -22,7 +22,7 @@ from catalog.paths import display_path
 from helpers import run_ingest, tracks_by_path
 from ui.service import create_app
 from ui.state import ServiceState, Settings
-from ui.webui import NOT_AN_UPLOAD, Uploads
+from ui.web.uploads import NOT_AN_UPLOAD, Uploads
 
 UPLOAD_LIMIT = 1_000_000
 UPLOAD_CAP = 600_000  # room for one ~400 kB clip, not two
@@ -322,14 +322,14 @@ def test_m3u_writes_undecodable_names_losslessly_and_titles_safely():
 
 
 def test_the_web_ui_shows_undecodable_names():
-    from ui.webui import _esc, _name, _tracks_frame
+    from ui.web.render import esc, name, tracks_table
 
     row = {"id": 1, "path": ODD, "title": None, "artist": None, "status": "ok"}
-    assert _name(row) == "caf\\xe9.wav"
-    assert _esc(f"failed: cannot read {ODD}").encode("utf-8")
-    frame = _tracks_frame([row, {**row, "title": "T\udce9", "artist": "A"}])
-    assert list(frame["title"]) == ["caf\\xe9.wav", "T\\xe9"]
-    assert frame.to_json().encode("utf-8")
+    assert name(row) == "caf\\xe9.wav"
+    assert esc(f"failed: cannot read {ODD}").encode("utf-8")
+    table = tracks_table([row, {**row, "title": "T\udce9", "artist": "A"}])
+    assert "caf\\xe9.wav</a>" in table and "T\\xe9</a>" in table
+    assert table.encode("utf-8")
 
 
 def test_a_non_utf8_file_name_end_to_end(tmp_path, model):

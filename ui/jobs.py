@@ -19,13 +19,19 @@ from dataclasses import dataclass, field
 KEEP_FINISHED = 200
 
 
+class JobCancelled(Exception):
+    """Raised inside a job's work (from its progress callback) once cancel was asked."""
+
+
 @dataclass
 class Job:
     id: str
     kind: str
     key: str
-    status: str = "queued"  # queued, running, done, failed
+    status: str = "queued"  # queued, running, done, failed, cancelled
     progress: float | None = None  # 0..1 when known
+    detail: str | None = None  # progress in words ("42 of 180 s separated")
+    cancel_requested: bool = False
     result: dict | None = None
     error: str | None = None
     status_code: int | None = None  # an HTTP status that describes the failure
@@ -39,6 +45,7 @@ class Job:
             "kind": self.kind,
             "status": self.status,
             "progress": self.progress,
+            "detail": self.detail,
             "result": self.result,
             "error": self.error,
             "created_at": self.created_at,
@@ -69,14 +76,23 @@ class Jobs:
             self._jobs[job.id] = job
             self._trim()
 
-        def set_progress(fraction: float | None) -> None:
+        def set_progress(fraction: float | None, detail: str | None = None) -> None:
+            # The work's own pace is the one place it can be stopped cleanly.
+            if job.cancel_requested:
+                raise JobCancelled("cancelled")
             job.progress = None if fraction is None else max(0.0, min(1.0, float(fraction)))
+            job.detail = detail
 
         def run() -> None:
+            if job.cancel_requested:
+                job.status, job.finished_at = "cancelled", time.time()
+                return
             job.status, job.started_at = "running", time.time()
             try:
                 job.result = work(set_progress)
                 job.status, job.progress = "done", 1.0
+            except JobCancelled:
+                job.status, job.error = "cancelled", "cancelled on request"
             except Exception as exc:  # reported through GET /jobs/{id}
                 job.error = str(exc) or traceback.format_exception_only(type(exc), exc)[-1]
                 job.status_code = error_status(exc)
@@ -87,12 +103,21 @@ class Jobs:
         self._pool.submit(run)
         return job
 
+    def cancel(self, job_id: str) -> Job | None:
+        """Ask a queued or running job to stop (at its next progress report)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None and job.status in ("queued", "running"):
+            job.cancel_requested = True
+        return job
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
 
     def _trim(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.status in ("done", "failed")]
+        ended = ("done", "failed", "cancelled")
+        finished = [j.id for j in self._jobs.values() if j.status in ended]
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._jobs[job_id]
 

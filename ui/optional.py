@@ -102,6 +102,13 @@ class Stems:
         self._module: _StemModule | None = None
         self._why_not: str | None = None
         self._probe()
+        self._weights_problem: str | None = None
+        if self._module is not None:
+            from ingest.stems.weights import weights_missing
+
+            # A look at files, at start-up: the UI disables the button with the fix at once
+            # instead of failing after a long "separating" (nothing is downloaded here).
+            self._weights_problem = weights_missing(models_dir=models_dir)
 
     def _probe(self) -> None:
         try:
@@ -128,6 +135,25 @@ class Stems:
     @property
     def why_not(self) -> str | None:
         return self._why_not
+
+    @property
+    def ready(self) -> bool:
+        """Wired and with weights on disk: separation can start without a download."""
+        return self._module is not None and self._weights_problem is None
+
+    @property
+    def not_ready_because(self) -> str | None:
+        """The sentence that fixes separation (no module, or no weights), None when ready."""
+        if self._module is None:
+            return self._why_not or self.ABSENT
+        if self._weights_problem:
+            return (
+                "Stem separation needs the Demucs weights: start `sonic serve --models-dir "
+                "PATH` with a folder holding them (or set SONIC_DEMUCS_DIR), or run "
+                "`sonic stems TRACK` once with network to download them. "
+                + self._weights_problem
+            )
+        return None
 
     def cached(self, catalog: Catalog, details: dict) -> dict[str, Path]:
         """Stem name -> file of the cached set, only files under the data directory."""
@@ -166,5 +192,5 @@ class Features:
     stems: Stems
 
     @classmethod
-    def detect(cls, device: str | None = "auto") -> Features:
-        return cls(Explanations(), Stems(device))
+    def detect(cls, device: str | None = "auto", models_dir: Path | None = None) -> Features:
+        return cls(Explanations(), Stems(device, models_dir))

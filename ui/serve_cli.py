@@ -40,6 +40,14 @@ def serve(
             "repeatable. Other names get 400 (DNS rebinding)."
         ),
     ] = None,
+    models_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--models-dir",
+            help="Folder of Demucs weights for stem separation (NAME.yaml and its .th files); "
+            "else $SONIC_DEMUCS_DIR, else Demucs' download cache.",
+        ),
+    ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Upload size limit (MB).", min=0.1)] = 50,
     access_log: Annotated[
         bool,
@@ -73,6 +81,7 @@ def serve(
         device=device,
         library_roots=[p.expanduser().absolute() for p in library or []],
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        models_dir=models_dir.expanduser().absolute() if models_dir else None,
         token=os.environ.get(TOKEN_ENV) or None,
         allowed_hosts=[*([] if host in WILDCARD_BINDS else [host]), *(allowed_host or [])],
     )  # create_app adds SONIC_ALLOWED_HOSTS

@@ -53,6 +53,7 @@ from embeddings.inference import AGGREGATIONS
 from ingest.busy_signal import BusyBeacon
 from ingest.clip import ClipError
 from ui.activity import ActivitySignal
+from ui.docs_assets import add_offline_docs
 from ui.media_server import mount as mount_media_server
 from ui.optional import FeatureUnavailable, valid_stem_name
 from ui.signed_links import (
@@ -364,7 +365,10 @@ def create_app(
         title="Sonic Catalog",
         summary="Sound-alike search, genre browsing and analysis of a music library.",
         version="0.1.0",
+        docs_url=None,  # served from local assets below: /docs works without internet
+        redoc_url=None,
     )
+    add_offline_docs(app)
     app.state.sonic = state
     _add_errors(app)
     _add_routes(app, state)
@@ -374,7 +378,7 @@ def create_app(
     if mount_ui:
         import gradio as gr
 
-        from ui.webui import CSS, Uploads, build_ui
+        from ui.web import CSS, Uploads, build_ui, head
 
         uploads = Uploads(settings.upload_cache_bytes)
         # Make room before each upload, so the upload folder stays under the cap.
@@ -388,6 +392,7 @@ def create_app(
             blocked_paths=[str(settings.data_dir)],  # Gradio never serves the catalog's files
             footer_links=[],
             css=CSS,
+            head=head(),  # the player and navigation script (ui/web/player.js), inline
         )
     app.add_middleware(
         Guard,
@@ -644,6 +649,14 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
     async def job(job_id: Annotated[str, PathParam(pattern="^[0-9a-f]{32}$")]) -> dict:
         """A background job's status, progress and result."""
         found = state.jobs.get(job_id)
+        if found is None:
+            raise HTTPException(404, f"no job {job_id}")
+        return found.to_dict()
+
+    @app.post("/jobs/{job_id}/cancel", tags=["stems"])
+    async def cancel_job(job_id: Annotated[str, PathParam(pattern="^[0-9a-f]{32}$")]) -> dict:
+        """Ask a queued or running job to stop; it ends as "cancelled" at its next step."""
+        found = state.jobs.cancel(job_id)
         if found is None:
             raise HTTPException(404, f"no job {job_id}")
         return found.to_dict()

@@ -54,6 +54,7 @@ class Settings:
     # upload arriving), none kept longer than this (Gradio's ``delete_cache``).
     upload_cache_bytes: int = DEFAULT_UPLOAD_CACHE_BYTES
     upload_max_age_s: int = DEFAULT_UPLOAD_MAX_AGE_S
+    models_dir: Path | None = None  # Demucs weights folder (else $SONIC_DEMUCS_DIR, Demucs' cache)
 
 
 class ServiceState:
@@ -69,7 +70,7 @@ class ServiceState:
         self._model = model
         self._analyser: ClipAnalyser | None = None
         self._reloading: threading.Thread | None = None
-        self.features = features or Features.detect(settings.device)
+        self.features = features or Features.detect(settings.device, settings.models_dir)
         self.jobs = Jobs()
 
     # -- the catalog, kept fresh ------------------------------------------------------------

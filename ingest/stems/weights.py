@@ -83,3 +83,54 @@ def _check_segment(model, segment: float | None) -> None:
     limit = min((float(m.segment) for m in models if isinstance(m, HTDemucs)), default=None)
     if limit is not None and segment > limit:
         raise ValueError(f"segment {segment} s is longer than this model's {limit:.2f} s")
+
+
+def weights_missing(name: str = DEFAULT_MODEL, models_dir: Path | None = None) -> str | None:
+    """Why ``name``'s weights cannot load without a download, or None when they are here.
+
+    A look at files only (no model is loaded, nothing is fetched), so a face can say at
+    start-up what fixes separation instead of failing after a long wait: with a folder
+    (``models_dir`` / $SONIC_DEMUCS_DIR), its ``NAME.yaml`` and every ``SIG*.th`` it
+    lists; without one, the files Demucs would have downloaded into torch hub's cache.
+    """
+    import yaml
+    from demucs.pretrained import REMOTE_ROOT
+
+    folder = models_dir or (
+        Path(os.environ[MODELS_DIR_ENV]) if os.environ.get(MODELS_DIR_ENV) else None
+    )
+    if folder is not None:
+        folder = Path(folder).expanduser()
+        spec = folder / f"{name}.yaml"
+        if not spec.is_file():
+            return (
+                f"no Demucs weights for '{name}' in {folder} (no {spec.name}). "
+                + _weights_help(name)
+            )
+        sigs = yaml.safe_load(spec.read_text()).get("models", [])
+        have = {p.stem.rsplit("-", 1)[0] for p in folder.glob("*.th")}
+        lost = [s for s in sigs if s not in have]
+        if lost:
+            return (
+                f"no Demucs weights for '{name}' in {folder} (missing {', '.join(lost)}.th). "
+                + _weights_help(name)
+            )
+        return None
+    spec = Path(REMOTE_ROOT) / f"{name}.yaml"
+    if not spec.is_file():
+        return f"Demucs has no model named '{name}'"
+    sigs = yaml.safe_load(spec.read_text()).get("models", [])
+    files = [
+        line.strip()
+        for line in (Path(REMOTE_ROOT) / "files.txt").read_text().splitlines()
+        if line.strip() and not line.startswith(("#", "root:"))
+    ]
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    for sig in sigs:
+        wanted = [f for f in files if f.startswith(sig + "-")]
+        if not any((cache / f).is_file() for f in wanted):
+            return (
+                f"no Demucs weights for '{name}' in torch hub's cache ({cache}). "
+                + _weights_help(name)
+            )
+    return None
