@@ -154,7 +154,5 @@ def apply(catalog) -> int:
 def remember_shipped_threshold(catalog, threshold: float = SHIPPED_DEFAULT_THRESHOLD) -> None:
     """Store the shipped head's default "uncertain" line, where views read it."""
     if catalog.meta(SHIPPED_THRESHOLD_KEY) != str(threshold):
-        from catalog.store import Catalog
-
         with catalog.sessions.begin() as s:
-            Catalog._set_meta(s, SHIPPED_THRESHOLD_KEY, str(threshold))
+            catalog._set_meta(s, SHIPPED_THRESHOLD_KEY, str(threshold))
