@@ -334,7 +334,7 @@ def equivalence(corpus: dict[str, list[Path]]) -> dict:
 _OUTCOMES = """
 import json, os, sys
 from pathlib import Path
-from embeddings.dataset import load_audio
+from embeddings.training.dataset import load_audio
 from embeddings.frontend import FrontendConfig
 from ingest.clip import ClipError, decode_clip
 from ingest.stems.audio import open_blocks

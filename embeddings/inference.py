@@ -217,7 +217,7 @@ def _int8_network(model: GenreModel) -> OnnxNetwork:
     if not path.is_file():
         raise ValueError(
             f"no int8 model ships for {model.model_id}: int8 needs one calibrated on real "
-            "clips (python -m embeddings.quantization DATASET --model CHECKPOINT); "
+            "clips (python -m embeddings.training.quantization DATASET --model CHECKPOINT); "
             "use --precision auto or fp32"
         )
     with _ONNX_LOCK:

@@ -95,3 +95,57 @@ def test_no_reader_keeps_its_own_extension_list():
                     if len(names & {".mp3", ".flac", ".wav", ".ogg", ".m4a"}) >= 3:
                         violations.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert violations == []
+
+
+# Training, pretraining, teachers, evaluation and quantization live in
+# embeddings/training/: analysing a library must never import them (nor their
+# scikit-learn), so only the commands that train or evaluate may.
+TRAINING = REPO / "embeddings" / "training"
+TRAINING_USERS = {
+    "ui/train_cli.py": "sonic train",
+    "ui/pretrain_cli.py": "sonic pretrain",
+    "ui/similarity_cli.py": "sonic evaluate-similarity",
+}
+
+
+def test_the_runtime_never_imports_the_training_package():
+    violations = []
+    for layer in ALLOWED:
+        for path in (REPO / layer).rglob("*.py"):
+            if path.is_relative_to(TRAINING):
+                continue
+            relative = str(path.relative_to(REPO))
+            if relative in TRAINING_USERS:
+                continue
+            for name in _imported_modules(path):
+                if name == "embeddings.training" or name.startswith("embeddings.training."):
+                    violations.append(f"{relative} imports {name}")
+    assert violations == []
+
+
+def test_the_training_commands_import_training_only_when_run():
+    """``sonic --help`` or ``sonic ingest`` must not pay for importing the trainer."""
+    violations = []
+    for relative in TRAINING_USERS:
+        tree = ast.parse((REPO / relative).read_text())
+        for node in tree.body:  # module level only; imports inside a command are fine
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "embeddings.training"
+            ):
+                violations.append(f"{relative}:{node.lineno} imports {node.module} at import time")
+    assert violations == []
+
+
+def test_importing_the_runtime_leaves_the_training_package_unloaded():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ui.cli, ingest.pipeline, catalog.queries, embeddings.inference;"
+        "print(sorted(m for m in sys.modules if m.startswith('embeddings.training')"
+        " or m.startswith('sklearn')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

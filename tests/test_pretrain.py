@@ -29,15 +29,25 @@ from embeddings.checkpoint import (
     load_model,
     save_checkpoint,
 )
-from embeddings.contrastive import nt_xent, pair_statistics, supervised_nt_xent
-from embeddings.dataset import excerpt_offset, load_excerpt, log_power
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
-from embeddings.pretrain import PretrainConfig, _AlbumSampler, album_labels, pretrain_network
-from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
-from embeddings.train import TrainConfig, parameter_groups, train_network
-from embeddings.unlabelled import UnlabelledTrack, budget_order, discover_audio, load_corpus
-from embeddings.view_augment import (
+from embeddings.training.contrastive import nt_xent, pair_statistics, supervised_nt_xent
+from embeddings.training.dataset import excerpt_offset, load_excerpt, log_power
+from embeddings.training.pretrain import (
+    PretrainConfig,
+    _AlbumSampler,
+    album_labels,
+    pretrain_network,
+)
+from embeddings.training.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
+from embeddings.training.train import TrainConfig, parameter_groups, train_network
+from embeddings.training.unlabelled import (
+    UnlabelledTrack,
+    budget_order,
+    discover_audio,
+    load_corpus,
+)
+from embeddings.training.view_augment import (
     VIEW_PRESETS,
     Crops,
     ViewConfig,

@@ -18,13 +18,13 @@ import torch
 from typer.testing import CliRunner
 
 from embeddings.checkpoint import load_checkpoint, save_checkpoint
-from embeddings.dataset import FeatureCache, discover
-from embeddings.evaluate import clip_metrics, clip_probabilities
-from embeddings.experiment import ExperimentOptions, run_experiment
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.model import ARCHITECTURES, build_model
-from embeddings.splits import fold_from_split, read_split_file, stratified_folds
-from embeddings.train import TrainConfig
+from embeddings.training.dataset import FeatureCache, discover
+from embeddings.training.evaluate import clip_metrics, clip_probabilities
+from embeddings.training.experiment import ExperimentOptions, run_experiment
+from embeddings.training.splits import fold_from_split, read_split_file, stratified_folds
+from embeddings.training.train import TrainConfig
 
 SR = 22_050
 GENRES = ("clicks", "noise", "tones")
@@ -90,9 +90,9 @@ def test_cached_segments_match_the_inference_front_end(dataset: Path, tmp_path: 
 
 
 def test_random_crop_equals_front_end_on_the_same_span() -> None:
-    from embeddings.augment import crop
-    from embeddings.dataset import log_power
     from embeddings.frontend import segment_features
+    from embeddings.training.augment import crop
+    from embeddings.training.dataset import log_power
 
     config = FrontendConfig()
     audio = _clip("clicks", 1).astype(np.float32)

@@ -1,4 +1,4 @@
-"""``sonic pretrain``: a thin face over ``embeddings.pretrain``.
+"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain``.
 
 Argument parsing, default paths (under the data directory) and the progress bars
 live here; finding and caching the audio, the views, the losses and the
@@ -132,8 +132,13 @@ def pretrain(
     `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
-    from embeddings.pretrain import POSITIVES, PretrainConfig, PretrainOptions, run_pretraining
-    from embeddings.view_augment import VIEW_PRESETS
+    from embeddings.training.pretrain import (
+        POSITIVES,
+        PretrainConfig,
+        PretrainOptions,
+        run_pretraining,
+    )
+    from embeddings.training.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)

@@ -1,4 +1,4 @@
-"""``sonic evaluate-similarity``: a thin face over ``embeddings.similarity_eval``."""
+"""``sonic evaluate-similarity``: a thin face over ``embeddings.training.similarity_eval``."""
 
 from __future__ import annotations
 
@@ -67,8 +67,8 @@ def evaluate_similarity(
     """
     import torch
 
-    from embeddings.similarity_eval import evaluate_similarity as run
-    from embeddings.similarity_eval import format_table
+    from embeddings.training.similarity_eval import evaluate_similarity as run
+    from embeddings.training.similarity_eval import format_table
 
     if not directory.is_dir():
         typer.secho(f"error: no such folder: {directory}", fg=typer.colors.RED, err=True)

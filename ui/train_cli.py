@@ -143,10 +143,10 @@ def train(
     learning curves and the checkpoint into the run folder. --init fine-tunes a
     pretrained backbone (`sonic pretrain`) instead of starting from random weights.
     """
-    from embeddings.experiment import ExperimentOptions, run_experiment
-    from embeddings.handcrafted import BASELINES
     from embeddings.model import ARCHITECTURES
-    from embeddings.train import TrainConfig
+    from embeddings.training.experiment import ExperimentOptions, run_experiment
+    from embeddings.training.handcrafted import BASELINES
+    from embeddings.training.train import TrainConfig
 
     if not dataset.is_dir():
         typer.secho(f"error: no such folder: {dataset}", fg=typer.colors.RED, err=True)
@@ -230,7 +230,7 @@ def dataset_report(
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
 ) -> None:
     """Exploratory report on DATASET: genre counts, durations, sample rates, spectrograms."""
-    from embeddings.report import dataset_report as build
+    from embeddings.training.report import dataset_report as build
 
     if fmt not in ("md", "html"):
         typer.secho("error: --format must be md or html", fg=typer.colors.RED, err=True)

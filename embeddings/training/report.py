@@ -107,8 +107,8 @@ def dataset_report(
     ``report.html`` plus PNGs into ``out_dir``; returns the numbers as a dict.
     """
     from embeddings.audio import audio_info
-    from embeddings.dataset import discover, load_audio, log_power
     from embeddings.frontend import FrontendConfig
+    from embeddings.training.dataset import discover, load_audio, log_power
 
     plt = _pyplot()
     dataset = discover(dataset_root)
