@@ -21,12 +21,12 @@ from catalog.explanations import band_focus_sentence
 from catalog.schema import Segment, Track, TrackStatus
 from catalog.store import Catalog
 from embeddings.attributions import METHODS, attribute
+from embeddings.audio import decode_all
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import batch_features, split_segments
 from embeddings.gradcam import band_focus
 from embeddings.heatmap_image import render_heatmap_png
 from ingest.artefacts import heatmap_file, write_atomic
-from ingest.decode import decode_all
 
 WINDOW_SEGMENTS = 4
 

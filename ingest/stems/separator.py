@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from demucs.apply import TensorChunk, apply_model
 
-from ingest.decode import DecodeError
+from embeddings.audio import DecodeError
 from ingest.stems.audio import BlockResampler, StemFileWriter, open_blocks
 from ingest.stems.settings import StemSettings
 from ingest.stems.split import ShiftedSplit, SplitStream
