@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Select, bindparam, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
-from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
+from catalog.explanations import band_focus_of, band_focus_sentence
 from catalog.schema import Segment, StemSet, StemStatus, Track, TrackGenre, TrackStatus
 from catalog.stems import latest_stems
 from catalog.store import Catalog
@@ -265,62 +265,6 @@ def similar_to_vector(
         if len(rows) >= k or fetch >= len(index) or not filtered:
             return rows[:k]
         fetch = min(len(index), fetch * 4)
-
-
-def compare_tracks(catalog: Catalog, track_id: int, other_id: int) -> dict:
-    """Why two tracks come out similar, from what the catalog stores.
-
-    The sound-alike score is the cosine of the two embeddings. The stored genre
-    predictions say in which terms the model hears them alike: the genres both are
-    predicted as (the overlap of the two distributions), and how much of each
-    track's timeline falls in the genres they share.
-    """
-    index = catalog.index()
-    a, b = track_details(catalog, track_id), track_details(catalog, other_id)
-    va, vb = index.vector(track_id), index.vector(other_id)
-    cosine = float(np.dot(va, vb)) if va is not None and vb is not None else None
-    pa, pb = a["probabilities"], b["probabilities"]
-    shared = sorted(
-        ({"genre": g, "probability_a": pa.get(g, 0.0), "probability_b": pb.get(g, 0.0),
-          "shared": common} for g, common in shared_genres(pa, pb).items()),
-        key=lambda row: -row["shared"],
-    )  # fmt: skip
-    overlap = float(sum(row["shared"] for row in shared))
-    top = [row for row in shared if row["shared"] >= 0.1][:3]
-
-    def timeline_share(details: dict, genres: set[str]) -> float | None:
-        segments = details["timeline"]
-        if not segments:
-            return None
-        return sum(seg["genre"] in genres for seg in segments) / len(segments)
-
-    top_genres = {row["genre"] for row in top}
-    if cosine is None:
-        summary = "one of the tracks has no embedding in the index, so no similarity score"
-    elif top:
-        names = ", ".join(f"{r['genre']} ({r['probability_a']:.0%} / {r['probability_b']:.0%})"
-                          for r in top)  # fmt: skip
-        summary = (
-            f"cosine similarity {cosine:.3f}; the model hears both mostly as {names}; "
-            f"their genre predictions overlap by {overlap:.0%}"
-        )
-    else:
-        summary = (
-            f"cosine similarity {cosine:.3f}; their genre predictions barely overlap "
-            f"({overlap:.0%}), so the likeness is in timbre or texture the genre labels miss"
-        )
-    return {
-        "track": track_summary_from_details(a),
-        "other": track_summary_from_details(b),
-        "score": cosine,
-        "genre_overlap": overlap,
-        "shared_genres": shared,
-        "timeline_share": {
-            "track": timeline_share(a, top_genres),
-            "other": timeline_share(b, top_genres),
-        },
-        "summary": summary,
-    }
 
 
 def track_summary_from_details(details: dict) -> dict:

@@ -13,9 +13,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from audio_fixtures import chord, noise, tone, write
-from catalog.explanations import explain_similarity
 from catalog.queries import track_details
 from catalog.store import Catalog
+from catalog.why_similar import why_similar
 from embeddings.attributions import integrated_gradients, occlusion
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.gradcam import band_focus, grad_cam
@@ -188,7 +188,7 @@ def test_why_similar_for_identical_tracks_ranks_matching_segments_first(tmp_path
     rows = tracks_by_path(data_dir)
     a, b = rows[str(source)].id, rows[str(twin)].id
     with Catalog(data_dir) as catalog:
-        why = explain_similarity(catalog, a, b)
+        why = why_similar(catalog, a, b)
     assert why["cosine"] == pytest.approx(1.0, abs=1e-4)
     assert why["genre_overlap"] == pytest.approx(1.0, abs=1e-4)
     assert why["band_focus"]["distance"] == pytest.approx(0.0, abs=1e-6)

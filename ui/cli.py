@@ -400,10 +400,10 @@ def explain_similar(
     as_json: JsonFlag = False,
 ) -> None:
     """Why two tracks are close: genre overlap, band focus and their closest moments."""
-    from catalog.explanations import explain_similarity
+    from catalog.why_similar import why_similar
 
     with _open_catalog(data_dir) as catalog:
-        data = explain_similarity(catalog, _resolve(catalog, track), _resolve(catalog, other))
+        data = why_similar(catalog, _resolve(catalog, track), _resolve(catalog, other))
 
     def render(d: dict) -> None:
         if d["cosine"] is not None:

@@ -328,7 +328,7 @@ def build_ui(  # noqa: C901 (one closure per widget)
         if not track_id or not other_id:
             return ""
         catalog = state.fresh()
-        data = queries.compare_tracks(catalog, int(track_id), int(other_id))
+        data = why_similar(catalog, int(track_id), int(other_id))
         out = [f"**Why #{other_id} is similar:** {_esc(data['summary'])}"]
         shared = [r for r in data["shared_genres"] if r["shared"] >= 0.05][:5]
         if shared:
@@ -344,8 +344,7 @@ def build_ui(  # noqa: C901 (one closure per widget)
             pair = features.explanations.explain_pair(catalog, int(track_id), int(other_id))
         except FeatureUnavailable as exc:
             out.append(f"<span class='sonic-note'>Attribution comparison: {_esc(exc)}.</span>")
-        else:
-            out.append(_esc(pair["sentence"]))
+        else:  # the sentence is already in the summary above
             moments = pair["closest_moments"]
             if moments:
                 out.append(
