@@ -275,7 +275,6 @@ class IngestRun:
         self.executor: ThreadPoolExecutor | None = None
         self.threads = 1
         self.plan = Plan()
-        self.claimed: set[int] = set()
         self._last_save = time.monotonic()
 
     # -- the run ----------------------------------------------------------------------
@@ -307,7 +306,7 @@ class IngestRun:
                     self._analyse(self.plan.tasks)
             finally:
                 self.catalog.save_index()
-            unclaimed = [i for i in self.plan.missing_candidates if i not in self.claimed]
+            unclaimed = self.plan.moves.unclaimed(self.plan.missing_candidates)
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
             self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
@@ -436,16 +435,14 @@ class IngestRun:
         del self.states[task.task_id]
         row_id = self.plan.task_rows.get(task.task_id)
         if row_id is None:  # a new path: claim a vanished track with this content
-            candidates = [
-                i for i in self.plan.vanished.get(facts.content_hash, []) if i not in self.claimed
-            ]
-            if not candidates:  # another copy already claimed it: analyse this one
+            row_id = self.plan.moves.claim(facts.content_hash)
+            if row_id is None:  # another copy already claimed it: analyse this one
                 retry = Task(task.task_id, task.path, allow_move=False)
                 self.states[task.task_id] = self._new_state(retry)
                 pool.submit(retry)
                 return
-            row_id = candidates[0]
-        self.claimed.add(row_id)
+        else:
+            self.plan.moves.keep(row_id)
         self.catalog.touch(row_id, facts)
         self.summary.reused += 1
         self.progress.advance(0.0)
@@ -456,7 +453,7 @@ class IngestRun:
         except OSError:  # vanished or became a fifo since the plan: it stays missing
             return
         self.catalog.touch(row_id, facts)
-        self.claimed.add(row_id)
+        self.plan.moves.keep(row_id)
         self.summary.reused += 1
 
     # -- inference and recording ------------------------------------------------------------

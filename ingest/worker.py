@@ -27,6 +27,7 @@ from catalog.records import AudioFacts, FileFacts
 from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.hashing import NotRegularFile, content_hash, file_kind
+from ingest.moves import reuses_analysis
 from ingest.tags import read_tags
 
 CHUNK_SEGMENTS = 32
@@ -132,9 +133,7 @@ def analyse_file(
     except OSError as exc:
         send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
         return
-    reusable = facts.content_hash == task.expected_hash or (
-        task.allow_move and facts.content_hash in moved_hashes
-    )
+    reusable = reuses_analysis(task, facts.content_hash, moved_hashes)
     send(("hashed", task.task_id, facts, reusable))
     if reusable:
         return
