@@ -30,6 +30,7 @@ from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
 from ingest.artefacts import heatmap_file, write_atomic
 from ingest.lock import HeldLock, catalog_lock
+from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta, ends_decoding
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
 
@@ -123,7 +124,7 @@ class _TrackState:
     embedding_sum: np.ndarray | None = None
     sent: int = 0
     inferred: int = 0
-    end: tuple | None = None  # the worker's "done" message, once it arrived
+    end: Done | None = None  # the worker's last message, once it arrived
 
 
 class ProgressSink:
@@ -400,35 +401,34 @@ class IngestRun:
             "the decoder was stopped (a hung decoder or an unresponsive disk)"
         )
 
-    def _handle(self, message: tuple, pool: _WorkerPool) -> None:
-        kind, task_id = message[0], message[1]
-        if kind == "begin":
-            pool.began(message[2], task_id)
+    def _handle(self, message: Message, pool: _WorkerPool) -> None:
+        if isinstance(message, Begin):
+            pool.began(message.worker_id, message.task_id)
             return
+        task_id = message.task_id
         pool.heard(task_id)
-        if kind == "alive":
+        if isinstance(message, Alive):
             return
-        if kind in ("done", "fail") or (kind == "hashed" and message[3]):
+        if ends_decoding(message):
             pool.finished(task_id)
         state = self.states.get(task_id)
         if state is None:
             return
-        if kind == "hashed":
-            state.facts = message[2]
-            if message[3]:
-                self._reused_by_hash(state, pool)
-        elif kind == "meta":
-            state.tags = message[2]
-        elif kind == "chunk":
-            _, _, first, features = message
-            state.sent = max(state.sent, first + len(features))
-            self.batch.append((task_id, first, features))
-        elif kind == "done":
-            state.end = message
-            self._maybe_finish(task_id)
-        elif kind == "fail":
-            _, _, reason, audio = message
-            self._fail(task_id, reason, audio)
+        match message:
+            case Hashed(facts=facts, reusable=reusable):
+                state.facts = facts
+                if reusable:
+                    self._reused_by_hash(state, pool)
+            case Meta(tags=tags):
+                state.tags = tags
+            case Chunk(first=first, features=features):
+                state.sent = max(state.sent, first + len(features))
+                self.batch.append((task_id, first, features))
+            case Done():
+                state.end = message
+                self._maybe_finish(task_id)
+            case Fail(reason=reason, audio=audio):
+                self._fail(task_id, reason, audio)
 
     def _reused_by_hash(self, state: _TrackState, pool: _WorkerPool) -> None:
         task, facts = state.task, state.facts
@@ -532,7 +532,7 @@ class IngestRun:
         state = self.states.get(task_id)
         if state is None or state.end is None:
             return
-        _, _, audio, n_segments, _peak, warning = state.end
+        audio, n_segments, warning = state.end.audio, state.end.n_segments, state.end.warning
         if state.inferred < n_segments:
             return
         order = sorted(state.probs)

@@ -27,6 +27,7 @@ from catalog.records import AudioFacts, FileFacts
 from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from ingest.hashing import NotRegularFile, content_hash, file_kind
+from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta
 from ingest.moves import reuses_analysis
 from ingest.tags import read_tags
 
@@ -44,14 +45,7 @@ class Task:
     allow_move: bool = True  # may match a vanished track's hash (a moved file)
 
 
-# Messages sent to the main process, as tuples (kind, task_id, ...):
-#   ("begin", task_id, worker_id)
-#   ("alive", task_id)  -- still working on it (hashing or decoding a long file)
-#   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
-#   ("meta", task_id, Tags)
-#   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames))
-#   ("done", task_id, AudioFacts, n_segments, peak, warning | None)
-#   ("fail", task_id, reason, AudioFacts | None)
+# What a worker sends the main process: the dataclasses of ingest/messages.py.
 
 
 def inspect_path(path: Path) -> tuple[os.stat_result | None, str | None]:
@@ -113,7 +107,10 @@ def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
 
 
 def analyse_file(
-    task: Task, config: FrontendConfig, send, moved_hashes: frozenset[str] = frozenset()
+    task: Task,
+    config: FrontendConfig,
+    send: Callable[[Message], None],
+    moved_hashes: frozenset[str] = frozenset(),
 ) -> None:
     """Run one task, reporting through ``send``; never raises for a bad file.
 
@@ -124,27 +121,27 @@ def analyse_file(
     st, problem = inspect_path(path)
     if problem is not None:
         if st is not None:  # something is there: record it once, with the stat to skip it by
-            send(("hashed", task.task_id, _facts(path, st, None), False))
-        send(("fail", task.task_id, problem, None))
+            send(Hashed(task.task_id, _facts(path, st, None), False))
+        send(Fail(task.task_id, problem))
         return
-    alive = _throttled(ALIVE_SECONDS, lambda: send(("alive", task.task_id)))
+    alive = _throttled(ALIVE_SECONDS, lambda: send(Alive(task.task_id)))
     try:
         facts = _facts(path, st, content_hash(path, alive))
     except OSError as exc:
-        send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
+        send(Fail(task.task_id, f"cannot read file: {exc.strerror or exc}"))
         return
     reusable = reuses_analysis(task, facts.content_hash, moved_hashes)
-    send(("hashed", task.task_id, facts, reusable))
+    send(Hashed(task.task_id, facts, reusable))
     if reusable:
         return
-    send(("meta", task.task_id, read_tags(path)))
+    send(Meta(task.task_id, read_tags(path)))
     try:
         stream = open_audio(path, config.sample_rate)
     except DecodeError as exc:
-        send(("fail", task.task_id, str(exc), None))
+        send(Fail(task.task_id, str(exc)))
         return
     except OSError as exc:
-        send(("fail", task.task_id, f"cannot read file: {exc}", None))
+        send(Fail(task.task_id, f"cannot read file: {exc}"))
         return
     segmenter = StreamingSegmenter(config)
     peak = 0.0
@@ -158,7 +155,7 @@ def analyse_file(
             chunk, rest = stacked[:CHUNK_SEGMENTS], stacked[CHUNK_SEGMENTS:]
             pending = [rest] if len(rest) else []
             features = batch_features(chunk, config).astype(np.float16)
-            send(("chunk", task.task_id, sent, features))
+            send(Chunk(task.task_id, sent, features))
             sent += len(chunk)
 
     for block in stream.blocks:
@@ -182,14 +179,14 @@ def analyse_file(
     repaired = stream.cleaning.note()
     if stream.frames_decoded == 0:
         reason = stream.stopped_early or "no audio frames could be decoded"
-        send(("fail", task.task_id, f"no audio decoded ({reason})", audio))
+        send(Fail(task.task_id, f"no audio decoded ({reason})", audio))
     elif stream.cleaning.none_finite:
-        send(("fail", task.task_id, NO_FINITE_SAMPLES, audio))
+        send(Fail(task.task_id, NO_FINITE_SAMPLES, audio))
     elif silent := silent_peak(peak):
-        send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
+        send(Fail(task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
         notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
-        send(("done", task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
+        send(Done(task.task_id, audio, sent, peak, "; ".join(n for n in notes if n) or None))
 
 
 def _short_warning(stream, config: FrontendConfig) -> str | None:
@@ -272,12 +269,12 @@ def worker_main(
         task = tasks.get()
         if task is None:
             return
-        results.put(("begin", task.task_id, worker_id))
+        results.put(Begin(task.task_id, worker_id))
         try:
             analyse_file(task, frontend, results.put, moved_hashes)
         except Exception as exc:  # a bug or a decoder surprise: record it, keep going
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            results.put(("fail", task.task_id, f"analysis error: {detail}", None))
+            results.put(Fail(task.task_id, f"analysis error: {detail}"))
 
 
 def single_thread_env() -> dict[str, str]:
