@@ -21,10 +21,11 @@ from sqlalchemy import Connection, Select, bindparam, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
-from catalog.explanations import band_focus_of, band_focus_sentence
+from catalog.explanations import band_focus_of
 from catalog.schema import Segment, StemSet, StemStatus, Track, TrackGenre, TrackStatus
 from catalog.stems import latest_stems
 from catalog.store import Catalog
+from embeddings.bands import band_focus_sentence
 
 SUMMARY_COLUMNS = (
     Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,

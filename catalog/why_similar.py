@@ -21,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import select
 
-from catalog.explanations import BANDS, shared_genres
+from catalog.explanations import shared_genres
 from catalog.queries import track_details, track_summary_from_details
 from catalog.schema import Segment
 from catalog.store import Catalog
+from embeddings.bands import BANDS
 
 
 def why_similar(catalog: Catalog, track_id: int, other_id: int, pairs: int = 3) -> dict:

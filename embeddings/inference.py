@@ -24,6 +24,7 @@ from embeddings.aggregation import (  # noqa: F401 (re-exported: callers import 
     top_k,
 )
 from embeddings.checkpoint import GenreModel
+from embeddings.device import pick_device  # noqa: F401 (re-exported: callers import it here)
 from embeddings.inference_paths import (  # noqa: F401 (PRECISIONS re-exported)
     PRECISIONS,
     choose_path,
@@ -33,13 +34,6 @@ from embeddings.inference_paths import (  # noqa: F401 (PRECISIONS re-exported)
 )
 from embeddings.model import inference_copy
 from embeddings.onnx_runtime import OnnxNetwork, export_onnx, int8_model_path
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The GPU when present unless the caller asks otherwise."""
-    if requested and requested != "auto":
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass

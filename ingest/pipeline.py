@@ -25,10 +25,11 @@ import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.store import Catalog
+from embeddings.atomic import atomic_write
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import BestWindowTracker
-from ingest.artefacts import heatmap_file, write_atomic
+from ingest.artefacts import heatmap_file
 from ingest.lock import HeldLock, catalog_lock
 from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta, ends_decoding
 from ingest.scan import Plan, make_plan
@@ -588,7 +589,7 @@ class IngestRun:
         path = heatmap_file(
             self.catalog.paths.heatmaps, state.facts.content_hash, self.model.model_id
         )
-        write_atomic(path, png)
+        atomic_write(path, png, parents=True)
         return Explanation(str(path), genre, start, end, focus.as_dict())
 
     def _fail(self, task_id: int, reason: str, audio: AudioFacts | None = None) -> None:

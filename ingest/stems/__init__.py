@@ -19,6 +19,7 @@ working. To intercept ``apply_model`` or ``load_demucs_model``, patch them in
 :mod:`ingest.stems.separator`, where they are looked up, not here.
 """
 
+from embeddings.device import pick_device
 from ingest.stems.cache import (
     BatchProgress,
     BatchSummary,
@@ -49,7 +50,7 @@ from ingest.stems.settings import (
     stem_directory,
 )
 from ingest.stems.split import ShiftedSplit, SplitStream
-from ingest.stems.weights import load_demucs_model, model_segment, pick_device
+from ingest.stems.weights import load_demucs_model, model_segment
 
 __all__ = [
     "DEFAULT_MODEL",
