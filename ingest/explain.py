@@ -69,7 +69,8 @@ def _target(catalog: Catalog, track_id: int, model: GenreModel, genre: str | Non
     if track.model_id != model.model_id:
         raise ExplainError(
             f"track {track_id} was analysed by model {track.model_id}, not {model.model_id}: "
-            "re-run `sonic ingest` with this model, or pass the model that analysed it"
+            "re-run `sonic ingest` with this model, or pass --checkpoint with the model that "
+            "analysed it"
         )
     genre = genre or track.genre
     if genre not in model.genres:

@@ -190,7 +190,7 @@ def test_compare_produces_the_table(dataset: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["train", str(dataset), "--compare", "--folds", "2", "--epochs", "1", "--crops", "2",
-         "--batch-size", "8", "--no-final", "--out", str(out), "--cache-dir",
+         "--batch-size", "8", "--no-final", "--run-dir", str(out), "--cache-dir",
          str(tmp_path / "cache"), "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -207,7 +207,7 @@ def test_dataset_report(dataset: Path, tmp_path: Path) -> None:
     from ui.cli import app
 
     result = CliRunner().invoke(
-        app, ["dataset-report", str(dataset), "--out", str(tmp_path / "r"), "--format", "html",
+        app, ["dataset-report", str(dataset), "--output", str(tmp_path / "r"), "--format", "html",
               "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

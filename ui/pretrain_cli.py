@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir, checkpoint_argument
+from ui.options import DataDir, JsonFlag, checkpoint_argument, command
 from ui.train_cli import _Bars
 
 
@@ -27,7 +27,7 @@ def pretrain(
             help="Folders (searched recursively) or files of unlabelled audio.",
         ),
     ],
-    out: Annotated[
+    checkpoint: Annotated[
         Path | None,
         typer.Option(help="Checkpoint to write (default: <data dir>/models/pretrained-<time>.pt)."),
     ] = None,
@@ -97,7 +97,7 @@ def pretrain(
     arch: Annotated[str, typer.Option(help="Network to pretrain.")] = "resnet18",
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of weights, sampling and augmentation.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
     device: Annotated[
         str, typer.Option(help="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -120,7 +120,7 @@ def pretrain(
     ] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Pretrain the embedding network on unlabelled audio (contrastive, SimCLR/COLA-style).
 
@@ -162,7 +162,7 @@ def pretrain(
         if path is not None and not path.exists():
             fail(f"no such {what}: {path}")
     root = data_dir or default_data_dir()
-    target = out or root / "models" / f"pretrained-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    target = checkpoint or root / "models" / f"pretrained-{time.strftime('%Y%m%d-%H%M%S')}.pt"
     options = PretrainOptions(
         roots=list(audio_dirs),
         out=target,
@@ -215,4 +215,4 @@ def pretrain(
 
 def register(app: typer.Typer) -> None:
     """Add ``pretrain`` to the ``sonic`` app."""
-    app.command("pretrain")(pretrain)
+    command(app, "pretrain")(pretrain)

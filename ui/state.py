@@ -156,7 +156,7 @@ class ServiceState:
             return False, (
                 f"the catalog was analysed with model {active}, this service runs "
                 f"{self.model.model_id}: sound-alike search needs the same model "
-                "(start `sonic serve --model` with the catalog's checkpoint)"
+                "(start `sonic serve --checkpoint` with the catalog's checkpoint)"
             )
         return True, None
 
