@@ -131,7 +131,7 @@ def show(
 
 def status(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Catalog statistics and the health of the FAISS index."""
-    from catalog.queries import stats
+    from catalog.stats import stats
 
     with _open_catalog(data_dir) as catalog:
         data = stats(catalog)

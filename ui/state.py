@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from catalog.queries import stats
+from catalog.stats import stats
 from catalog.store import Catalog
 from embeddings.checkpoint import GenreModel, UntrainedModelWarning, load_model
 from ingest.clip import ClipAnalyser

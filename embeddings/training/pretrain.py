@@ -32,6 +32,11 @@ function of the *fraction of the budget spent*, measured every step as the large
 of steps done / steps and seconds spent / seconds allowed. A time-bounded run
 therefore finishes its schedule when its time is up, however fast the machine is
 or however its speed changes while other jobs share it.
+
+About 500 lines in one module, on purpose: the step loop, its budgeted schedule,
+the teacher head and the run summary share one set of options and state; what
+stands alone (the losses, the views, the teachers, the corpus) is in modules of
+its own already.
 """
 
 from __future__ import annotations

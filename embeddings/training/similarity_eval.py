@@ -28,6 +28,9 @@ level (random neighbours) beside the methods.
 A few dozen tracks make a noisy test, so every method also gets a 95 % bootstrap
 interval over the query tracks (``bootstrap_interval``) and its per-track scores,
 in track order, so that two methods can be compared track by track.
+
+Just over 400 lines: every method must see the same decoded audio in one run, so
+decoding, the methods and the report stay together.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ callers import from:
 
 - :mod:`~ingest.stems.settings`: :class:`StemSettings`, the cache key and its folder,
   the errors;
-- :mod:`~ingest.stems.weights`: the device and loading the weights (``pretrained.py``);
+- :mod:`~ingest.stems.weights`: loading the weights (``pretrained.py``; the device rule
+  is :mod:`embeddings.device`);
 - :mod:`~ingest.stems.split`: the streamed overlap-add split (``apply.py``);
 - :mod:`~ingest.stems.separator`: separating one file (``api.py``'s ``Separator``);
 - :mod:`~ingest.stems.cache`: the content-keyed cache, batches and pruning;
