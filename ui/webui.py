@@ -23,6 +23,7 @@ from gradio_client import utils as gradio_client_utils
 from catalog import queries
 from catalog.paths import display_path
 from catalog.projection import library_map, umap_available
+from catalog.why_similar import why_similar as similarity_reasons
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError, decode_clip, preview, preview_file
 from ingest.stems import preview_mix
@@ -328,7 +329,7 @@ def build_ui(  # noqa: C901 (one closure per widget)
         if not track_id or not other_id:
             return ""
         catalog = state.fresh()
-        data = why_similar(catalog, int(track_id), int(other_id))
+        data = similarity_reasons(catalog, int(track_id), int(other_id))
         out = [f"**Why #{other_id} is similar:** {_esc(data['summary'])}"]
         shared = [r for r in data["shared_genres"] if r["shared"] >= 0.05][:5]
         if shared:
