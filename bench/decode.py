@@ -334,11 +334,24 @@ def equivalence(corpus: dict[str, list[Path]]) -> dict:
 _OUTCOMES = """
 import json, os, sys
 from pathlib import Path
-from embeddings.dataset import load_audio
 from embeddings.frontend import FrontendConfig
 from ingest.clip import ClipError, decode_clip
 from ingest.stems.audio import open_blocks
 from ingest.worker import Task, analyse_file
+try:
+    from embeddings.training.dataset import load_audio
+except ImportError:  # a tree from before embeddings/training/ (issue 26)
+    from embeddings.dataset import load_audio
+
+def ending(message):
+    # (done, warning) or (fail, reason) of a worker message, else None; messages are
+    # dataclasses (ingest/messages.py), older trees sent tuples.
+    if isinstance(message, tuple):
+        return {"done": ("done", message[5]), "fail": ("fail", message[2])}.get(message[0])
+    kind = type(message).__name__
+    if kind == "Done":
+        return "done", message.warning
+    return ("fail", message.reason) if kind == "Fail" else None
 
 root, out = os.fsencode(sys.argv[1]), sys.argv[2]
 found = sorted(os.path.join(d, f) for d, _, fs in os.walk(root) for f in fs)
@@ -347,8 +360,8 @@ for name in found:
     path, key = Path(os.fsdecode(name)), os.fsdecode(os.path.relpath(name, root))
     sent = []
     analyse_file(Task(0, str(path)), FrontendConfig(), sent.append)
-    last = [m for m in sent if m[0] in ("done", "fail")][-1]
-    outcome = {"ingest": ["ok", last[5]] if last[0] == "done" else ["fail", last[2]]}
+    kind, detail = [e for e in map(ending, sent) if e][-1]
+    outcome = {"ingest": ["ok" if kind == "done" else "fail", detail]}
     if path.is_file() and not path.is_symlink():
         try:
             outcome["upload"] = ["ok", len(decode_clip(path, 22050)[0])]

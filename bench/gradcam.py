@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO))
 
 from bench.corpus import SR as CORPUS_RATE  # noqa: E402
 from bench.corpus import synth_track  # noqa: E402
+from embeddings.audio import downmix  # noqa: E402
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.gradcam import grad_cam  # noqa: E402
 from embeddings.inference import Predictor  # noqa: E402
-from ingest.decode import downmix  # noqa: E402
 
 
 def corpus_features(config: FrontendConfig, segments: int, seed: int = 0) -> np.ndarray:

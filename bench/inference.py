@@ -41,13 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from embeddings.agreement import agreement  # noqa: E402
+from embeddings.audio import decode_all  # noqa: E402
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import batch_features, split_segments  # noqa: E402
 from embeddings.inference import Predictor, cpu_has_native_bf16  # noqa: E402
 from embeddings.inference_paths import cpu_flags, cpu_isa  # noqa: E402
 from embeddings.model import inference_copy  # noqa: E402
 from embeddings.onnx_runtime import export_onnx, int8_model_path  # noqa: E402
-from ingest.decode import decode_all  # noqa: E402
 
 Run = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx")
@@ -235,7 +235,7 @@ def main() -> None:
     gtzan, gtzan_owner = features_of(gtzan_files, model)
     corpus, corpus_owner = features_of(corpus_files(args.corpus), model)
     per_genre_index = np.array([int(p.stem.rsplit(".", 1)[1]) for p in gtzan_files])
-    calibration = gtzan[per_genre_index[gtzan_owner] < 5]  # as embeddings/quantization.py
+    calibration = gtzan[per_genre_index[gtzan_owner] < 5]  # as embeddings/training/quantization.py
     print(f"{len(gtzan_files)} GTZAN clips ({len(gtzan)} segments), "
           f"{corpus_owner.max() + 1} corpus tracks ({len(corpus)} segments)")  # fmt: skip
 

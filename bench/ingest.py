@@ -46,10 +46,10 @@ sys.path.insert(0, str(REPO))
 
 from procs import PeakRss, run_measured  # noqa: E402  (bench/procs.py, beside this script)
 
+from embeddings.audio import open_audio  # noqa: E402
 from embeddings.checkpoint import load_default_model  # noqa: E402
 from embeddings.frontend import StreamingSegmenter, batch_features  # noqa: E402
 from embeddings.inference import Predictor  # noqa: E402
-from ingest.decode import open_audio  # noqa: E402
 from ingest.scan import iter_audio_files  # noqa: E402
 
 

@@ -72,9 +72,9 @@ def embed_dataset(root: Path, backbone: str, max_seconds: float) -> dict:
     import torch
 
     from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from embeddings.dataset import load_audio
     from embeddings.frontend import FrontendConfig, batch_features, split_segments
-    from embeddings.similarity_eval import random_network
+    from embeddings.training.dataset import load_audio
+    from embeddings.training.similarity_eval import random_network
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     head_genres: list[str] = []

@@ -22,7 +22,6 @@ library's own vectors to the least that reaches ``TARGET_RECALL`` recall@10.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import threading
 from collections.abc import Callable
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+
+from embeddings.atomic import atomic_write
 
 MAGIC = b"SONICIDX"
 _HEADER_LEN = struct.Struct("<I")
@@ -394,21 +395,14 @@ class VectorIndex:
             {"version": self.version, "model_id": self.model_id, "dim": self.dim}
         ).encode()
         body = faiss.serialize_index(self.index)
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
+
+        def write(fh) -> None:
             fh.write(MAGIC)
             fh.write(_HEADER_LEN.pack(len(header)))
             fh.write(header)
             fh.write(body.tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+        atomic_write(Path(path), write, durable=True)
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:

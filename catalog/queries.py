@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Select, bindparam, case, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
-from catalog.explanations import band_focus_of, band_focus_sentence, shared_genres
+from catalog.explanations import band_focus_of
 from catalog.genre_names import canonical_name
 from catalog.genre_store import UNCERTAIN
 from catalog.genre_views import genre_views, library_state
@@ -36,6 +36,7 @@ from catalog.schema import (
 )  # fmt: skip
 from catalog.stems import latest_stems
 from catalog.store import Catalog
+from embeddings.bands import band_focus_sentence
 
 SUMMARY_COLUMNS = (
     Track.id, Track.path, Track.title, Track.artist, Track.album, Track.track_number,
@@ -354,62 +355,6 @@ def similar_to_vector(
         fetch = min(len(index), fetch * 4)
 
 
-def compare_tracks(catalog: Catalog, track_id: int, other_id: int) -> dict:
-    """Why two tracks come out similar, from what the catalog stores.
-
-    The sound-alike score is the cosine of the two embeddings. The stored genre
-    predictions say in which terms the model hears them alike: the genres both are
-    predicted as (the overlap of the two distributions), and how much of each
-    track's timeline falls in the genres they share.
-    """
-    index = catalog.index()
-    a, b = track_details(catalog, track_id), track_details(catalog, other_id)
-    va, vb = index.vector(track_id), index.vector(other_id)
-    cosine = float(np.dot(va, vb)) if va is not None and vb is not None else None
-    pa, pb = a["probabilities"], b["probabilities"]
-    shared = sorted(
-        ({"genre": g, "probability_a": pa.get(g, 0.0), "probability_b": pb.get(g, 0.0),
-          "shared": common} for g, common in shared_genres(pa, pb).items()),
-        key=lambda row: -row["shared"],
-    )  # fmt: skip
-    overlap = float(sum(row["shared"] for row in shared))
-    top = [row for row in shared if row["shared"] >= 0.1][:3]
-
-    def timeline_share(details: dict, genres: set[str]) -> float | None:
-        segments = details["timeline"]
-        if not segments:
-            return None
-        return sum(seg["genre"] in genres for seg in segments) / len(segments)
-
-    top_genres = {row["genre"] for row in top}
-    if cosine is None:
-        summary = "one of the tracks has no embedding in the index, so no similarity score"
-    elif top:
-        names = ", ".join(f"{r['genre']} ({r['probability_a']:.0%} / {r['probability_b']:.0%})"
-                          for r in top)  # fmt: skip
-        summary = (
-            f"cosine similarity {cosine:.3f}; the model hears both mostly as {names}; "
-            f"their genre predictions overlap by {overlap:.0%}"
-        )
-    else:
-        summary = (
-            f"cosine similarity {cosine:.3f}; their genre predictions barely overlap "
-            f"({overlap:.0%}), so the likeness is in timbre or texture the genre labels miss"
-        )
-    return {
-        "track": track_summary_from_details(a),
-        "other": track_summary_from_details(b),
-        "score": cosine,
-        "genre_overlap": overlap,
-        "shared_genres": shared,
-        "timeline_share": {
-            "track": timeline_share(a, top_genres),
-            "other": timeline_share(b, top_genres),
-        },
-        "summary": summary,
-    }
-
-
 def track_summary_from_details(details: dict) -> dict:
     keys = ("id", "path", "title", "artist", "album", "track_number", "duration_s",
             "status", "genre", "confidence")  # fmt: skip
@@ -528,50 +473,4 @@ def _explanation(track, heatmap: str | None) -> dict | None:
         "window_s": [track.heatmap_start_s, track.heatmap_end_s],
         "band_focus": focus,
         "sentence": band_focus_sentence(focus),
-    }
-
-
-def stats(catalog: Catalog, check_index_file: bool = True) -> dict:
-    """Counts by status, audio hours, the active model and the index's health.
-
-    ``check_index_file=False`` describes the index in memory instead of reading the
-    file on disk (a long-lived reader asks often; the file may be gigabytes).
-    """
-    with catalog.sessions() as s:
-        by_status = dict(s.execute(select(Track.status, func.count()).group_by(Track.status)).all())
-        # one pass over the analysed tracks for both (a library may hold 300k)
-        hours, other_model = s.execute(
-            select(
-                func.sum(Track.duration_s),
-                func.count().filter(catalog.of_another_model()),
-            ).where(Track.status == TrackStatus.OK)
-        ).one()
-        failures = s.execute(
-            select(Track.error, func.count())
-            .where(Track.status == TrackStatus.FAILED)
-            .group_by(Track.error)
-            .order_by(func.count().desc())
-            .limit(10)
-        ).all()
-    return {
-        "data_dir": str(catalog.paths.root),
-        "database": catalog.describe_database(),
-        "tracks": {status: int(by_status.get(status, 0)) for status in TrackStatus.ALL},
-        "audio_hours": float(hours or 0) / 3600,
-        "active_model_id": catalog.active_model_id,
-        # analysed by an earlier model: out of search until an ingest redoes them
-        "other_model_tracks": int(other_model or 0),
-        "top_failure_reasons": [{"reason": r, "tracks": int(n)} for r, n in failures],
-        "index": catalog.index_health() if check_index_file else _index_in_memory(catalog),
-    }
-
-
-def _index_in_memory(catalog: Catalog) -> dict:
-    index = catalog.index()
-    db_version = catalog.index_version()
-    return {
-        "vectors": len(index),
-        "version": index.version,
-        "db_version": db_version,
-        "current": index.version == db_version,
     }

@@ -328,13 +328,34 @@ class Catalog:
     def remember_checkpoint(self, path: Path, identity: dict) -> None:
         """Remember the identity of the model in checkpoint ``path`` as the file is now."""
         key, stat = self._checkpoint_key(path)
-        value = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "identity": identity}
+        value = {
+            "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "identity": identity,
+            "path": os.path.realpath(path),
+        }  # fmt: skip
         with self.sessions.begin() as s:
             self._set_meta(s, key, json.dumps(value))
 
     def artefact_path(self, stored: str | None) -> Path | None:
         """The file a stored artefact path (heatmap, stem) names in this data directory now."""
         return resolve_stored(self.paths.root, stored) if stored else None
+
+    def checkpoint_of_model(self, model_id: str) -> Path | None:
+        """A checkpoint file this catalog has seen that holds model ``model_id``, unchanged.
+
+        What ``sonic explain`` loads by default: the model that analysed the track.
+        None when no remembered file still holds it (moved, rewritten, or remembered
+        before paths were recorded).
+        """
+        for key, raw in self._meta_snapshot().items():
+            if not key.startswith("checkpoint:"):
+                continue
+            data = json.loads(raw)
+            path = data.get("path")
+            if not path or data.get("identity", {}).get("model_id") != model_id:
+                continue
+            if self.remembered_checkpoint(Path(path)) is not None:  # the file is unchanged
+                return Path(path)
+        return None
 
     # -- library roots ----------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """From per-segment outputs to one answer per track: numpy only.
 
 Kept apart from :mod:`embeddings.inference` (which needs torch) so the command line
-can check ``--aggregate`` and the pipeline can plan a run without importing torch.
+can check ``--aggregation`` and the pipeline can plan a run without importing torch.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ layers after the cam layer only (for ResNet18: pooling and one linear layer). Th
 map is upsampled to the mel grid (128 x 130 per segment), so it lines up with the
 spectrogram it explains.
 
-Band focus sums the heatmap's mass per mel band and splits it at 250 Hz and 4 kHz:
-low (bass and kick), mid (vocals and most instruments), high (cymbals, air, sibilance).
+Band focus sums the heatmap's mass per mel band and splits it at the edges of
+:mod:`embeddings.bands` (250 Hz and 4 kHz): low (bass and kick), mid (vocals and most
+instruments), high (cymbals, air, sibilance).
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embeddings.bands import HIGH_HZ, LOW_HZ
 from embeddings.frontend import FrontendConfig, mel_band_edges
-
-LOW_HZ = 250.0
-HIGH_HZ = 4000.0
-BANDS = ("low", "mid", "high")
 
 
 def grad_cam(network: nn.Module, features: np.ndarray, target: int) -> np.ndarray:

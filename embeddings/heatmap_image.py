@@ -18,8 +18,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from embeddings.bands import HIGH_HZ, LOW_HZ
 from embeddings.frontend import FrontendConfig
-from embeddings.gradcam import HIGH_HZ, LOW_HZ, mel_band_centres
+from embeddings.gradcam import mel_band_centres
 
 HZ_TICKS = (60, 125, 250, 500, 1000, 2000, 4000, 8000)
 ROW_SCALE = 3  # pixels per mel band

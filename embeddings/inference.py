@@ -24,6 +24,7 @@ from embeddings.aggregation import (  # noqa: F401 (re-exported: callers import 
     top_k,
 )
 from embeddings.checkpoint import GenreModel
+from embeddings.device import pick_device  # noqa: F401 (re-exported: callers import it here)
 from embeddings.inference_paths import (  # noqa: F401 (PRECISIONS re-exported)
     PRECISIONS,
     choose_path,
@@ -33,13 +34,6 @@ from embeddings.inference_paths import (  # noqa: F401 (PRECISIONS re-exported)
 )
 from embeddings.model import inference_copy
 from embeddings.onnx_runtime import OnnxNetwork, export_onnx, int8_model_path
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """The GPU when present unless the caller asks otherwise."""
-    if requested and requested != "auto":
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @dataclass
@@ -217,7 +211,7 @@ def _int8_network(model: GenreModel) -> OnnxNetwork:
     if not path.is_file():
         raise ValueError(
             f"no int8 model ships for {model.model_id}: int8 needs one calibrated on real "
-            "clips (python -m embeddings.quantization DATASET --model CHECKPOINT); "
+            "clips (python -m embeddings.training.quantization DATASET --model CHECKPOINT); "
             "use --precision auto or fp32"
         )
     with _ONNX_LOCK:

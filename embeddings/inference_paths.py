@@ -24,7 +24,7 @@ So on a CPU ``auto`` picks PyTorch fp32, on AVX2 and AVX-512 alike, and says why
 CPUs PyTorch was measured capped to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``); ONNX Runtime
 cannot be capped, so its speed there is unmeasured and ``auto`` does not bet on it.
 Its int8 model was run on an emulated AVX2-only CPU and agreed with this CPU's
-answers to cosine 0.99998 (:mod:`embeddings.quantization` says what it avoids).
+answers to cosine 0.99998 (:mod:`embeddings.training.quantization` says what it avoids).
 
 This module imports nothing heavy: the CLI reads :data:`PRECISIONS` at start-up.
 """

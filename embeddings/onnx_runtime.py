@@ -8,7 +8,7 @@ fp32 is exported from the loaded checkpoint in memory when ``--precision onnx-fp
 asks for it (about a second, once per process and weights; the Predictor caches it):
 a 45 MB file cached on disk per model would need invalidating, and the export is
 exact. The int8 model cannot be made on the user's machine (calibration needs real
-music, see :mod:`embeddings.quantization`), so it is shipped, keyed by the model id
+music, see :mod:`embeddings.training.quantization`), so it is shipped, keyed by the model id
 it was made from (11 MB).
 
 Threads: ingest runs several inference threads, each limited to one core with

@@ -1,4 +1,7 @@
-"""Files the analysis leaves in the data directory (heatmap PNGs), written atomically.
+"""Where the analysis leaves files in the data directory (heatmap PNGs).
+
+They are written with :func:`embeddings.atomic.atomic_write`: readers never see half
+an image.
 
 Artefacts are named by content hash and model id, not by path or track id: a moved
 file keeps its heatmap, and a changed file or a new model gets a new one.
@@ -6,7 +9,6 @@ file keeps its heatmap, and a changed file or a new model gets a new one.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -18,12 +20,3 @@ def _safe(text: str) -> str:
 def heatmap_file(heatmaps_dir: Path, content_hash: str, model_id: str, suffix: str = "") -> Path:
     name = f"{content_hash}-{_safe(model_id)}{_safe(suffix)}.png"
     return Path(heatmaps_dir) / content_hash[:2] / name
-
-
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a temporary file and rename: readers never see half an image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path

@@ -17,16 +17,17 @@ import numpy as np
 from sqlalchemy import select
 
 from catalog.errors import TrackNotFound
-from catalog.explanations import band_focus_sentence
 from catalog.schema import Segment, Track, TrackStatus
 from catalog.store import Catalog
+from embeddings.atomic import atomic_write
 from embeddings.attributions import METHODS, attribute
+from embeddings.audio import decode_all
+from embeddings.bands import band_focus_sentence
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import batch_features, split_segments
 from embeddings.gradcam import band_focus
 from embeddings.heatmap_image import render_heatmap_png
-from ingest.artefacts import heatmap_file, write_atomic
-from ingest.decode import decode_all
+from ingest.artefacts import heatmap_file
 
 WINDOW_SEGMENTS = 4
 
@@ -87,7 +88,8 @@ def _target(catalog: Catalog, track_id: int, model: GenreModel, genre: str | Non
     if track.model_id != model.model_id:
         raise ExplainError(
             f"track {track_id} was analysed by model {track.model_id}, not {model.model_id}: "
-            "re-run `sonic ingest` with this model, or pass the model that analysed it"
+            "re-run `sonic ingest` with this model, or pass --checkpoint with the model that "
+            "analysed it"
         )
     genre = genre or track.genre
     if genre not in model.genres:
@@ -133,8 +135,8 @@ def explain_track(
     else:
         maps, delta, mel = _compute(target, model, method, start, end)
         title = f"{method} for '{target.genre}': {Path(target.track.path).name}"
-        write_atomic(png, render_heatmap_png(mel, np.concatenate(list(maps), axis=1), config,
-                                             start, title))  # fmt: skip
+        image = render_heatmap_png(mel, np.concatenate(list(maps), axis=1), config, start, title)
+        atomic_write(png, image, parents=True)
         raw.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(raw, maps=maps.astype(np.float16),
                             delta=np.nan if delta is None else delta)  # fmt: skip

@@ -27,14 +27,16 @@ from catalog.claims import Claims
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from catalog.schema import Track, TrackStatus
 from catalog.store import Catalog
+from embeddings.atomic import atomic_write
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.projection import project_segments
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS, BestWindowTracker, describe_analysis
-from ingest.artefacts import heatmap_file, write_atomic
+from ingest.artefacts import heatmap_file
 from ingest.busy_signal import BusyWatch, Yielder
 from ingest.library_genres import apply as apply_library_genres
 from ingest.library_genres import remember_shipped_threshold
 from ingest.lock import HeldLock, ingest_lock
+from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta, ends_decoding
 from ingest.scan import Plan, make_plan
 from ingest.worker import Task, file_facts, single_thread_env, worker_main
 
@@ -148,7 +150,7 @@ class _TrackState:
     segment_starts: list[float] = field(default_factory=list)
     sent: int = 0
     inferred: int = 0
-    end: tuple | None = None  # the worker's "done" message, once it arrived
+    end: Done | None = None  # the worker's last message, once it arrived
 
 
 class ProgressSink:
@@ -301,7 +303,6 @@ class IngestRun:
         self.threads = 1
         self.yielder = Yielder(None, 1)
         self.plan = Plan()
-        self.claimed: set[int] = set()
         self.claims: Claims | None = None
         self.pending: deque[Task] = deque()  # planned tasks not yet handed to a decoder
         self._last_save = time.monotonic()
@@ -338,7 +339,7 @@ class IngestRun:
                     self._analyse(self.plan.tasks)
             finally:
                 self.catalog.save_index()
-            unclaimed = [i for i in self.plan.missing_candidates if i not in self.claimed]
+            unclaimed = self.plan.moves.unclaimed(self.plan.missing_candidates)
             if self.claims.shared:
                 unclaimed = self._still_missing(unclaimed)
             self.summary.missing = self.catalog.mark_missing(unclaimed)
@@ -486,13 +487,17 @@ class IngestRun:
 
     def _vanished_row(self, content_hash: str) -> int | None:
         """A vanished row with this content for a moved file to take over, claimed."""
-        for row_id in self.plan.vanished.get(content_hash, []):
-            if row_id in self.claimed or not self.claims.row(row_id):
-                continue
-            if self.claims.shared and self._still_missing([row_id]) != [row_id]:
-                continue  # another ingest moved it meanwhile
-            return row_id
-        return None
+        return self.plan.moves.claim(content_hash, available=self._may_take_over)
+
+    def _may_take_over(self, row_id: int) -> bool:
+        """Whether this ingest may move vanished row ``row_id`` (always, on SQLite).
+
+        On PostgreSQL the row's claim is taken here, and a row another ingest moved
+        meanwhile is turned down.
+        """
+        if not self.claims.row(row_id):
+            return False
+        return not self.claims.shared or self._still_missing([row_id]) == [row_id]
 
     def _still_missing(self, row_ids: list[int]) -> list[int]:
         """Rows whose file is still gone and that no other ingest is moving (PostgreSQL)."""
@@ -507,37 +512,36 @@ class IngestRun:
             "the decoder was stopped (a hung decoder or an unresponsive disk)"
         )
 
-    def _handle(self, message: tuple, pool: _WorkerPool) -> None:
-        kind, task_id = message[0], message[1]
-        if kind == "begin":
-            pool.began(message[2], task_id)
+    def _handle(self, message: Message, pool: _WorkerPool) -> None:
+        if isinstance(message, Begin):
+            pool.began(message.worker_id, message.task_id)
             return
+        task_id = message.task_id
         pool.heard(task_id)
-        if kind == "alive":
+        if isinstance(message, Alive):
             return
-        if kind in ("done", "fail") or (kind == "hashed" and message[3]):
+        if ends_decoding(message):
             pool.finished(task_id)
         state = self.states.get(task_id)
         if state is None:
             return
-        if kind == "hashed":
-            state.facts = message[2]
-            if message[3]:
-                self._reused_by_hash(state, pool)
-        elif kind == "meta":
-            state.tags = message[2]
-        elif kind == "chunk":
-            first, features, starts = message[2], message[3], message[4]
-            if starts is not None:
-                state.segment_starts.extend(float(x) for x in starts)
-            state.sent = max(state.sent, first + len(features))
-            self.batch.append((task_id, first, features))
-        elif kind == "done":
-            state.end = message
-            self._maybe_finish(task_id)
-        elif kind == "fail":
-            _, _, reason, audio = message
-            self._fail(task_id, reason, audio)
+        match message:
+            case Hashed(facts=facts, reusable=reusable):
+                state.facts = facts
+                if reusable:
+                    self._reused_by_hash(state, pool)
+            case Meta(tags=tags):
+                state.tags = tags
+            case Chunk(first=first, features=features, starts=starts):
+                if starts is not None:
+                    state.segment_starts.extend(float(x) for x in starts)
+                state.sent = max(state.sent, first + len(features))
+                self.batch.append((task_id, first, features))
+            case Done():
+                state.end = message
+                self._maybe_finish(task_id)
+            case Fail(reason=reason, audio=audio):
+                self._fail(task_id, reason, audio)
 
     def _reused_by_hash(self, state: _TrackState, pool: _WorkerPool) -> None:
         task, facts = state.task, state.facts
@@ -550,7 +554,8 @@ class IngestRun:
                 self.states[task.task_id] = self._new_state(retry)
                 pool.submit(retry)
                 return
-        self.claimed.add(row_id)
+        else:
+            self.plan.moves.keep(row_id)
         self.catalog.touch(row_id, facts)
         self.summary.reused += 1
         self.progress.advance(0.0)
@@ -561,7 +566,7 @@ class IngestRun:
         except OSError:  # vanished or became a fifo since the plan: it stays missing
             return
         self.catalog.touch(row_id, facts)
-        self.claimed.add(row_id)
+        self.plan.moves.keep(row_id)
         self.summary.reused += 1
 
     # -- inference and recording ------------------------------------------------------------
@@ -673,7 +678,8 @@ class IngestRun:
         state = self.states.get(task_id)
         if state is None or state.end is None:
             return
-        _, _, audio, n_segments, _peak, warning, overview = state.end
+        end = state.end
+        audio, n_segments, warning, overview = end.audio, end.n_segments, end.warning, end.overview
         if state.inferred < n_segments:
             return
         order = sorted(state.probs)
@@ -740,7 +746,7 @@ class IngestRun:
             f"Grad-CAM for '{genre}': {Path(state.task.path).name}",
         )
         path = heatmap_file(self._heatmaps_dir(), state.facts.content_hash, self.model.model_id)
-        write_atomic(path, png)
+        atomic_write(path, png, parents=True)
         return Explanation(str(path), genre, start, end, focus.as_dict())
 
     def _fail(self, task_id: int, reason: str, audio: AudioFacts | None = None) -> None:

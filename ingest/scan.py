@@ -3,13 +3,13 @@
 The plan is what makes re-runs cheap: a file whose size and mtime match its row
 and whose analysis came from the current model is skipped without being opened.
 Files whose size or mtime changed are hashed (by a worker) and re-analysed only if
-the content changed; new paths whose content matches a vanished track are moves.
+the content changed; new paths whose content matches a vanished track are moves
+(:mod:`ingest.moves` decides).
 """
 
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +18,7 @@ from catalog.schema import TrackStatus
 from catalog.store import FileState
 from embeddings.audio import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # training's very list
 from embeddings.audio import iter_audio_files
+from ingest.moves import Moves
 from ingest.worker import Task
 
 
@@ -29,14 +30,14 @@ class Plan:
     task_rows: dict[int, int] = field(default_factory=dict)  # task id -> existing row id
     restore: list[tuple[int, Path]] = field(default_factory=list)  # missing rows back in place
     skipped: int = 0
-    vanished: dict[str, list[int]] = field(default_factory=dict)  # hash -> row ids
+    moves: Moves = field(default_factory=Moves)  # vanished tracks a new path may take over
     missing_candidates: list[int] = field(default_factory=list)
     seen_paths: set[str] = field(default_factory=set)
     unreadable_folders: list[tuple[str, str]] = field(default_factory=list)  # (folder, why)
 
     @property
     def moved_hashes(self) -> frozenset[str]:
-        return frozenset(self.vanished)
+        return self.moves.hashes
 
 
 def _reusable(row: FileState, model_id: str) -> bool:
@@ -94,17 +95,15 @@ def make_plan(
         plan.tasks.append(Task(task_id, key, expected_hash=expected, allow_move=False))
         plan.task_rows[task_id] = row.id
 
-    vanished: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         if row.path in plan.seen_paths:
             continue
         gone = row.status == TrackStatus.MISSING or not os.path.exists(row.path)
         if not gone:
             continue
-        if row.content_hash and _reusable(row, model_id):
-            vanished[row.content_hash].append(row.id)
+        if _reusable(row, model_id):
+            plan.moves.offer(row)
         hidden = _under(row.path, [folder for folder, _ in plan.unreadable_folders])
         if row.status != TrackStatus.MISSING and _under(row.path, root_list) and not hidden:
             plan.missing_candidates.append(row.id)
-    plan.vanished = dict(vanished)
     return plan

@@ -28,6 +28,8 @@ from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_
 from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
 from embeddings.windows import analysis_windows
 from ingest.hashing import NotRegularFile, content_hash, file_kind
+from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta
+from ingest.moves import reuses_analysis
 from ingest.overview import OverviewBuilder, encode, overview_of_windows
 from ingest.tags import read_tags
 from ingest.windowed import WindowedReading, read_windows
@@ -49,15 +51,7 @@ class Task:
     analysis_s: float | None = None
 
 
-# Messages sent to the main process, as tuples (kind, task_id, ...):
-#   ("begin", task_id, worker_id)
-#   ("alive", task_id)  -- still working on it (hashing or decoding a long file)
-#   ("hashed", task_id, FileFacts, reusable: bool)  -- reusable: no decode follows
-#   ("meta", task_id, Tags)
-#   ("chunk", task_id, first_segment_index, float16 features (n, n_mels, frames),
-#    segment start seconds (n,) under the analysis budget, else None: consecutive)
-#   ("done", task_id, AudioFacts, n_segments, peak, warning | None, overview bytes)
-#   ("fail", task_id, reason, AudioFacts | None)
+# What a worker sends the main process: the dataclasses of ingest/messages.py.
 
 
 def inspect_path(path: Path) -> tuple[os.stat_result | None, str | None]:
@@ -119,7 +113,10 @@ def file_facts(path: Path, with_hash: bool = True) -> FileFacts:
 
 
 def analyse_file(
-    task: Task, config: FrontendConfig, send, moved_hashes: frozenset[str] = frozenset()
+    task: Task,
+    config: FrontendConfig,
+    send: Callable[[Message], None],
+    moved_hashes: frozenset[str] = frozenset(),
 ) -> None:
     """Run one task, reporting through ``send``; never raises for a bad file.
 
@@ -130,29 +127,27 @@ def analyse_file(
     st, problem = inspect_path(path)
     if problem is not None:
         if st is not None:  # something is there: record it once, with the stat to skip it by
-            send(("hashed", task.task_id, _facts(path, st, None), False))
-        send(("fail", task.task_id, problem, None))
+            send(Hashed(task.task_id, _facts(path, st, None), False))
+        send(Fail(task.task_id, problem))
         return
-    alive = _throttled(ALIVE_SECONDS, lambda: send(("alive", task.task_id)))
+    alive = _throttled(ALIVE_SECONDS, lambda: send(Alive(task.task_id)))
     try:
         facts = _facts(path, st, content_hash(path, alive))
     except OSError as exc:
-        send(("fail", task.task_id, f"cannot read file: {exc.strerror or exc}", None))
+        send(Fail(task.task_id, f"cannot read file: {exc.strerror or exc}"))
         return
-    reusable = facts.content_hash == task.expected_hash or (
-        task.allow_move and facts.content_hash in moved_hashes
-    )
-    send(("hashed", task.task_id, facts, reusable))
+    reusable = reuses_analysis(task, facts.content_hash, moved_hashes)
+    send(Hashed(task.task_id, facts, reusable))
     if reusable:
         return
-    send(("meta", task.task_id, read_tags(path)))
+    send(Meta(task.task_id, read_tags(path)))
     try:
         stream = open_audio(path, config.sample_rate)
     except DecodeError as exc:
-        send(("fail", task.task_id, str(exc), None))
+        send(Fail(task.task_id, str(exc)))
         return
     except OSError as exc:
-        send(("fail", task.task_id, f"cannot read file: {exc}", None))
+        send(Fail(task.task_id, f"cannot read file: {exc}"))
         return
     windows = analysis_windows(stream.info.duration_s, task.analysis_s, config.segment_seconds)
     if windows is not None:
@@ -165,7 +160,7 @@ def analyse_file(
         try:
             stream = open_audio(path, config.sample_rate)
         except (DecodeError, OSError) as exc:
-            send(("fail", task.task_id, f"cannot read file: {exc}", None))
+            send(Fail(task.task_id, f"cannot read file: {exc}"))
             return
     segmenter = StreamingSegmenter(config)
     overview = OverviewBuilder(config.sample_rate)
@@ -180,7 +175,7 @@ def analyse_file(
             chunk, rest = stacked[:CHUNK_SEGMENTS], stacked[CHUNK_SEGMENTS:]
             pending = [rest] if len(rest) else []
             features = batch_features(chunk, config).astype(np.float16)
-            send(("chunk", task.task_id, sent, features, None))
+            send(Chunk(task.task_id, sent, features))
             sent += len(chunk)
 
     for block in stream.blocks:
@@ -205,24 +200,29 @@ def analyse_file(
     repaired = stream.cleaning.note()
     if stream.frames_decoded == 0:
         reason = stream.stopped_early or "no audio frames could be decoded"
-        send(("fail", task.task_id, f"no audio decoded ({reason})", audio))
+        send(Fail(task.task_id, f"no audio decoded ({reason})", audio))
     elif stream.cleaning.none_finite:
-        send(("fail", task.task_id, NO_FINITE_SAMPLES, audio))
+        send(Fail(task.task_id, NO_FINITE_SAMPLES, audio))
     elif silent := silent_peak(peak):
-        send(("fail", task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
+        send(Fail(task.task_id, f"{silent} ({repaired})" if repaired else silent, audio))
     else:
         notes = (_truncation_warning(stream), repaired, _short_warning(stream, config))
         warning = "; ".join(n for n in notes if n) or None
-        send(("done", task.task_id, audio, sent, peak, warning, encode(overview.finish())))
+        send(Done(task.task_id, audio, sent, peak, warning, encode(overview.finish())))
 
 
-def _send_windows(task: Task, config: FrontendConfig, send, reading: WindowedReading) -> None:
+def _send_windows(
+    task: Task,
+    config: FrontendConfig,
+    send: Callable[[Message], None],
+    reading: WindowedReading,
+) -> None:
     """Send a budgeted track's segments (with where each starts) and its ending."""
     segments, starts = np.concatenate(reading.segments), np.concatenate(reading.starts)
     for first in range(0, len(segments), CHUNK_SEGMENTS):
         chunk = segments[first : first + CHUNK_SEGMENTS]
         features = batch_features(chunk, config).astype(np.float16)
-        send(("chunk", task.task_id, first, features, starts[first : first + CHUNK_SEGMENTS]))
+        send(Chunk(task.task_id, first, features, starts[first : first + CHUNK_SEGMENTS]))
     audio = AudioFacts(
         duration_s=reading.duration_s(),
         sample_rate=reading.info.sample_rate,
@@ -234,7 +234,7 @@ def _send_windows(task: Task, config: FrontendConfig, send, reading: WindowedRea
     overview = overview_of_windows(
         segments, starts, config.sample_rate, audio.duration_s or reading.end_s
     )
-    send(("done", task.task_id, audio, len(segments), reading.peak, warning, encode(overview)))
+    send(Done(task.task_id, audio, len(segments), reading.peak, warning, encode(overview)))
 
 
 def _short_warning(stream, config: FrontendConfig) -> str | None:
@@ -317,12 +317,12 @@ def worker_main(
         task = tasks.get()
         if task is None:
             return
-        results.put(("begin", task.task_id, worker_id))
+        results.put(Begin(task.task_id, worker_id))
         try:
             analyse_file(task, frontend, results.put, moved_hashes)
         except Exception as exc:  # a bug or a decoder surprise: record it, keep going
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            results.put(("fail", task.task_id, f"analysis error: {detail}", None))
+            results.put(Fail(task.task_id, f"analysis error: {detail}"))
 
 
 def single_thread_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from audio_fixtures import chord, tone, write, write_m4a
 from embeddings.audio import DecodeError, audio_info, decode_all, read_audio, silence_reason
-from embeddings.dataset import load_audio, load_excerpt
+from embeddings.training.dataset import load_audio, load_excerpt
 
 SR = 22050
 

@@ -403,13 +403,13 @@ def test_a_file_its_extensions_decoder_cannot_read_goes_to_the_other(formats, tm
 
 
 def test_scan_and_training_share_the_extension_list_and_the_walk(tmp_path):
-    import embeddings.dataset
-    import embeddings.unlabelled
+    import embeddings.training.dataset
+    import embeddings.training.unlabelled
     import ingest.scan
-    from embeddings.dataset import discover
-    from embeddings.unlabelled import discover_audio
+    from embeddings.training.dataset import discover
+    from embeddings.training.unlabelled import discover_audio
 
-    assert ingest.scan.AUDIO_EXTENSIONS is embeddings.dataset.AUDIO_EXTENSIONS
+    assert ingest.scan.AUDIO_EXTENSIONS is embeddings.training.dataset.AUDIO_EXTENSIONS
     assert ingest.scan.AUDIO_EXTENSIONS is AUDIO_EXTENSIONS
     assert ingest.scan.iter_audio_files is iter_audio_files
     assert {".aac", ".mp4", ".m4a", ".wave", ".aifc", ".au"} <= AUDIO_EXTENSIONS

@@ -10,6 +10,7 @@ import pytest
 from audio_fixtures import tone, write
 from embeddings.audio import DecodeError, decode_all, downmix, open_audio
 from embeddings.frontend import FrontendConfig
+from ingest.messages import Chunk, Done, Fail
 from ingest.worker import Task, analyse_file
 
 
@@ -71,10 +72,10 @@ def _analysis_peak_bytes(path) -> tuple[int, int]:
     counts = []
 
     def send(message):
-        if message[0] == "chunk":
-            counts.append(len(message[3]))  # keep only the count, as the pipeline consumes
-        elif message[0] in ("done", "fail"):
-            assert message[0] == "done", message
+        if isinstance(message, Chunk):
+            counts.append(len(message.features))  # keep only the count, as the pipeline consumes
+        elif isinstance(message, Done | Fail):
+            assert isinstance(message, Done), message
 
     tracemalloc.start()
     analyse_file(Task(0, str(path)), FrontendConfig(), send)

@@ -13,9 +13,9 @@ from torch import nn
 from typer.testing import CliRunner
 
 from audio_fixtures import chord, noise, tone, write
-from catalog.explanations import explain_similarity
 from catalog.queries import track_details
 from catalog.store import Catalog
+from catalog.why_similar import why_similar
 from embeddings.attributions import integrated_gradients, occlusion
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.gradcam import band_focus, grad_cam
@@ -188,7 +188,7 @@ def test_why_similar_for_identical_tracks_ranks_matching_segments_first(tmp_path
     rows = tracks_by_path(data_dir)
     a, b = rows[str(source)].id, rows[str(twin)].id
     with Catalog(data_dir) as catalog:
-        why = explain_similarity(catalog, a, b)
+        why = why_similar(catalog, a, b)
     assert why["cosine"] == pytest.approx(1.0, abs=1e-4)
     assert why["genre_overlap"] == pytest.approx(1.0, abs=1e-4)
     assert why["band_focus"]["distance"] == pytest.approx(0.0, abs=1e-6)
@@ -198,3 +198,34 @@ def test_why_similar_for_identical_tracks_ranks_matching_segments_first(tmp_path
     assert "closest moments" in why["sentence"]
     cli = CliRunner().invoke(app, ["explain-similar", str(a), str(b), "--data-dir", str(data_dir)])
     assert cli.exit_code == 0 and "closest moments" in cli.stdout
+
+
+def test_explain_uses_the_checkpoint_that_analysed_the_track(tmp_path):
+    """No --checkpoint: the model the catalog recorded for the track, not the shipped one."""
+    from embeddings.checkpoint import save_checkpoint
+    from embeddings.model import build_seeded_model
+
+    genres = ["bright", "dark", "noisy"]
+    mine = tmp_path / "models" / "mine.pt"
+    mine.parent.mkdir()
+    save_checkpoint(mine, build_seeded_model("resnet18", 3, seed=5), "resnet18", genres, CONFIG)
+    song = write(tmp_path / "lib" / "song.wav", chord([220.0, 277.2, 329.6], 6.0), 22050)
+    data = str(tmp_path / "data")
+    runner = CliRunner()
+    ingested = runner.invoke(
+        app, ["ingest", str(song), "--checkpoint", str(mine), "--no-heatmaps", "--workers", "1",
+              "--data-dir", data, "--no-progress", "--json"],
+    )  # fmt: skip
+    assert ingested.exit_code == 0, ingested.output
+    track_id = str(tracks_by_path(tmp_path / "data")[str(song)].id)
+
+    result = runner.invoke(app, ["explain", track_id, "--data-dir", data, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["genre"] in genres
+
+    # The recorded file changed: it no longer holds the model, so the shipped one is
+    # tried, and refused with a reason that says what to pass.
+    save_checkpoint(mine, build_seeded_model("resnet18", 3, seed=6), "resnet18", genres, CONFIG)
+    refused = runner.invoke(app, ["explain", track_id, "--method", "occlusion",
+                                  "--data-dir", data])  # fmt: skip
+    assert refused.exit_code == 1 and "was analysed by model" in refused.stderr

@@ -134,7 +134,7 @@ def test_a_failure_naming_the_file_is_recorded(tmp_path, data_dir, model):
 
 
 def test_such_a_name_decodes_with_the_same_decoder_as_any_other(tmp_path):
-    from ingest.decode import open_audio
+    from embeddings.audio import open_audio
 
     plain = write(tmp_path / "plain.flac", chord([220.0, 277.2, 329.6], 3.0), SR)
     odd = os.path.join(os.fsencode(tmp_path), b"\xe9t\xe9.flac")
@@ -147,8 +147,7 @@ def test_such_a_name_decodes_with_the_same_decoder_as_any_other(tmp_path):
 
 
 def test_an_unreadable_file_with_such_a_name_gets_a_clean_reason(tmp_path):
-    from embeddings.audio import DecodeError
-    from ingest.decode import open_audio
+    from embeddings.audio import DecodeError, open_audio
 
     odd = os.path.join(os.fsencode(tmp_path), b"\xe9.mp3")
     with open(odd, "wb") as fh:

@@ -30,10 +30,16 @@ from sqlalchemy import select
 from audio_fixtures import chord, tone, write, write_float_wav, write_m4a, write_raw_wav
 from catalog.schema import TrackGenre
 from catalog.store import Catalog
-from embeddings.audio import DecodeError, audio_info, open_pyav_audio, read_audio
+from embeddings.audio import (
+    DecodeError,
+    audio_info,
+    decode_all,
+    open_audio,
+    open_pyav_audio,
+    read_audio,
+)
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from ingest.clip import ClipAnalyser, ClipError
-from ingest.decode import decode_all, open_audio
 from ingest.hashing import content_hash
 from ingest.pipeline import IngestOptions, ProgressSink, ingest
 from ingest.worker import file_facts

@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from audio_fixtures import chord, write
 from catalog.index import VectorIndex
-from catalog.queries import similar, stats
+from catalog.queries import similar
 from catalog.schema import Segment, TrackGenre
+from catalog.stats import stats
 from catalog.store import Catalog
 from embeddings.checkpoint import untrained_model
 from embeddings.inference import Predictor

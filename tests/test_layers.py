@@ -15,24 +15,32 @@ ALLOWED = {
 }
 
 
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-    return names
+# The exceptions: leaves of embeddings that the catalog needs too and that import
+# only the standard library, so importing them runs no analysis: the band table
+# (edges and words: the analysis splits at them, the catalog's sentences quote them)
+# and the one atomic file writer (checkpoints, heatmaps, the FAISS index).
+SHARED_LEAVES = {"catalog": {"embeddings.bands", "embeddings.atomic"}}
 
 
 def test_imports_only_point_down():
     violations = []
     for layer, allowed in ALLOWED.items():
         for path in (REPO / layer).rglob("*.py"):
-            bad = (_imports(path) & set(ALLOWED)) - allowed
+            shared = SHARED_LEAVES.get(layer, set())
+            modules = {m for m in _imported_modules(path) if m not in shared}
+            bad = ({m.split(".")[0] for m in modules} & set(ALLOWED)) - allowed
             if bad:
                 violations.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
     assert violations == []
+
+
+def test_a_shared_leaf_imports_only_the_standard_library():
+    import sys
+
+    for module in set().union(*SHARED_LEAVES.values()):
+        path = REPO / (module.replace(".", "/") + ".py")
+        tops = {name.split(".")[0] for name in _imported_modules(path)}
+        assert tops <= set(sys.stdlib_module_names), (path, tops - set(sys.stdlib_module_names))
 
 
 # The audio layer is the bottom of the bottom layer: it needs nothing else of the
@@ -95,3 +103,57 @@ def test_no_reader_keeps_its_own_extension_list():
                     if len(names & {".mp3", ".flac", ".wav", ".ogg", ".m4a"}) >= 3:
                         violations.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert violations == []
+
+
+# Training, pretraining, teachers, evaluation and quantization live in
+# embeddings/training/: analysing a library must never import them (nor their
+# scikit-learn), so only the commands that train or evaluate may.
+TRAINING = REPO / "embeddings" / "training"
+TRAINING_USERS = {
+    "ui/train_cli.py": "sonic train",
+    "ui/pretrain_cli.py": "sonic pretrain",
+    "ui/similarity_cli.py": "sonic evaluate-similarity",
+}
+
+
+def test_the_runtime_never_imports_the_training_package():
+    violations = []
+    for layer in ALLOWED:
+        for path in (REPO / layer).rglob("*.py"):
+            if path.is_relative_to(TRAINING):
+                continue
+            relative = str(path.relative_to(REPO))
+            if relative in TRAINING_USERS:
+                continue
+            for name in _imported_modules(path):
+                if name == "embeddings.training" or name.startswith("embeddings.training."):
+                    violations.append(f"{relative} imports {name}")
+    assert violations == []
+
+
+def test_the_training_commands_import_training_only_when_run():
+    """``sonic --help`` or ``sonic ingest`` must not pay for importing the trainer."""
+    violations = []
+    for relative in TRAINING_USERS:
+        tree = ast.parse((REPO / relative).read_text())
+        for node in tree.body:  # module level only; imports inside a command are fine
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "embeddings.training"
+            ):
+                violations.append(f"{relative}:{node.lineno} imports {node.module} at import time")
+    assert violations == []
+
+
+def test_importing_the_runtime_leaves_the_training_package_unloaded():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ui.cli, ingest.pipeline, catalog.queries, embeddings.inference;"
+        "print(sorted(m for m in sys.modules if m.startswith('embeddings.training')"
+        " or m.startswith('sklearn')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

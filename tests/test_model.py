@@ -100,9 +100,9 @@ def test_the_shipped_model_hears_a_44k_file_as_the_22k_file_it_was_made_from(tmp
     import soxr
 
     from audio_fixtures import chord, noise, write
+    from embeddings.audio import decode_all
     from embeddings.checkpoint import DEFAULT_CHECKPOINT
     from embeddings.frontend import batch_features, split_segments
-    from ingest.decode import decode_all
 
     model = load_checkpoint(DEFAULT_CHECKPOINT)
     assert model.frontend == FrontendConfig()  # trained on today's front end, band limit included

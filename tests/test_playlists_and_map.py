@@ -11,9 +11,10 @@ import pytest
 
 from catalog.playlists import radio, to_m3u
 from catalog.projection import library_map, project
-from catalog.queries import TrackNotFound, compare_tracks, similar
+from catalog.queries import TrackNotFound, similar
 from catalog.records import Analysis, AudioFacts, FileFacts, Tags
 from catalog.store import Catalog
+from catalog.why_similar import why_similar
 
 GENRES = ["blues", "jazz", "rock"]
 
@@ -89,11 +90,11 @@ def test_similar_filters_and_comparison(catalog):
         other_genre, far,
     ]  # fmt: skip
     assert [t["id"] for t in similar(catalog, seed, 3, genre="blues")] == [same_album, far]
-    why = compare_tracks(catalog, seed, same_album)
+    why = why_similar(catalog, seed, same_album)
     assert why["score"] == pytest.approx(0.99 / np.linalg.norm([0.99, 0.1]), abs=1e-5)
     assert why["shared_genres"][0]["genre"] == "blues"
     assert "blues" in why["summary"] and why["timeline_share"] == {"track": 1.0, "other": 1.0}
-    apart = compare_tracks(catalog, seed, other_genre)
+    apart = why_similar(catalog, seed, other_genre)
     assert apart["genre_overlap"] == pytest.approx(0.3, abs=1e-5)
 
 

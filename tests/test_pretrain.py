@@ -29,15 +29,25 @@ from embeddings.checkpoint import (
     load_model,
     save_checkpoint,
 )
-from embeddings.contrastive import nt_xent, pair_statistics, supervised_nt_xent
-from embeddings.dataset import excerpt_offset, load_excerpt, log_power
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
-from embeddings.pretrain import PretrainConfig, _AlbumSampler, album_labels, pretrain_network
-from embeddings.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
-from embeddings.train import TrainConfig, parameter_groups, train_network
-from embeddings.unlabelled import UnlabelledTrack, budget_order, discover_audio, load_corpus
-from embeddings.view_augment import (
+from embeddings.training.contrastive import nt_xent, pair_statistics, supervised_nt_xent
+from embeddings.training.dataset import excerpt_offset, load_excerpt, log_power
+from embeddings.training.pretrain import (
+    PretrainConfig,
+    _AlbumSampler,
+    album_labels,
+    pretrain_network,
+)
+from embeddings.training.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
+from embeddings.training.train import TrainConfig, parameter_groups, train_network
+from embeddings.training.unlabelled import (
+    UnlabelledTrack,
+    budget_order,
+    discover_audio,
+    load_corpus,
+)
+from embeddings.training.view_augment import (
     VIEW_PRESETS,
     Crops,
     ViewConfig,
@@ -419,7 +429,7 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     result = CliRunner().invoke(
         app,
         ["pretrain", str(unlabelled), "--exclude", str(unlabelled / "held_out"),
-         "--out", str(out), "--steps", "2", "--minutes", "0", "--batch-size", "4",
+         "--checkpoint", str(out), "--steps", "2", "--minutes", "0", "--batch-size", "4",
          "--max-seconds", "3", "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
          "--teacher-cache", str(teacher), "--teacher-layer", "taggram", "--views", "full",
          "--no-progress", "--json"],
@@ -445,7 +455,7 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     with pytest.raises(BackboneOnlyError, match="sonic train DATASET --init"):
         load_model(out)
     refused = CliRunner().invoke(
-        app, ["ingest", str(unlabelled / "game"), "--model", str(out),
+        app, ["ingest", str(unlabelled / "game"), "--checkpoint", str(out),
               "--data-dir", str(tmp_path / "data")],
     )  # fmt: skip
     assert refused.exit_code == 1
@@ -456,7 +466,7 @@ def test_sonic_pretrain_writes_a_backbone_that_ingest_refuses(
     assert unknown.exit_code == 2 and "track or album" in unknown.output
     one_album = CliRunner().invoke(
         app,
-        ["pretrain", str(unlabelled / "game"), "--out", str(tmp_path / "album.pt"),
+        ["pretrain", str(unlabelled / "game"), "--checkpoint", str(tmp_path / "album.pt"),
          "--steps", "1", "--minutes", "0", "--batch-size", "4", "--max-seconds", "3",
          "--cache-dir", str(tmp_path / "cache"), "--positives", "album", "--no-progress"],
     )  # fmt: skip
@@ -501,7 +511,7 @@ def _train_from(init: str, tmp_path: Path) -> tuple[dict, GenreModel]:
         app,
         ["train", str(dataset), "--init", init, "--split", str(split), "--epochs", "1",
          "--crops", "1", "--batch-size", "4", "--lr", "0", "--mixup", "0", "--final-epochs", "1",
-         "--out", str(run), "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+         "--run-dir", str(run), "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
          "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -545,7 +555,7 @@ def test_a_backbone_from_before_the_band_limit_fine_tunes_on_todays_front_end(
                     FrontendConfig(n_mels=96), kind="backbone")  # fmt: skip
     dataset, _ = _genre_dataset(tmp_path / "genres")
     result = CliRunner().invoke(
-        app, ["train", str(dataset), "--init", str(other), "--out", str(tmp_path / "run"),
+        app, ["train", str(dataset), "--init", str(other), "--run-dir", str(tmp_path / "run"),
               "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 1 and "another front end" in result.output
@@ -591,7 +601,7 @@ def test_sonic_train_init_refuses_another_architecture(tmp_path: Path) -> None:
     save_checkpoint(init, build_model("vgg", 0), "vgg", [], FrontendConfig(), kind="backbone")
     dataset, _ = _genre_dataset(tmp_path / "genres")
     result = CliRunner().invoke(
-        app, ["train", str(dataset), "--init", str(init), "--out", str(tmp_path / "run"),
+        app, ["train", str(dataset), "--init", str(init), "--run-dir", str(tmp_path / "run"),
               "--cache-dir", str(tmp_path / "cache"), "--no-progress"],
     )  # fmt: skip
     assert result.exit_code == 1

@@ -397,7 +397,7 @@ def test_cli_stems_remix_and_prune(tmp_path, models_dir):
     with Catalog(data) as cat:
         track_id = add_track(cat, path)
     runner = CliRunner()
-    common = ["--data-dir", str(data), "--model", MODEL, "--shifts", "0", "--no-progress"]
+    common = ["--data-dir", str(data), "--demucs-model", MODEL, "--shifts", "0", "--no-progress"]
 
     first = runner.invoke(app, ["stems", str(path), *common, "--models-dir", str(models_dir)])
     assert first.exit_code == 0, first.output
@@ -407,7 +407,7 @@ def test_cli_stems_remix_and_prune(tmp_path, models_dir):
     assert json.loads(second.output)["cached"] is True
 
     remixed = runner.invoke(
-        app, ["remix", str(track_id), *common, "--karaoke", "--out", str(tmp_path / "k.wav")]
+        app, ["remix", str(track_id), *common, "--karaoke", "--output", str(tmp_path / "k.wav")]
     )
     assert remixed.exit_code == 0, remixed.output
     assert sf.info(str(tmp_path / "k.wav")).frames == int(1.2 * 44100)

@@ -55,6 +55,22 @@ def test_user_add_list_remove(tmp_path):
         sonic("user", "list", "--data-dir", data, "--json").stdout)] == ["ana"]  # fmt: skip
 
 
+def test_user_commands_answer_json_for_scripts(tmp_path):
+    data = str(tmp_path / "data")
+    assert sonic("user", "add", "ana", "--password-stdin", "--data-dir", data,
+                 stdin="pw\n").exit_code == 0  # fmt: skip
+    made = json.loads(sonic("user", "api-key", "ana", "--data-dir", data, "--json").stdout)
+    with Catalog(tmp_path / "data") as catalog:
+        assert users.user_for_api_key(catalog, made["api_key"]).name == "ana"
+    revoked = sonic("user", "api-key", "ana", "--revoke", "--data-dir", data, "--json")
+    assert json.loads(revoked.stdout) == {"name": "ana", "revoked": 1}
+    changed = sonic("user", "password", "ana", "--password-stdin", "--no-token-auth",
+                    "--data-dir", data, "--json", stdin="new\n")  # fmt: skip
+    assert json.loads(changed.stdout)["token_auth"] is False
+    removed = sonic("user", "remove", "ana", "--data-dir", data, "--json")
+    assert json.loads(removed.stdout) == {"name": "ana", "removed": True}
+    assert sonic("user", "remove", "ana", "--data-dir", data, "--json").exit_code == 1
+
 def test_secrets_at_rest(tmp_path):
     with Catalog(tmp_path) as catalog:
         user = users.add_user(catalog, "ana", "correct horse battery")

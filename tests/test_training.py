@@ -18,13 +18,13 @@ import torch
 from typer.testing import CliRunner
 
 from embeddings.checkpoint import load_checkpoint, save_checkpoint
-from embeddings.dataset import FeatureCache, discover
-from embeddings.evaluate import clip_metrics, clip_probabilities
-from embeddings.experiment import ExperimentOptions, run_experiment
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
 from embeddings.model import ARCHITECTURES, build_model
-from embeddings.splits import fold_from_split, read_split_file, stratified_folds
-from embeddings.train import TrainConfig
+from embeddings.training.dataset import FeatureCache, discover
+from embeddings.training.evaluate import clip_metrics, clip_probabilities
+from embeddings.training.experiment import ExperimentOptions, run_experiment
+from embeddings.training.splits import fold_from_split, read_split_file, stratified_folds
+from embeddings.training.train import TrainConfig
 
 SR = 22_050
 GENRES = ("clicks", "noise", "tones")
@@ -90,9 +90,9 @@ def test_cached_segments_match_the_inference_front_end(dataset: Path, tmp_path: 
 
 
 def test_random_crop_equals_front_end_on_the_same_span() -> None:
-    from embeddings.augment import crop
-    from embeddings.dataset import log_power
     from embeddings.frontend import segment_features
+    from embeddings.training.augment import crop
+    from embeddings.training.dataset import log_power
 
     config = FrontendConfig()
     audio = _clip("clicks", 1).astype(np.float32)
@@ -190,7 +190,7 @@ def test_compare_produces_the_table(dataset: Path, tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         ["train", str(dataset), "--compare", "--folds", "2", "--epochs", "1", "--crops", "2",
-         "--batch-size", "8", "--no-final", "--out", str(out), "--cache-dir",
+         "--batch-size", "8", "--no-final", "--run-dir", str(out), "--cache-dir",
          str(tmp_path / "cache"), "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -207,7 +207,7 @@ def test_dataset_report(dataset: Path, tmp_path: Path) -> None:
     from ui.cli import app
 
     result = CliRunner().invoke(
-        app, ["dataset-report", str(dataset), "--out", str(tmp_path / "r"), "--format", "html",
+        app, ["dataset-report", str(dataset), "--output", str(tmp_path / "r"), "--format", "html",
               "--no-progress", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ statistics describe (timbre, recording, mix) while contrastive learning keeps
 what they miss. Unlike musicnn this teacher needs no second environment and
 runs on any audio, a user's own library included.
 
-It writes the cache format of ``embeddings/teacher.py`` (``index.json`` plus one
+It writes the cache format of ``embeddings/training/teacher.py`` (``index.json`` plus one
 ``.npz`` per track, layer ``spectral``: ``handcrafted.spectral_statistics`` of
 each non-overlapping 3-s window from the file's start, 66 floats), so ``sonic
 pretrain --teacher-cache DIR --teacher-layer spectral`` distils it unchanged.
@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
 from teacher_musicnn import audio_files, npz_name, read_index, write_index  # noqa: E402  (beside this)
 
 from embeddings.atomic import atomic_write  # noqa: E402
-from embeddings.dataset import load_audio  # noqa: E402
-from embeddings.handcrafted import spectral_statistics  # noqa: E402
+from embeddings.training.dataset import load_audio  # noqa: E402
+from embeddings.training.handcrafted import spectral_statistics  # noqa: E402
 
 LAYER = "spectral"
 WINDOW_SECONDS = 3.0

@@ -5,7 +5,7 @@ what MFCCs describe, which wins on game soundtracks; on the real music kept asid
 for judging, musicnn is the stronger neighbour-finder and handcrafted features
 the weaker. A student of both keeps the tagger's sense of style and the
 statistics' sense of timbre and mix, and this needs no change to the product:
-the merged cache is one more folder in the format of ``embeddings/teacher.py``.
+the merged cache is one more folder in the format of ``embeddings/training/teacher.py``.
 
 Each source is ``CACHE:LAYER[:REPEAT]``. The merged layer concatenates, per 3-s
 window, the sources' vectors, each repeated ``REPEAT`` times (default 1).
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
 from teacher_musicnn import read_index, write_index  # noqa: E402  (beside this script)
 
 from embeddings.atomic import atomic_write  # noqa: E402
-from embeddings.teacher import TeacherCache  # noqa: E402
+from embeddings.training.teacher import TeacherCache  # noqa: E402
 
 LAYER = "merged"
 

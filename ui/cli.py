@@ -1,10 +1,15 @@
-"""The ``sonic`` command line: a thin face over the ingest and catalog layers."""
+"""The ``sonic`` command line: the app, ``sonic ingest``, and the commands of the other modules.
+
+A thin face over the ingest and catalog layers. Each group of commands lives in
+its own module (browse_cli, explain_cli, genres_cli, train_cli, pretrain_cli,
+similarity_cli, stems_cli, serve_cli, user_cli), registered on the one ``app`` at
+the end of this file.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -13,11 +18,10 @@ import typer
 from catalog.paths import displayable
 from embeddings.inference_paths import PRECISIONS
 from embeddings.windows import DEFAULT_ANALYSIS_SECONDS
-from ui.options import DatabaseUrl, DataDir, JsonFlag, checkpoint_argument
+from ui.options import DatabaseUrl, DataDir, JsonFlag, checkpoint_argument, command, load_model
 from ui.options import emit as _emit
 from ui.options import fail as _fail
 from ui.options import open_catalog as _open_catalog
-from ui.options import resolve as _resolve
 
 app = typer.Typer(
     help="Sonic Catalog: index a music library, find sound-alike tracks, browse by genre.",
@@ -64,20 +68,6 @@ class _TqdmProgress:
             self.bar.close()
 
 
-def _load_model(model_path: Path | None):
-    from embeddings.checkpoint import UntrainedModelWarning, load_model
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UntrainedModelWarning)
-        try:
-            model = load_model(checkpoint_argument(model_path) if model_path else None)
-        except (FileNotFoundError, ValueError) as exc:
-            _fail(str(exc))
-    for warning in caught:
-        typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
-    return model
-
-
 def _model_for_ingest(catalog, model_path: Path | None):
     """The genre model for an ingest: a :class:`LazyModel` when the catalog knows it.
 
@@ -90,8 +80,8 @@ def _model_for_ingest(catalog, model_path: Path | None):
     path = checkpoint_argument(model_path) if model_path else DEFAULT_CHECKPOINT
     known = catalog.remembered_checkpoint(path) if path.is_file() else None
     if known is not None:
-        return LazyModel(ModelIdentity.from_dict(known), lambda: _load_model(model_path))
-    genre_model = _load_model(model_path)
+        return LazyModel(ModelIdentity.from_dict(known), lambda: load_model(model_path))
+    genre_model = load_model(model_path)
     if path.is_file():
         catalog.remember_checkpoint(path, ModelIdentity.of(genre_model).to_dict())
     return genre_model
@@ -186,12 +176,12 @@ def _ingest_on_ray(paths, catalog, genre_model, options, bar, held, address: str
         _fail(f"{exc}; finished tracks are saved: run the same command to continue")
 
 
-@app.command()
+@command(app, "ingest")
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files to index.")],
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    model: Annotated[
+    checkpoint: Annotated[
         Path | None, typer.Option(help="A genre-model checkpoint (default: the shipped one).")
     ] = None,
     workers: Annotated[
@@ -204,7 +194,7 @@ def ingest(
     batch_size: Annotated[
         int, typer.Option(help="Most segments per network call; peak memory grows with it.", min=1)
     ] = 32,
-    aggregate: Annotated[
+    aggregation: Annotated[
         str,
         typer.Option(help="How segment probabilities become a track's: mean, median, max, vote."),
     ] = "mean",
@@ -289,15 +279,15 @@ def ingest(
                 from ingest.pipeline import IngestOptions
                 from ingest.pipeline import ingest as run_ingest
 
-                if aggregate not in AGGREGATIONS:
-                    _fail(f"--aggregate must be one of {', '.join(AGGREGATIONS)}")
+                if aggregation not in AGGREGATIONS:
+                    _fail(f"--aggregation must be one of {', '.join(AGGREGATIONS)}")
                 options = IngestOptions(
                     workers=workers, inference_threads=inference_threads,
-                    batch_size=batch_size, aggregation=aggregate, device=device,
+                    batch_size=batch_size, aggregation=aggregation, device=device,
                     precision=precision, heatmaps=heatmaps,
                     analysis_seconds=budget, yield_to_service=yield_to_service,
                 )  # fmt: skip
-                genre_model = _model_for_ingest(catalog, model)
+                genre_model = _model_for_ingest(catalog, checkpoint)
                 bar = _TqdmProgress(progress and not as_json)
                 if ray is None:
                     summary = run_ingest(paths, catalog, genre_model, options, bar, held)
@@ -317,242 +307,9 @@ def ingest(
         _fail("no file could be processed")
 
 
-@app.command()
-def genres(
-    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
-) -> None:
-    """Count tracks per predicted genre."""
-    from catalog.queries import genre_counts
-
-    with _open_catalog(data_dir, database_url) as catalog:
-        data = genre_counts(catalog)
-
-    def render(rows: list[dict]) -> None:
-        if not rows:
-            typer.echo("no analysed tracks yet: run `sonic ingest PATH`")
-        for row in rows:
-            conf = row["mean_confidence"]
-            typer.echo(f"{row['genre']:<12} {row['tracks']:>7}  (mean confidence {conf:.2f})")
-
-    _emit(data, as_json, render)
-
-
-def _render_tracks(rows: list[dict], score: bool = False) -> None:
-    for t in rows:
-        lead = f"{t['score']:.3f}  " if score else ""
-        conf = f" {t['confidence']:.2f}" if t.get("confidence") is not None else ""
-        who = " - ".join(x for x in (t.get("artist"), t.get("title")) if x)
-        typer.echo(
-            f"{lead}#{t['id']:<6} {t.get('genre') or t['status']:<10}{conf}  {who}  [{t['path']}]"
-        )
-
-
-@app.command()
-def tracks(
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-    genre: Annotated[
-        str | None,
-        typer.Option(help="Only this predicted genre (the library model's once learn-genres "
-                     "ran; 'uncertain' lists what it will not name)."),
-    ] = None,  # fmt: skip
-    status: Annotated[str | None, typer.Option(help="ok, failed or missing.")] = None,
-    artist: Annotated[str | None, typer.Option()] = None,
-    album: Annotated[str | None, typer.Option()] = None,
-    query: Annotated[
-        str | None, typer.Option("--query", "-q", help="Text in title/artist/album.")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
-    disagree: Annotated[
-        bool,
-        typer.Option("--disagree", help="Tracks whose genre tag the library model confidently "
-                     "contradicts, and untagged ones it confidently names."),
-    ] = False,  # fmt: skip
-    as_json: JsonFlag = False,
-) -> None:
-    """Browse tracks, by genre (most confident first), status, artist, album or text."""
-    from catalog.queries import browse
-
-    if disagree:
-        from ui.genres_cli import disagreeing
-
-        return disagreeing(data_dir, limit, as_json)
-    with _open_catalog(data_dir, database_url) as catalog:
-        page = browse(catalog, genre, status, artist, album, query, limit, offset)
-
-    def render(data: dict) -> None:
-        for t in data["tracks"]:
-            _render_tracks([t])
-            if t["error"]:
-                typer.echo(f"    reason: {t['error']}")
-        shown = data["offset"] + len(data["tracks"])
-        typer.echo(f"({shown} of {data['total']})")
-
-    _emit(page, as_json, render)
-
-
-@app.command()
-def similar(
-    track: Annotated[str, typer.Argument(help="Track id or file path.")],
-    k: Annotated[int, typer.Option("-k", help="How many neighbours.", min=1)] = 10,
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Sound-alike tracks: nearest neighbours by cosine similarity of embeddings."""
-    from catalog.queries import similar as find_similar
-
-    with _open_catalog(data_dir, database_url) as catalog:
-        track_id = _resolve(catalog, track)
-        try:
-            rows = find_similar(catalog, track_id, k)
-        except LookupError as exc:
-            _fail(str(exc))
-    _emit(
-        {"track_id": track_id, "neighbours": rows},
-        as_json,
-        lambda d: _render_tracks(d["neighbours"], score=True),
-    )
-
-
-@app.command()
-def show(
-    track: Annotated[str, typer.Argument(help="Track id or file path.")],
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Everything the catalog holds for one track."""
-    from catalog.queries import track_details
-
-    with _open_catalog(data_dir, database_url) as catalog:
-        data = track_details(catalog, _resolve(catalog, track))
-
-    def render(d: dict) -> None:
-        for key in ("id", "path", "title", "artist", "album", "track_number", "duration_s",
-                    "sample_rate", "channels", "format", "status", "error", "warning",
-                    "model_id", "genre", "confidence", "n_segments", "in_index"):  # fmt: skip
-            if d.get(key) is not None:
-                typer.echo(f"{key:<13} {d[key]}")
-        if d.get("genre_views"):
-            from ui.genres_cli import render_views
-
-            render_views(d["genre_views"])
-        if d["probabilities"]:
-            typer.echo("probabilities:")
-            for genre, p in sorted(d["probabilities"].items(), key=lambda x: -x[1]):
-                typer.echo(f"  {genre:<12} {p:6.3f} {'#' * round(p * 40)}")
-        if d["timeline"]:
-            typer.echo("timeline:")
-            for seg in d["timeline"]:
-                span = f"{seg['start_s']:7.1f}-{seg['end_s']:<7.1f}"
-                typer.echo(f"  {span} {seg['genre']:<10} {seg['confidence']:.2f}")
-        if d.get("explanation"):
-            e = d["explanation"]
-            typer.echo(f"why {e['genre']}: {e['sentence']}")
-            typer.echo(f"  heatmap over {e['window_s'][0]:.0f}-{e['window_s'][1]:.0f} s")
-        typer.echo("artefacts:")
-        for name, value in d["artefacts"].items():
-            typer.echo(f"  {name:<8} {value or '-'}")
-
-    _emit(data, as_json, render)
-
-
-@app.command()
-def explain(
-    track: Annotated[str, typer.Argument(help="Track id or file path.")],
-    method: Annotated[
-        str, typer.Option(help="gradcam, ig (Integrated Gradients) or occlusion.")
-    ] = "gradcam",
-    genre: Annotated[
-        str | None, typer.Option(help="Genre to explain (default: the predicted one).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="The checkpoint that analysed the track (default: shipped).")
-    ] = None,
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Show which frequencies and moments drove a genre prediction (cached on disk)."""
-    from ingest.explain import ExplainError, explain_track
-
-    genre_model = _load_model(model)
-    with _open_catalog(data_dir, database_url) as catalog:
-        track_id = _resolve(catalog, track)
-        try:
-            data = explain_track(catalog, track_id, genre_model, method, genre)
-        except ExplainError as exc:
-            _fail(str(exc))
-
-    def render(d: dict) -> None:
-        start, end = d["window_s"]
-        typer.echo(f"{d['method']} for '{d['genre']}' over {start:.0f}-{end:.0f} s")
-        typer.echo(d["sentence"])
-        if d["convergence_delta"] is not None:
-            typer.echo(f"IG convergence delta {d['convergence_delta']:.4f}")
-        typer.echo(f"heatmap {d['heatmap']}{' (cached)' if d['cached'] else ''}")
-
-    _emit(data, as_json, render)
-
-
-@app.command("explain-similar")
-def explain_similar(
-    track: Annotated[str, typer.Argument(help="Track id or file path.")],
-    other: Annotated[str, typer.Argument(help="The track it was found similar to.")],
-    data_dir: DataDir = None,
-    database_url: DatabaseUrl = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """Why two tracks are close: genre overlap, band focus and their closest moments."""
-    from catalog.explanations import explain_similarity
-
-    with _open_catalog(data_dir, database_url) as catalog:
-        data = explain_similarity(catalog, _resolve(catalog, track), _resolve(catalog, other))
-
-    def render(d: dict) -> None:
-        if d["cosine"] is not None:
-            typer.echo(f"cosine {d['cosine']:.3f}")
-        typer.echo(d["sentence"])
-        for m in d["closest_moments"]:
-            typer.echo(
-                f"  {m['a_start_s']:7.1f} s ~ {m['b_start_s']:7.1f} s  cosine {m['cosine']:.3f}"
-            )
-
-    _emit(data, as_json, render)
-
-
-@app.command()
-def status(
-    data_dir: DataDir = None, database_url: DatabaseUrl = None, as_json: JsonFlag = False
-) -> None:
-    """Catalog statistics and the health of the FAISS index."""
-    from catalog.queries import stats
-
-    with _open_catalog(data_dir, database_url) as catalog:
-        data = stats(catalog)
-
-    def render(d: dict) -> None:
-        typer.echo(f"data dir      {d['data_dir']}")
-        typer.echo("tracks        " + ", ".join(f"{k} {v}" for k, v in d["tracks"].items()))
-        typer.echo(f"audio         {d['audio_hours']:.2f} h analysed")
-        typer.echo(f"model         {d['active_model_id'] or '-'}")
-        if d["other_model_tracks"]:
-            typer.echo(
-                f"              {d['other_model_tracks']} tracks were analysed with another "
-                "model: out of search until `sonic ingest` redoes their folders"
-            )
-        idx = d["index"]
-        state = "consistent" if idx["consistent"] else "INCONSISTENT (repaired on next use)"
-        typer.echo(f"index         {idx.get('file_vectors', 0)} vectors, {state}")
-        for item in d["top_failure_reasons"]:
-            typer.echo(f"  failed x{item['tracks']}: {item['reason']}")
-
-    _emit(data, as_json, render)
-
-
 from ui import (  # noqa: E402
+    browse_cli,
+    explain_cli,
     genres_cli,
     pretrain_cli,
     serve_cli,
@@ -562,6 +319,8 @@ from ui import (  # noqa: E402
     user_cli,
 )
 
+browse_cli.register(app)
+explain_cli.register(app)
 train_cli.register(app)
 genres_cli.register(app)
 pretrain_cli.register(app)

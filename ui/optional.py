@@ -76,10 +76,16 @@ class Explanations:
         return explanation.get("sentence")
 
     def explain_pair(self, catalog: Catalog, track_id: int, other_id: int) -> dict:
-        """Band-focus profiles and the closest moments of two tracks, with a sentence."""
-        from catalog.explanations import explain_similarity
+        """Band-focus profiles and the closest moments of two tracks, with a sentence.
 
-        return explain_similarity(catalog, track_id, other_id)
+        The part of :func:`catalog.why_similar.why_similar` that comes from the
+        attributions (heatmaps and segment embeddings).
+        """
+        from catalog.why_similar import why_similar
+
+        data = why_similar(catalog, track_id, other_id)
+        keys = ("a", "b", "cosine", "band_focus", "closest_moments", "sentence")
+        return {key: data[key] for key in keys}
 
 
 ProgressCallback = Callable[[float, float | None], None]  # (seconds done, total or None)

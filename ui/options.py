@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from typer.core import TyperCommand
 
 from catalog.paths import DATA_DIR_ENV, default_data_dir, displayable
 
@@ -38,7 +39,61 @@ DatabaseUrl = Annotated[
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
+# One name per concept across commands (issue 26). The spellings they replace keep
+# working for one release, unlisted in --help, with a deprecation message:
+# a genre-model file is --checkpoint everywhere, a separation model --demucs-model,
+# a run folder --run-dir, anything else a command writes --output.
+RENAMED_OPTIONS: dict[str, dict[str, str]] = {
+    "ingest": {"--model": "--checkpoint", "--aggregate": "--aggregation"},
+    "explain": {"--model": "--checkpoint"},
+    "serve": {"--model": "--checkpoint"},
+    "evaluate-similarity": {"--model": "--checkpoint"},
+    "train": {"--out": "--run-dir"},
+    "pretrain": {"--out": "--checkpoint"},
+    "dataset-report": {"--out": "--output"},
+    "stems": {"--model": "--demucs-model"},
+    "remix": {"--model": "--demucs-model", "--out": "--output", "--out-format": "--output-format"},
+}
+
 SHIPPED = "shipped"
+
+
+class _RenamedOptions(TyperCommand):
+    """A command that still accepts the old spellings of its renamed options."""
+
+    renamed: dict[str, str] = {}
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        spelled = []
+        for i, arg in enumerate(args):
+            if arg == "--":  # everything after it is an argument, never an option
+                spelled.extend(args[i:])
+                break
+            name, eq, value = arg.partition("=")
+            if name in self.renamed:
+                new = self.renamed[name]
+                typer.secho(
+                    f"warning: {name} is deprecated and will be removed in the next release; "
+                    f"use {new}",
+                    fg=typer.colors.YELLOW,
+                    err=True,
+                )
+                arg = new + eq + value
+            spelled.append(arg)
+        return super().parse_args(ctx, spelled)
+
+
+def command_class(name: str) -> type[TyperCommand]:
+    """The command class for ``sonic NAME``: one that knows its old option names."""
+    renamed = RENAMED_OPTIONS.get(name)
+    if not renamed:
+        return TyperCommand
+    return type(f"Renamed_{name.replace('-', '_')}", (_RenamedOptions,), {"renamed": renamed})
+
+
+def command(app: typer.Typer, name: str):
+    """``app.command(name)``, accepting the command's deprecated option spellings."""
+    return app.command(name, cls=command_class(name))
 
 
 def checkpoint_argument(entry: Path) -> Path:
@@ -99,3 +154,21 @@ def resolve(catalog, ref: str) -> int:
         return resolve_track(catalog, ref)
     except TrackNotFound as exc:
         fail(str(exc))
+
+
+def load_model(model_path: Path | None):
+    """The genre model in ``model_path`` (default: the shipped one), or exit saying why."""
+    import warnings
+
+    from embeddings.checkpoint import UntrainedModelWarning
+    from embeddings.checkpoint import load_model as load_checkpoint_model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrainedModelWarning)
+        try:
+            model = load_checkpoint_model(checkpoint_argument(model_path) if model_path else None)
+        except (FileNotFoundError, ValueError) as exc:
+            fail(str(exc))
+    for warning in caught:
+        typer.secho(f"warning: {warning.message}", fg=typer.colors.YELLOW, err=True)
+    return model

@@ -1,4 +1,4 @@
-"""``sonic pretrain``: a thin face over ``embeddings.pretrain``.
+"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain``.
 
 Argument parsing, default paths (under the data directory) and the progress bars
 live here; finding and caching the audio, the views, the losses and the
@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir, checkpoint_argument
+from ui.options import DataDir, JsonFlag, checkpoint_argument, command
 from ui.train_cli import _Bars
 
 
@@ -27,7 +27,7 @@ def pretrain(
             help="Folders (searched recursively) or files of unlabelled audio.",
         ),
     ],
-    out: Annotated[
+    checkpoint: Annotated[
         Path | None,
         typer.Option(help="Checkpoint to write (default: <data dir>/models/pretrained-<time>.pt)."),
     ] = None,
@@ -97,7 +97,7 @@ def pretrain(
     arch: Annotated[str, typer.Option(help="Network to pretrain.")] = "resnet18",
     lr: Annotated[float, typer.Option(help="Peak AdamW learning rate.")] = 1e-3,
     temperature: Annotated[float, typer.Option(help="NT-Xent temperature.")] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of weights, sampling and augmentation.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
     device: Annotated[
         str, typer.Option(help="auto (GPU when present), cpu, cuda, cuda:1, ...")
@@ -120,7 +120,7 @@ def pretrain(
     ] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Pretrain the embedding network on unlabelled audio (contrastive, SimCLR/COLA-style).
 
@@ -132,8 +132,13 @@ def pretrain(
     `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
-    from embeddings.pretrain import POSITIVES, PretrainConfig, PretrainOptions, run_pretraining
-    from embeddings.view_augment import VIEW_PRESETS
+    from embeddings.training.pretrain import (
+        POSITIVES,
+        PretrainConfig,
+        PretrainOptions,
+        run_pretraining,
+    )
+    from embeddings.training.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -157,7 +162,7 @@ def pretrain(
         if path is not None and not path.exists():
             fail(f"no such {what}: {path}")
     root = data_dir or default_data_dir()
-    target = out or root / "models" / f"pretrained-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+    target = checkpoint or root / "models" / f"pretrained-{time.strftime('%Y%m%d-%H%M%S')}.pt"
     options = PretrainOptions(
         roots=list(audio_dirs),
         out=target,
@@ -210,4 +215,4 @@ def pretrain(
 
 def register(app: typer.Typer) -> None:
     """Add ``pretrain`` to the ``sonic`` app."""
-    app.command("pretrain")(pretrain)
+    command(app, "pretrain")(pretrain)

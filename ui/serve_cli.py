@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DatabaseUrl, DataDir, checkpoint_argument, fail
+from ui.options import DatabaseUrl, DataDir, JsonFlag, checkpoint_argument, command, fail
 
 WILDCARD_BINDS = ("0.0.0.0", "::", "")  # bind every interface; not a name anyone uses
 
@@ -20,7 +20,7 @@ def serve(
         str, typer.Option(help="Address to bind; 0.0.0.0 exposes the service to your network.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
-    model: Annotated[
+    checkpoint: Annotated[
         Path | None,
         typer.Option(help="Genre-model checkpoint for uploads (default: the shipped one)."),
     ] = None,
@@ -56,7 +56,7 @@ def serve(
             "load the log line cost about as much as a catalog read."
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the settings as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web UI (/ui) on the catalog.
 
@@ -77,7 +77,7 @@ def serve(
     settings = Settings(
         data_dir=data_dir or default_data_dir(),
         database_url=database_url,
-        model_path=checkpoint_argument(model) if model else None,
+        model_path=checkpoint_argument(checkpoint) if checkpoint else None,
         device=device,
         library_roots=[p.expanduser().absolute() for p in library or []],
         max_upload_bytes=int(max_upload_mb * 1024 * 1024),
@@ -129,4 +129,4 @@ def serve(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+    command(app, "serve")(serve)

@@ -49,6 +49,7 @@ from catalog import queries
 from catalog.paths import displayable
 from catalog.playlists import m3u_path, radio, to_m3u
 from catalog.projection import METHODS, library_map
+from catalog.why_similar import why_similar
 from embeddings.inference import AGGREGATIONS
 from ingest.busy_signal import BusyBeacon
 from ingest.clip import ClipError
@@ -578,7 +579,7 @@ def _add_routes(app: FastAPI, state: ServiceState) -> None:  # noqa: C901 (one r
     def explain_similar(track_id: TrackId, other_id: TrackId) -> dict:
         """Why two tracks are similar: score, shared genres, attributions when available."""
         cat = catalog()
-        data = queries.compare_tracks(cat, track_id, other_id)
+        data = why_similar(cat, track_id, other_id)
         try:
             data["attributions"] = state.features.explanations.explain_pair(cat, track_id, other_id)
         except FeatureUnavailable as exc:

@@ -1,4 +1,4 @@
-"""``sonic evaluate-similarity``: a thin face over ``embeddings.similarity_eval``."""
+"""``sonic evaluate-similarity``: a thin face over ``embeddings.training.similarity_eval``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ui.options import JsonFlag, command
 from ui.train_cli import _Bars
 
 
@@ -26,10 +27,10 @@ def evaluate_similarity(
         Path,
         typer.Argument(metavar="DIR", help="Folder with one sub-folder of audio files per album."),
     ],
-    model: Annotated[
+    checkpoint: Annotated[
         list[str] | None,
         typer.Option(
-            "--model",
+            "--checkpoint",
             help="Checkpoint to score (repeatable): genre model or pretrained backbone; "
             "'shipped' is the shipped model, the default when none is given.",
         ),
@@ -58,23 +59,23 @@ def evaluate_similarity(
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 0,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Same-album precision@k of embeddings for DIRECTORY (one sub-folder per album).
 
-    Scores every --model, randomly initialised ResNet18s, a handcrafted baseline
+    Scores every --checkpoint, randomly initialised ResNet18s, a handcrafted baseline
     and optionally a cached teacher in one run, on the same tracks decoded once.
     """
     import torch
 
-    from embeddings.similarity_eval import evaluate_similarity as run
-    from embeddings.similarity_eval import format_table
+    from embeddings.training.similarity_eval import evaluate_similarity as run
+    from embeddings.training.similarity_eval import format_table
 
     if not directory.is_dir():
         typer.secho(f"error: no such folder: {directory}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     paths: list[Path | None] = []
-    for entry in model or ["shipped"]:
+    for entry in checkpoint or ["shipped"]:
         if entry == "shipped":
             paths.append(None)
         elif not Path(entry).is_file():
@@ -103,4 +104,4 @@ def evaluate_similarity(
 
 def register(app: typer.Typer) -> None:
     """Add ``evaluate-similarity`` to the ``sonic`` app."""
-    app.command("evaluate-similarity")(evaluate_similarity)
+    command(app, "evaluate-similarity")(evaluate_similarity)

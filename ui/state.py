@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 
-from catalog.queries import stats
+from catalog.stats import stats
 from catalog.store import Catalog
 from embeddings.checkpoint import GenreModel, UntrainedModelWarning, load_model
 from ingest.clip import ClipAnalyser
@@ -160,7 +160,7 @@ class ServiceState:
             return False, (
                 f"the catalog was analysed with model {active}, this service runs "
                 f"{self.model.model_id}: sound-alike search needs the same model "
-                "(start `sonic serve --model` with the catalog's checkpoint)"
+                "(start `sonic serve --checkpoint` with the catalog's checkpoint)"
             )
         return True, None
 

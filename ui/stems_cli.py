@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from ui.options import DatabaseUrl, DataDir, JsonFlag
+from ui.options import DatabaseUrl, DataDir, JsonFlag, command
 from ui.options import emit as _emit
 from ui.options import fail as _fail
 from ui.options import open_catalog as _open_catalog
@@ -21,7 +21,10 @@ from ui.options import resolve as _resolve
 MODELS_DIR_ENV = "SONIC_DEMUCS_DIR"  # same as ingest.stems.MODELS_DIR_ENV (not imported: torch)
 
 ModelName = Annotated[
-    str, typer.Option("--model", help="Demucs model name (a bag such as htdemucs_ft works too).")
+    str,
+    typer.Option(
+        "--demucs-model", help="Demucs model name (a bag such as htdemucs_ft works too)."
+    ),
 ]
 ModelsDir = Annotated[
     Path | None,
@@ -255,11 +258,15 @@ def remix(
     karaoke: Annotated[bool, typer.Option(help="Mute the vocals.")] = False,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Output file (default: beside the stems, in the data dir)."),
+        typer.Option(
+            "--output", help="Output file (default: beside the stems, in the data dir)."
+        ),
     ] = None,
     out_format: Annotated[
         str | None,
-        typer.Option("--out-format", help="flac, wav or mp3 (default: from --out, else flac)."),
+        typer.Option(
+            "--output-format", help="flac, wav or mp3 (default: from --output, else flac)."
+        ),
     ] = None,
     model: ModelName = "htdemucs",
     models_dir: ModelsDir = None,
@@ -324,5 +331,5 @@ def remix(
 
 def register(app: typer.Typer) -> None:
     """Add ``stems`` and ``remix`` to the ``sonic`` command line."""
-    app.command("stems")(stems)
-    app.command("remix")(remix)
+    command(app, "stems")(stems)
+    command(app, "remix")(remix)

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from catalog.paths import default_data_dir
-from ui.options import DataDir, checkpoint_argument
+from ui.options import DataDir, JsonFlag, checkpoint_argument, command
 
 COMPARE_ARCHS = ["resnet18", "vgg", "crnn", "transformer"]
 COMPARE_BASELINES = ["svm", "logreg", "mlp"]
@@ -87,14 +87,14 @@ def train(
     ] = None,
     epochs: Annotated[int, typer.Option(help="Most epochs per fold (early stopping).", min=1)] = 30,
     crops: Annotated[int, typer.Option(help="Random 3-s crops per track per epoch.", min=1)] = 8,
-    batch_size: Annotated[int, typer.Option(min=2)] = 32,
+    batch_size: Annotated[int, typer.Option(help="Segments per training step.", min=2)] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle).")] = 1e-3,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     mixup: Annotated[float, typer.Option(help="Mixup alpha; 0 turns it off.")] = 0.3,
     patience: Annotated[
         int, typer.Option(help="Epochs without val-loss gain before stopping.")
     ] = 8,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of splits, weights and augmentation.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
     threads: Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")] = 2,
     final: Annotated[
@@ -124,7 +124,7 @@ def train(
             min=0.0,
         ),
     ] = 1.0,
-    out: Annotated[
+    run_dir: Annotated[
         Path | None,
         typer.Option(help="Run folder (default: <data dir>/runs/<time>-<dataset>)."),
     ] = None,
@@ -133,7 +133,7 @@ def train(
     ] = None,
     data_dir: DataDir = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Train and cross-validate genre models on DATASET (folder per genre, GTZAN included).
 
@@ -143,10 +143,10 @@ def train(
     learning curves and the checkpoint into the run folder. --init fine-tunes a
     pretrained backbone (`sonic pretrain`) instead of starting from random weights.
     """
-    from embeddings.experiment import ExperimentOptions, run_experiment
-    from embeddings.handcrafted import BASELINES
     from embeddings.model import ARCHITECTURES
-    from embeddings.train import TrainConfig
+    from embeddings.training.experiment import ExperimentOptions, run_experiment
+    from embeddings.training.handcrafted import BASELINES
+    from embeddings.training.train import TrainConfig
 
     if not dataset.is_dir():
         typer.secho(f"error: no such folder: {dataset}", fg=typer.colors.RED, err=True)
@@ -161,7 +161,7 @@ def train(
         archs += [a for a in COMPARE_ARCHS if a not in archs]
         base += [b for b in COMPARE_BASELINES if b not in base]
     root = data_dir or default_data_dir()
-    run_dir = out or root / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.name}"
+    run_dir = run_dir or root / "runs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{dataset.name}"
     options = ExperimentOptions(
         archs=archs,
         baselines=base,
@@ -221,16 +221,16 @@ def train(
 
 def dataset_report(
     dataset: Annotated[Path, typer.Argument(help="Folder with one sub-folder per genre.")],
-    out: Annotated[
+    output: Annotated[
         Path | None, typer.Option(help="Output folder (default: <dataset name>-report).")
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="md or html.")] = "md",
     examples: Annotated[int, typer.Option(help="Example spectrograms per genre.", min=1)] = 1,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Exploratory report on DATASET: genre counts, durations, sample rates, spectrograms."""
-    from embeddings.report import dataset_report as build
+    from embeddings.training.report import dataset_report as build
 
     if fmt not in ("md", "html"):
         typer.secho("error: --format must be md or html", fg=typer.colors.RED, err=True)
@@ -238,7 +238,7 @@ def dataset_report(
     if not dataset.is_dir():
         typer.secho(f"error: no such folder: {dataset}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
-    target = out or Path(f"{dataset.resolve().name}-report")
+    target = output or Path(f"{dataset.resolve().name}-report")
     bars = _Bars(progress and not as_json)
     try:
         data = build(
@@ -259,5 +259,5 @@ def dataset_report(
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``dataset-report`` to the ``sonic`` app."""
-    app.command("train")(train)
-    app.command("dataset-report")(dataset_report)
+    command(app, "train")(train)
+    command(app, "dataset-report")(dataset_report)

@@ -79,8 +79,11 @@ def list_(data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     emit(rows, as_json, render)
 
 
+UserName = Annotated[str, typer.Argument(help="The user's name.")]
+
+
 @app.command("remove")
-def remove(name: str, data_dir: DataDir = None) -> None:
+def remove(name: UserName, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Remove a user with their playlists, stars, plays and API keys."""
     from catalog import subsonic_users as users
 
@@ -89,15 +92,16 @@ def remove(name: str, data_dir: DataDir = None) -> None:
             users.remove_user(catalog, name)
         except users.UserError as exc:
             fail(str(exc))
-    typer.echo(f"removed {name}")
+    emit({"name": name, "removed": True}, as_json, lambda d: typer.echo(f"removed {d['name']}"))
 
 
 @app.command("password")
 def password(
-    name: str,
+    name: UserName,
     token_auth: Annotated[bool, typer.Option(help="As for `sonic user add`.")] = True,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from stdin.")] = False,
     data_dir: DataDir = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Set a user's password."""
     from catalog import subsonic_users as users
@@ -108,14 +112,19 @@ def password(
             users.set_password(catalog, name, secret, token_auth=token_auth)
         except users.UserError as exc:
             fail(str(exc))
-    typer.echo(f"password of {name} changed")
+    emit(
+        {"name": name, "password_changed": True, "token_auth": token_auth},
+        as_json,
+        lambda d: typer.echo(f"password of {d['name']} changed"),
+    )
 
 
 @app.command("api-key")
 def api_key(
-    name: str,
+    name: UserName,
     revoke: Annotated[bool, typer.Option(help="Revoke all the user's keys instead.")] = False,
     data_dir: DataDir = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Make an API key for the user (printed once), or revoke their keys."""
     from catalog import subsonic_users as users
@@ -123,11 +132,14 @@ def api_key(
     with open_catalog(data_dir) as catalog:
         try:
             if revoke:
-                typer.echo(f"revoked {users.revoke_api_keys(catalog, name)} key(s) of {name}")
+                revoked = users.revoke_api_keys(catalog, name)
+                emit({"name": name, "revoked": revoked}, as_json, lambda d: typer.echo(
+                    f"revoked {d['revoked']} key(s) of {d['name']}"))  # fmt: skip
                 return
-            typer.echo(users.new_api_key(catalog, name))
+            key = users.new_api_key(catalog, name)
         except users.UserError as exc:
             fail(str(exc))
+    emit({"name": name, "api_key": key}, as_json, lambda d: typer.echo(d["api_key"]))
 
 
 def register(root: typer.Typer) -> None:

@@ -6,7 +6,8 @@ callers import from:
 
 - :mod:`~ingest.stems.settings`: :class:`StemSettings`, the cache key and its folder,
   the errors;
-- :mod:`~ingest.stems.weights`: the device and loading the weights (``pretrained.py``);
+- :mod:`~ingest.stems.weights`: loading the weights (``pretrained.py``; the device rule
+  is :mod:`embeddings.device`);
 - :mod:`~ingest.stems.split`: the streamed overlap-add split (``apply.py``);
 - :mod:`~ingest.stems.separator`: separating one file (``api.py``'s ``Separator``);
 - :mod:`~ingest.stems.cache`: the content-keyed cache, batches and pruning;
@@ -19,6 +20,7 @@ working. To intercept ``apply_model`` or ``load_demucs_model``, patch them in
 :mod:`ingest.stems.separator`, where they are looked up, not here.
 """
 
+from embeddings.device import pick_device
 from ingest.stems.cache import (
     BatchProgress,
     BatchSummary,
@@ -49,7 +51,7 @@ from ingest.stems.settings import (
     stem_directory,
 )
 from ingest.stems.split import ShiftedSplit, SplitStream
-from ingest.stems.weights import load_demucs_model, model_segment, pick_device
+from ingest.stems.weights import load_demucs_model, model_segment
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -34,7 +34,7 @@ from catalog.stems import (
     stem_targets,
 )
 from catalog.store import Catalog
-from ingest.decode import DecodeError
+from embeddings.audio import DecodeError
 from ingest.hashing import content_hash
 from ingest.stems.separator import StemSeparator
 from ingest.stems.settings import (

@@ -17,7 +17,7 @@ import soundfile as sf
 
 from catalog.stems import StemSetRecord
 from catalog.store import Catalog
-from ingest.decode import BLOCK_FRAMES
+from embeddings.audio import BLOCK_FRAMES
 from ingest.stems.audio import FORMATS, StemFileWriter
 from ingest.stems.cache import separate_track
 from ingest.stems.separator import StemSeparator

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from demucs.apply import TensorChunk, apply_model
 
-from ingest.decode import DecodeError
+from embeddings.audio import DecodeError
+from embeddings.device import pick_device
 from ingest.stems.audio import BlockResampler, StemFileWriter, open_blocks
 from ingest.stems.settings import StemSettings
 from ingest.stems.split import ShiftedSplit, SplitStream
-from ingest.stems.weights import _check_segment, load_demucs_model, model_segment, pick_device
+from ingest.stems.weights import _check_segment, load_demucs_model, model_segment
 
 Progress = Callable[[float, float | None], None]  # (source seconds done, total or None)
 

@@ -1,9 +1,9 @@
-"""Getting a Demucs model: the device, the weights, and what the model allows.
+"""Getting a Demucs model: the weights, and what the model allows (the device: embeddings.device).
 
 Why apart from the separation: loading is where the outside world comes in (a
 download, Demucs' cache, a local ``--models-dir`` folder), and where a missing
 model must become one error that says how to fix it. The separation code only
-asks for a model; a cache hit never calls anything here but :func:`pick_device`.
+asks for a model; a cache hit never calls anything here.
 """
 
 from __future__ import annotations
@@ -11,25 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from demucs.apply import BagOfModels
 from demucs.htdemucs import HTDemucs
 
 from ingest.stems.settings import DEFAULT_MODEL, MODELS_DIR_ENV, StemWeightsError
-
-
-def pick_device(requested: str | None = "auto") -> torch.device:
-    """The GPU when present unless the caller asks otherwise.
-
-    Same rule as ``embeddings.inference.pick_device`` (None and "auto" both mean
-    "the GPU if there is one"), kept here rather than imported: importing
-    ``embeddings.inference`` loads torchvision, which loads torch._dynamo, sympy and
-    triton, about 190 MB of RSS and seconds of start-up in every ``sonic stems``
-    process, cache hits included, for a four-line function.
-    """
-    if requested and requested != "auto":
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _weights_help(name: str) -> str:
@@ -93,6 +78,7 @@ def weights_missing(name: str = DEFAULT_MODEL, models_dir: Path | None = None) -
     (``models_dir`` / $SONIC_DEMUCS_DIR), its ``NAME.yaml`` and every ``SIG*.th`` it
     lists; without one, the files Demucs would have downloaded into torch hub's cache.
     """
+    import torch
     import yaml
     from demucs.pretrained import REMOTE_ROOT
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from catalog import queries
+from catalog.why_similar import why_similar as similarity_reasons
 from embeddings.aggregation import aggregate
 from embeddings.inference import AGGREGATIONS
 from ingest.clip import ClipError, preview_file
@@ -214,7 +215,7 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
         if not tid or not other_id:
             return ""
         catalog = state.fresh()
-        data = queries.compare_tracks(catalog, int(tid), int(other_id))
+        data = similarity_reasons(catalog, int(tid), int(other_id))
         other = queries.track_details(catalog, int(other_id))
         oid = int(other_id)
         link = (f"<a class='sonic-open' href='?track={oid}' "
@@ -231,8 +232,7 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
             pair = features.explanations.explain_pair(catalog, int(tid), int(other_id))
         except FeatureUnavailable as exc:
             out.append(f"<p class='sonic-note'>Attribution comparison: {esc(exc)}.</p>")
-        else:
-            out.append(f"<p>{esc(pair['sentence'])}</p>")
+        else:  # the sentence is already in the summary above
             if pair["closest_moments"]:
                 out.append("<table class='sonic-list'><tr><th>this track</th><th>the other</th>"
                            "<th>cosine</th></tr>" + "".join(

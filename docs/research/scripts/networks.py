@@ -19,7 +19,7 @@ from torch import nn
 
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
-from embeddings.similarity_eval import random_network
+from embeddings.training.similarity_eval import random_network
 
 
 def add_network_options(parser: argparse.ArgumentParser) -> None:

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 from networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
 from paired_table import paired_rows  # noqa: E402  (both beside this script)
 
-from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig  # noqa: E402
-from embeddings.similarity_eval import (  # noqa: E402
+from embeddings.training.dataset import load_audio  # noqa: E402
+from embeddings.training.similarity_eval import (  # noqa: E402
     discover_albums,
     precision_at_k,
 )

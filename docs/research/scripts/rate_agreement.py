@@ -39,11 +39,11 @@ from scipy.signal import resample_poly
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
+from embeddings.audio import decode_all  # noqa: E402
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint  # noqa: E402
-from embeddings.dataset import discover  # noqa: E402
 from embeddings.frontend import FrontendConfig, batch_features, split_segments  # noqa: E402
 from embeddings.inference import Predictor, aggregate, l2_normalise  # noqa: E402
-from ingest.decode import decode_all  # noqa: E402
+from embeddings.training.dataset import discover  # noqa: E402
 
 COPY_RATE = 44_100
 

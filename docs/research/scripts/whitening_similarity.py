@@ -49,18 +49,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 from networks import add_network_options, features_by_frontend, named_networks  # noqa: E402
 from paired_table import paired_rows  # noqa: E402  (both beside this script)
 
-from embeddings.dataset import load_audio  # noqa: E402
 from embeddings.frontend import FrontendConfig  # noqa: E402
-from embeddings.handcrafted import spectral_statistics  # noqa: E402
 from embeddings.inference import pick_precision  # noqa: E402
-from embeddings.similarity_eval import (  # noqa: E402
+from embeddings.training.dataset import load_audio  # noqa: E402
+from embeddings.training.handcrafted import spectral_statistics  # noqa: E402
+from embeddings.training.similarity_eval import (  # noqa: E402
     discover_albums,
     precision_at_k,
     track_embedding,
     whitening,
     zscore,
 )
-from embeddings.unlabelled import discover_audio  # noqa: E402
+from embeddings.training.unlabelled import discover_audio  # noqa: E402
 
 HANDCRAFTED = "handcrafted"
 EPSILONS = (1e-3, 1e-2, 1e-1)

@@ -32,6 +32,11 @@ function of the *fraction of the budget spent*, measured every step as the large
 of steps done / steps and seconds spent / seconds allowed. A time-bounded run
 therefore finishes its schedule when its time is up, however fast the machine is
 or however its speed changes while other jobs share it.
+
+About 500 lines in one module, on purpose: the step loop, its budgeted schedule,
+the teacher head and the run summary share one set of options and state; what
+stands alone (the losses, the views, the teachers, the corpus) is in modules of
+its own already.
 """
 
 from __future__ import annotations
@@ -48,7 +53,10 @@ import torch
 from torch import nn
 
 from embeddings.checkpoint import load_checkpoint, save_checkpoint
-from embeddings.contrastive import (
+from embeddings.frontend import FrontendConfig
+from embeddings.inference import pick_device, pick_precision
+from embeddings.model import build_model, load_backbone
+from embeddings.training.contrastive import (
     DistillationHead,
     ProjectionHead,
     cosine_distance,
@@ -56,13 +64,16 @@ from embeddings.contrastive import (
     pair_statistics,
     supervised_nt_xent,
 )
-from embeddings.frontend import FrontendConfig
-from embeddings.inference import pick_device, pick_precision
-from embeddings.model import build_model, load_backbone
-from embeddings.teacher import DEFAULT_LAYER, TeacherCache, TeacherTrack, load_targets, view_targets
-from embeddings.train import training_dtype
-from embeddings.unlabelled import UnlabelledTrack, discover_audio, load_corpus
-from embeddings.view_augment import (
+from embeddings.training.teacher import (
+    DEFAULT_LAYER,
+    TeacherCache,
+    TeacherTrack,
+    load_targets,
+    view_targets,
+)
+from embeddings.training.train import training_dtype
+from embeddings.training.unlabelled import UnlabelledTrack, discover_audio, load_corpus
+from embeddings.training.view_augment import (
     VIEW_PRESETS,
     ViewConfig,
     crop_seconds,

@@ -28,6 +28,9 @@ level (random neighbours) beside the methods.
 A few dozen tracks make a noisy test, so every method also gets a 95 % bootstrap
 interval over the query tracks (``bootstrap_interval``) and its per-track scores,
 in track order, so that two methods can be compared track by track.
+
+Just over 400 lines: every method must see the same decoded audio in one run, so
+decoding, the methods and the report stay together.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ from torch import nn
 
 from embeddings.audio import audio_files_in, failure_reason, silence_reason
 from embeddings.checkpoint import DEFAULT_CHECKPOINT, GTZAN_GENRES, load_checkpoint
-from embeddings.dataset import load_audio
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
-from embeddings.handcrafted import spectral_statistics
 from embeddings.inference import pick_device, pick_precision
 from embeddings.model import build_seeded_model
-from embeddings.teacher import DEFAULT_LAYER, TeacherCache
+from embeddings.training.dataset import load_audio
+from embeddings.training.handcrafted import spectral_statistics
+from embeddings.training.teacher import DEFAULT_LAYER, TeacherCache
 
 Progress = Callable[..., Iterable]
 

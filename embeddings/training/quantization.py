@@ -4,7 +4,7 @@ Run once per released checkpoint, by whoever ships it, never at ingest time: sta
 int8 needs the activation ranges of real music, which a user's machine cannot be
 assumed to have in a usable form, and calibrating takes tens of seconds.
 
-    python -m embeddings.quantization /path/to/gtzan/genres
+    python -m embeddings.training.quantization /path/to/gtzan/genres
 
 writes ``embeddings/weights/<model_id>.int8.onnx`` (about 11 MB), which
 ``--precision int8`` loads for that checkpoint and no other.
@@ -100,8 +100,8 @@ def quantize_int8(model: GenreModel, calibration: np.ndarray) -> bytes:
 
 def calibration_features(dataset_dir: Path, model: GenreModel, per_genre: int) -> np.ndarray:
     """Features of every 3-s segment of the first ``per_genre`` clips of each genre."""
-    from embeddings.dataset import discover, load_audio
     from embeddings.frontend import batch_features, split_segments
+    from embeddings.training.dataset import discover, load_audio
 
     dataset = discover(Path(dataset_dir))
     taken: dict[str, int] = {}

@@ -251,7 +251,7 @@ class FeatureCache:
             if hand_file.is_file():
                 feats.handcrafted = np.load(hand_file)
             else:
-                from embeddings.handcrafted import handcrafted_features
+                from embeddings.training.handcrafted import handcrafted_features
 
                 if audio is None:
                     audio, _, _ = load_audio(path, self.config.sample_rate)

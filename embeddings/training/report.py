@@ -40,6 +40,11 @@ def confusion_png(confusion: np.ndarray, genres: list[str], path: Path, title: s
                         color="white" if rows[i, j] > 0.5 else "black")  # fmt: skip
     if title:
         ax.set_title(title, fontsize=9)
+    return _save(plt, fig, path)
+
+
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write and close a figure (closing frees matplotlib's memory for it)."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,12 +74,7 @@ def learning_curves_png(histories: list[list[dict]], path: Path, title: str = ""
     ax_acc.set_ylim(0, 1)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def comparison_table(summary: dict[str, dict]) -> str:
@@ -107,8 +107,8 @@ def dataset_report(
     ``report.html`` plus PNGs into ``out_dir``; returns the numbers as a dict.
     """
     from embeddings.audio import audio_info
-    from embeddings.dataset import discover, load_audio, log_power
     from embeddings.frontend import FrontendConfig
+    from embeddings.training.dataset import discover, load_audio, log_power
 
     plt = _pyplot()
     dataset = discover(dataset_root)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from embeddings.augment import spec_augment
+from embeddings.training.augment import spec_augment
 
 AMIN = 1e-10
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.audio import audio_files_in, failure_reason
-from embeddings.dataset import FeatureCache
 from embeddings.frontend import FrontendConfig
+from embeddings.training.dataset import FeatureCache
 
 Progress = Callable[..., Iterable]
 

@@ -28,18 +28,23 @@ import numpy as np
 import torch
 
 from embeddings.checkpoint import GenreModel, load_checkpoint, save_checkpoint
-from embeddings.dataset import Dataset, FeatureCache, Track, discover
-from embeddings.evaluate import clip_metrics, clip_probabilities, segment_probabilities, summarise
 from embeddings.frontend import FrontendConfig
-from embeddings.handcrafted import fit_predict_baseline
-from embeddings.splits import (
+from embeddings.training.dataset import Dataset, FeatureCache, Track, discover
+from embeddings.training.evaluate import (
+    clip_metrics,
+    clip_probabilities,
+    segment_probabilities,
+    summarise,
+)
+from embeddings.training.handcrafted import fit_predict_baseline
+from embeddings.training.splits import (
     Fold,
     fold_from_split,
     inner_validation,
     read_split_file,
     stratified_folds,
 )
-from embeddings.train import TrainConfig, train_network, training_dtype
+from embeddings.training.train import TrainConfig, train_network, training_dtype
 
 Progress = Callable[..., object]
 
@@ -146,7 +151,7 @@ def run_experiment(
     log: Callable[[str], None] = print,
 ) -> dict:
     """Cross-validate, write the run folder and return the metrics dictionary."""
-    from embeddings import report
+    from embeddings.training import report
 
     started = time.perf_counter()
     run_dir = Path(run_dir)

@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embeddings.augment import mixup, random_crops, spec_augment
-from embeddings.evaluate import segment_probabilities
 from embeddings.frontend import FrontendConfig
 from embeddings.inference import cpu_has_native_bf16
 from embeddings.model import build_model, load_backbone
+from embeddings.training.augment import mixup, random_crops, spec_augment
+from embeddings.training.evaluate import segment_probabilities
 
 # Measured on a 2-core AVX512-BF16 CPU: bf16 doubles the conv nets' training speed
 # but slows the transformer's attention several-fold.
