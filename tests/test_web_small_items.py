@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from catalog.explanations import band_focus_sentence
 from embeddings.aggregation import aggregate
+from embeddings.bands import band_focus_sentence
 from ingest.clip import ClipAnalysis
 from ingest.stems.weights import weights_missing
 from ui.jobs import Jobs
