@@ -55,7 +55,8 @@ def read_tags(path: Path) -> Tags:
         tags.album = _first(get("album"))
         tags.album_artist = _first(get("albumartist"))
         tags.mbid = _identifier(_first(get("musicbrainz_trackid")), 64)
-        tags.isrc = _identifier(_first(get("isrc")), 32)
+        isrc = _identifier(_first(get("isrc")), 32)
+        tags.isrc = isrc.upper().replace("-", "") if isrc else None  # as media servers send it
         tags.track_number = _track_number(_first(get("tracknumber")))
         length = getattr(getattr(audio, "info", None), "length", None)
         tags.duration_s = float(length) if length and length > 0 else None
