@@ -38,6 +38,7 @@ import os
 import resource
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -146,26 +147,55 @@ def similar_latency(catalog: Catalog, n_queries: int) -> dict:
             "ann_build_s": round(build, 1), **percentiles(times)}  # fmt: skip
 
 
+def _rss_mib() -> float:
+    """This process's resident set now (``/proc/self/statm``), in MiB."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+class _PeakRss:
+    """The highest resident set seen while the block runs (sampled every 5 ms)."""
+
+    def __enter__(self) -> _PeakRss:
+        self.peak = _rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
+
+
 def _ivf_child(data_dir: str, url: str | None, source: str, out) -> None:
     if url:
         os.environ["SONIC_DATABASE_URL"] = url
     else:
         os.environ.pop("SONIC_DATABASE_URL", None)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with Catalog(Path(data_dir)) as catalog:
+        assert catalog.active_model_id  # connect and read meta before the baseline
+        base = _rss_mib()
         index = catalog.index()
-        loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        loaded = _rss_mib()
         if source == "memory":
             index.ann_builder = None  # the copy-in-memory build, as on SQLite
         started = time.perf_counter()
-        index.build_ann("ivf")
+        with _PeakRss() as peak:
+            index.build_ann("ivf")
         seconds = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        after = _rss_mib()
         out.send({
             "source": source, "vectors": len(index), "build_s": round(seconds, 1),
-            "exact_index_mib": round((loaded - base) / 1024),
-            "build_peak_over_exact_mib": round((peak - loaded) / 1024),
-            "peak_rss_mib": round(peak / 1024), "params": index.ann_status()["params"],
+            "exact_index_mib": round(loaded - base),
+            "build_peak_over_exact_mib": round(peak.peak - loaded),
+            "ivf_kept_mib": round(after - loaded),
+            "params": index.ann_status()["params"],
         })  # fmt: skip
 
 
@@ -178,6 +208,19 @@ def ivf_memory(data_dir: Path, url: str | None, source: str) -> dict:
     result = mine.recv()
     proc.join()
     return result
+
+
+def ivf_only(size: int, database_url: str | None = None) -> dict:
+    """Only the IVF build's memory, from the database and from memory, on PostgreSQL."""
+    vectors, labels = synthetic(size, seed=0)
+    with postgres(database_url) as url, tempfile.TemporaryDirectory() as tmp:
+        with Catalog(Path(tmp), url) as catalog:
+            catalog.activate_model(MODEL_ID, GENRES, DIM)
+            bulk_load(catalog, vectors, labels, 1)
+            catalog.index()
+        del vectors
+        return {"size": size, "ivf": [ivf_memory(Path(tmp), url, source)
+                                      for source in ("database", "memory")]}  # fmt: skip
 
 
 def run_backend(name: str, url: str | None, size: int, record: int, queries: int,
@@ -254,7 +297,12 @@ def main() -> None:
     parser.add_argument("--no-ivf", action="store_true")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--storage", type=int, default=0, metavar="N")
+    parser.add_argument("--ivf-only", action="store_true",
+                        help="only the IVF build's memory on PostgreSQL, at --size")  # fmt: skip
     args = parser.parse_args()
+    if args.ivf_only:
+        print(json.dumps(ivf_only(args.size, args.database_url), indent=2))
+        return
     if args.storage:
         print(json.dumps(storage_per_track(args.storage, args.database_url), indent=2))
         return

@@ -468,12 +468,17 @@ def _ingest_result(ingest: subprocess.Popen, started: float) -> dict:
 
 
 def _during_ingest(base: str, ids: list[int], clients: int, seconds: float, folder: Path,
-                   env: dict, nice: int, yielding: bool, server: int) -> dict:  # fmt: skip
+                   env: dict, nice: int, yielding: bool, server: int,
+                   label: str) -> dict:  # fmt: skip
     """Client load while ``sonic ingest --nice NICE`` analyses ``folder`` into the catalog."""
-    label = f"nice{nice}-{'yield' if yielding else 'noyield'}"
     started = time.monotonic()
     ingest = _start_ingest(folder, label, env, nice, yielding)
-    time.sleep(5)  # past its start-up, into the analysis
+    # Into the analysis: its decode workers (and multiprocessing's resource tracker)
+    # start once the model is loaded, which takes a while on a busy machine.
+    deadline = time.monotonic() + 300
+    while len(descendants(ingest.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)
     load = _measured_load(base, ids, clients, seconds, server, ingest.pid)
     load["ingest_running_at_end"] = ingest.poll() is None
     load["ingest"] = _ingest_result(ingest, started)
@@ -481,11 +486,14 @@ def _during_ingest(base: str, ids: list[int], clients: int, seconds: float, fold
 
 
 def section_serve(work: Path, clients: int, seconds: float, ingest_tracks: int,
-                  nices: list[int], yields: list[bool], alone: bool) -> dict:  # fmt: skip
+                  nices: list[int], yields: list[bool], alone: bool,
+                  rounds: int = 1) -> dict:  # fmt: skip
     """Serve a catalog to ``clients`` with and without an ingest writing to it.
 
     Each ingest analyses the same files into its own copy; with ``alone``, one more
     runs without any clients first, the reference for how much the load slows it.
+    ``rounds`` repeats the phases in turn (idle, then each ingest), so a change in
+    the machine's other load falls on every phase alike.
     """
     import httpx
 
@@ -514,17 +522,20 @@ def section_serve(work: Path, clients: int, seconds: float, ingest_tracks: int,
                 _start_ingest(new_dir, "alone", env, nices[0], True), started
             )
             print(f"  {result['ingest_alone']}", flush=True)
-        print(f"serve: {clients} clients for {seconds:.0f} s, no ingest", flush=True)
-        result["idle"] = _measured_load(base, ids, clients, seconds, server.pid)
-        print(f"  {result['idle']}", flush=True)
-        for nice in nices:
-            for yielding in yields:
-                key = f"ingest_nice_{nice}_{'yield' if yielding else 'no_yield'}"
-                print(f"serve: {clients} clients, {seconds:.0f} s, {key}", flush=True)
-                result[key] = _during_ingest(
-                    base, ids, clients, seconds, new_dir, env, nice, yielding, server.pid
-                )
-                print(f"  {result[key]}", flush=True)
+        for round_ in range(rounds):
+            tail = f"_round_{round_ + 1}" if rounds > 1 else ""
+            print(f"serve: {clients} clients for {seconds:.0f} s, no ingest{tail}", flush=True)
+            result[f"idle{tail}"] = _measured_load(base, ids, clients, seconds, server.pid)
+            print(f"  {result[f'idle{tail}']}", flush=True)
+            for nice in nices:
+                for yielding in yields:
+                    key = f"ingest_nice_{nice}_{'yield' if yielding else 'no_yield'}{tail}"
+                    print(f"serve: {clients} clients, {seconds:.0f} s, {key}", flush=True)
+                    result[key] = _during_ingest(
+                        base, ids, clients, seconds, new_dir, env, nice, yielding, server.pid,
+                        key,
+                    )  # fmt: skip
+                    print(f"  {result[key]}", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -552,6 +563,7 @@ def main() -> None:
         default="off,on",
         help="ingests with --no-yield-to-service (off) and --yield-to-service (on)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the phases in turn")
     parser.add_argument(
         "--ingest-alone",
         action="store_true",
@@ -580,6 +592,7 @@ def main() -> None:
                     [int(n) for n in args.nice.split(",")],
                     [{"on": True, "off": False}[m] for m in args.yield_modes.split(",")],
                     args.ingest_alone,
+                    args.rounds,
                 )
             else:
                 parser.error(f"unknown section {section!r}")

@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,6 +240,51 @@ def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int):
         faiss.omp_set_num_threads(before)
 
 
+class ReadWriteLock:
+    """Many searches at once, or one change alone (writers first, so changes never starve).
+
+    A change to a FAISS index while another thread searches it is undefined (its
+    storage may move). The service's index is changed in place when it catches up
+    with a shared catalog (``Catalog.sync_index``), in a worker thread, while request
+    threads search: so searches and reads share, and changes wait for them.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting_writers = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writing or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 class VectorIndex:
     """Inner-product search keyed by track id (``IndexIDMap2`` over ``IndexFlatIP``).
 
@@ -257,6 +303,7 @@ class VectorIndex:
         self._ann_lock = threading.Lock()
         self._generation = 0  # bumped by changes the approximate index cannot follow
         self._building: threading.Thread | None = None
+        self._rw = ReadWriteLock()  # searches and reads vs. changes (see ReadWriteLock)
         # Where a large approximate index may be built from instead of a copy of the
         # vectors in memory (the PostgreSQL catalog sets it: see Catalog.index).
         self.ann_builder: Callable[[VectorIndex, str], tuple[faiss.Index, dict]] | None = None
@@ -265,6 +312,10 @@ class VectorIndex:
         return int(self.index.ntotal)
 
     def ids(self) -> np.ndarray:
+        with self._rw.read():
+            return self._ids()
+
+    def _ids(self) -> np.ndarray:
         if len(self) == 0:
             return np.zeros(0, dtype=np.int64)
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
@@ -273,13 +324,18 @@ class VectorIndex:
         """Add vectors, replacing any already stored under the same ids."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
-        self.remove(ids)
-        self.index.add_with_ids(vectors, ids)
-        with self._ann_lock:
-            if self._ann is not None:  # new ids only (replaced ones dropped it in remove)
-                self._ann.add_with_ids(vectors, ids)
+        with self._rw.write():
+            self._remove(ids)
+            self.index.add_with_ids(vectors, ids)
+            with self._ann_lock:
+                if self._ann is not None:  # new ids only (replaced ones dropped it in remove)
+                    self._ann.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
+        with self._rw.write():
+            self._remove(ids)
+
+    def _remove(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and len(self):
             if self.index.remove_ids(ids):
@@ -315,9 +371,16 @@ class VectorIndex:
         n = len(self)
         if n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        with self._rw.read():
+            return self._copy_vectors()
+
+    def _copy_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
         flat = faiss.downcast_index(self.index.index)
         data = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)
-        return self.ids(), np.array(data, dtype=np.float32).reshape(n, self.dim)
+        return self._ids(), np.array(data, dtype=np.float32).reshape(n, self.dim)
 
     def build_ann(self, kind: str | None = None) -> str:
         """Build the approximate index now (in this thread); returns the kind built.
@@ -334,9 +397,10 @@ class VectorIndex:
                 generation = self._generation
             ann, info = self.ann_builder(self, kind)
         else:
-            with self._ann_lock:
-                generation = self._generation
-                ids, vectors = self.vectors()
+            with self._rw.read():  # locks in the order changes take them: rw, then ann
+                with self._ann_lock:
+                    generation = self._generation
+                ids, vectors = self._copy_vectors()
             ann = build_ann(vectors, ids, kind)
             info = tune_ann(ann, kind, vectors, ids)
         with self._ann_lock:
@@ -362,7 +426,8 @@ class VectorIndex:
 
     def vector(self, track_id: int) -> np.ndarray | None:
         try:
-            return self.index.reconstruct(int(track_id))
+            with self._rw.read():
+                return self.index.reconstruct(int(track_id))
         except RuntimeError:  # faiss raises when the id is absent
             return None
 
@@ -386,7 +451,8 @@ class VectorIndex:
             with self._ann_lock:
                 if self._ann is not None and self._ann.ntotal == len(self):
                     ann = self._ann
-        scores, ids = _search_single_threaded(ann if ann is not None else self.index, q, k)
+        with self._rw.read():
+            scores, ids = _search_single_threaded(ann if ann is not None else self.index, q, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def save(self, path: Path) -> None:
@@ -394,7 +460,8 @@ class VectorIndex:
         header = json.dumps(
             {"version": self.version, "model_id": self.model_id, "dim": self.dim}
         ).encode()
-        body = faiss.serialize_index(self.index)
+        with self._rw.read():
+            body = faiss.serialize_index(self.index)
 
         def write(fh) -> None:
             fh.write(MAGIC)

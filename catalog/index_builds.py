@@ -13,6 +13,7 @@ See docs/scaling.md for the figures at 1M.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -34,7 +35,7 @@ from catalog.schema import Track
 if TYPE_CHECKING:
     from catalog.store import Catalog
 
-BATCH_ROWS = 20_000  # 40 MB of float32 vectors (plus as much again as bytes) per batch
+BATCH_ROWS = 5_000  # 10 MB of float32 vectors (plus as much again as bytes) per batch
 ID_CHUNK = 5_000  # ids per "WHERE id IN (...)" when fetching the training sample
 
 
@@ -99,4 +100,13 @@ def build_ann_from_database(
     del sample
     info = tune_ann(ann, kind, truth.queries, truth.query_ids, truth=truth.truth())
     info["built_from"] = "database"
+    _return_freed_memory()
     return ann, info
+
+
+def _return_freed_memory() -> None:
+    """Hand the batches' freed heap back to the OS (glibc keeps it otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import Connection, Select, bindparam, case, func, or_, select
+from sqlalchemy import Connection, Select, Text, bindparam, case, func, or_, select
 from sqlalchemy.exc import OperationalError
 
 from catalog.errors import TrackNotFound
@@ -195,9 +195,28 @@ def _library_genre_counts(catalog: Catalog, state: dict) -> list[dict]:
     return [{"genre": g, "tracks": int(n), "mean_confidence": float(c or 0)} for g, n, c in rows]
 
 
+def _path_matches(postgres: bool):
+    """``path ILIKE :path_like`` on either backend.
+
+    On PostgreSQL paths are ``bytea`` (lossless for names that are not UTF-8), which
+    ILIKE does not take: the bytes are read as Latin-1, which maps every byte to one
+    character and never fails, and the pattern is the query's UTF-8 bytes read the
+    same way, so any name matches byte for byte (case-insensitively for ASCII).
+    """
+    if postgres:
+        return func.convert_from(Track.path, "LATIN1").ilike(bindparam("path_like", type_=Text))
+    return Track.path.ilike(bindparam("path_like", type_=Text))
+
+
+def _path_pattern(text: str | None, postgres: bool) -> str:
+    like = f"%{text}%"
+    return like.encode("utf-8", "surrogateescape").decode("latin-1") if postgres else like
+
+
 @functools.cache
 def _browse_statements(
-    genre: bool, status: bool, artist: bool, album: bool, text: bool, library: str = ""
+    genre: bool, status: bool, artist: bool, album: bool, text: bool, library: str = "",
+    postgres: bool = False,
 ) -> tuple[Select, Select]:
     """(count, page) statements for one combination of filters, built once (see above).
 
@@ -221,8 +240,8 @@ def _browse_statements(
     if album:
         where.append(Track.album == bindparam("album"))
     if text:
-        columns = (Track.title, Track.artist, Track.album, Track.path)  # path: folder names
-        where.append(or_(*(column.ilike(bindparam("like")) for column in columns)))
+        columns = [c.ilike(bindparam("like")) for c in (Track.title, Track.artist, Track.album)]
+        where.append(or_(*columns, _path_matches(postgres)))  # the path: folder names too
     order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
     count = select(func.count()).select_from(Track)
     page = select(*SUMMARY_COLUMNS)
@@ -263,11 +282,13 @@ def browse(
         library = "uncertain" if genre == UNCERTAIN else "sure"
         genre = canonical_name(genre, catalog.genre_mapping()) or genre
     count, page = _browse_statements(
-        bool(genre), bool(status), bool(artist), bool(album), bool(text), library
+        bool(genre), bool(status), bool(artist), bool(album), bool(text), library,
+        catalog.is_postgres,
     )
     params = {
         "genre": genre, "status": status, "artist": artist, "album": album,
-        "like": f"%{text}%", "limit": limit, "offset": offset,
+        "like": f"%{text}%", "path_like": _path_pattern(text, catalog.is_postgres),
+        "limit": limit, "offset": offset,
         "version": state and state["version"], "threshold": state and state["threshold"],
     }  # fmt: skip
     with _reading(catalog) as conn:

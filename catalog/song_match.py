@@ -6,8 +6,8 @@ ISRC, artist, title, album and duration. This finds the catalog's track and says
 how sure the match is:
 
 - ``id`` (the catalog's track id, or ``tr-<id>``): 1.0;
-- ``mbid`` equal: 1.0; ``isrc`` equal: 0.95 (an ISRC can cover re-releases; the
-  duration picks among several);
+- ``mbid`` equal: 1.0; ``isrc`` equal (upper case, no hyphens, as stored at
+  ingest): 0.95 (an ISRC can cover re-releases; the duration picks among several);
 - otherwise title (case-insensitive, required) plus what else agrees: artist
   0.35, album 0.15, duration within 2 s 0.1 (fading to nothing at 10 s), from a
   base of 0.4 for the title alone. The best candidate wins; ties go to the lower id.
@@ -70,7 +70,7 @@ def find_song(catalog: Catalog, song: SongFields) -> tuple[dict, float, str] | N
                 return fields_of(row), 1.0, "mbid"
         if song.isrc:
             rows = conn.execute(
-                select(*COLUMNS).where(Track.isrc == song.isrc.strip().upper(), ok)
+                select(*COLUMNS).where(Track.isrc == song.isrc.strip().upper().replace("-", ""), ok)
             ).all()
             if rows:
                 best = min(rows, key=lambda r: (abs((r.duration_s or 0) - (song.duration or 0))

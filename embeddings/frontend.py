@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 
 
 @dataclass(frozen=True)
@@ -142,6 +141,9 @@ def power_mel(segment: np.ndarray, config: FrontendConfig) -> np.ndarray:
         strides=(padded.strides[0] * config.hop_length, padded.strides[0]),
         writeable=False,
     )
+    import scipy.fft  # here, not at the top: a no-op ingest imports this module and
+    # never computes a spectrum, and SciPy's FFT costs it ~0.3 s of start-up
+
     spectrum = scipy.fft.rfft(frames * _window(config.n_fft), axis=1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     return mel_filterbank(config) @ power.T

@@ -23,10 +23,13 @@ import numpy as np
 
 # Default analysis budget, in seconds per track (chosen by bench/budget.py, see
 # docs/benchmarks.md "Analysis budget"); None anywhere below means the whole track.
-DEFAULT_ANALYSIS_SECONDS = 60.0
-# One window is this many consecutive segments: as long as the heatmap's window, so
-# the heatmap always explains contiguous audio.
-WINDOW_SEGMENTS = 4
+DEFAULT_ANALYSIS_SECONDS = 90.0
+# One window is this many consecutive segments. Single segments spread evenly sample
+# a track better than a few longer windows of the same total: on 79 game-music
+# tracks, 60 s as five 12-s windows changed the top genre of 2 tracks against full
+# analysis, 90 s as thirty 3-s windows of none (bench/budget_sim.py, bench/budget.py).
+# A seek costs 5-12 ms of CPU (bench/seek.py), so thirty are cheap beside decoding.
+WINDOW_SEGMENTS = 1
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,8 @@ def describe_analysis(budget_s: float | None) -> str:
     """How tracks are analysed, for the ingest summary: "full" or the budget."""
     if budget_s is None:
         return "full tracks"
-    return (
-        f"at most {budget_s:g} s per track, in windows of up to "
-        f"{WINDOW_SEGMENTS} segments spread evenly (shorter tracks whole)"
-    )
+    parts = f"{WINDOW_SEGMENTS * 3:g}-s windows" if WINDOW_SEGMENTS > 1 else "3-s segments"
+    return f"at most {budget_s:g} s per track, as {parts} spread evenly (shorter tracks whole)"
 
 
 class BestWindowTracker:
@@ -102,12 +103,18 @@ class BestWindowTracker:
         for feats, probs, start in zip(features, probabilities, starts, strict=True):
             if start is not None and self._last_start is not None:
                 if abs(start - self._last_start - segment_s) > 1e-3:
-                    self._ring.clear()  # a gap: begin a new window here
+                    self._gap()
             self._last_start = start
             self._ring.append((feats, probs))
             self._next_index += 1
             if len(self._ring) == self.size:
                 self._consider()
+
+    def _gap(self) -> None:
+        """The segments stop following on: what the ring holds is a (short) window."""
+        if 0 < len(self._ring) < self.size:
+            self._consider()
+        self._ring.clear()
 
     def _consider(self) -> None:
         means = np.mean([p for _, p in self._ring], axis=0)
@@ -123,8 +130,11 @@ class BestWindowTracker:
     def best(self, cls: int) -> tuple[int, np.ndarray]:
         """(first segment index, features) of the best window for ``cls``.
 
-        A track shorter than the window gives all of its segments.
+        A track shorter than the window gives all of its segments; windows of the
+        analysis budget shorter than ``size`` compete as they are.
         """
+        if 0 < len(self._ring) < self.size:
+            self._gap()  # the last short window has not been considered yet
         if self._best[cls] is None:
             if not self._ring:
                 raise ValueError("no segments were pushed")

@@ -127,6 +127,10 @@ class DistributedIngestRun(IngestRun):
                 retries = _Retries()
                 self._run_round(ray, model_ref, pending, retries)
                 pending = retries.tasks
+            if self.unanswered:
+                raise DistributedIngestError(
+                    f"the Ray cluster returned no result for {self.unanswered} file(s)"
+                )
         except DistributedIngestError:
             raise
         except Exception as exc:  # Ray's own errors: a lost object, an actor that died
@@ -167,7 +171,7 @@ class DistributedIngestRun(IngestRun):
             for blob in batch["outcome"]:
                 self._apply_outcome(pickle.loads(blob), retries)
             self._maybe_save_index()
-        self.unanswered += len(self.states)  # none expected; left for the next run if any
+        self.unanswered += len(self.states)  # none expected: the next run does them
         self.states.clear()
 
     def _actor_shape(self, ray) -> tuple[int, float, float, IngestOptions]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import pickle
 import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +59,11 @@ def node_name() -> str:
     The id tells apart nodes that share a host (a test cluster, several raylets).
     """
     host = socket.gethostname()
-    try:
-        import ray
-
-        address = ray.util.get_node_ip_address()
-        node_id = ray.get_runtime_context().get_node_id()
-    except Exception:  # not inside Ray (tests of this module alone)
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():  # not in Ray: asking would start Ray
         return host
+    address = ray.util.get_node_ip_address()
+    node_id = ray.get_runtime_context().get_node_id()
     return f"{host} ({address}, node {node_id[:8]})"
 
 

@@ -94,7 +94,8 @@ def read_tags(path: Path) -> Tags:
         tags.album = _first(get("album"))
         tags.album_artist = _first(get("albumartist"))
         tags.mbid = _identifier(_first(get("musicbrainz_trackid")), 64)
-        tags.isrc = _identifier(_first(get("isrc")), 32)
+        isrc = _identifier(_first(get("isrc")), 32)
+        tags.isrc = isrc.upper().replace("-", "") if isrc else None  # as media servers send it
         tags.track_number = _track_number(_first(get("tracknumber")))
         try:
             tags.genres = _genre_values(path, audio, get)

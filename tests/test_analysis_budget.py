@@ -31,7 +31,14 @@ def _music(seconds: float) -> np.ndarray:
 
 
 def test_windows_cover_the_track_evenly():
-    windows = analysis_windows(600.0, 60.0)
+    # the default: single 3-s segments, thirty for 90 s, one every 20 s of a 600-s track
+    windows = analysis_windows(600.0, 90.0)
+    assert [w.length_s for w in windows] == [3.0] * 30
+    centres = np.array([w.start_s + 1.5 for w in windows])
+    np.testing.assert_allclose(np.diff(centres), 20.0, atol=1e-3)
+    assert centres[0] == pytest.approx(600.0 - centres[-1], abs=1e-3)
+    # longer windows: as many as fit in the budget, spread the same way
+    windows = analysis_windows(600.0, 60.0, window_segments=4)
     assert [w.length_s for w in windows] == [12.0] * 5
     assert sum(w.length_s for w in windows) <= 60.0
     starts = np.array([w.start_s for w in windows])
@@ -40,9 +47,9 @@ def test_windows_cover_the_track_evenly():
     assert centres[0] == pytest.approx(600.0 - centres[-1], abs=1e-3)  # symmetric
     assert starts[0] > 0 and starts[-1] + 12.0 < 600.0
     # a budget that is not a multiple of a window: as many whole windows as fit
-    assert [w.length_s for w in analysis_windows(300.0, 30.0)] == [12.0, 12.0]
+    assert [w.length_s for w in analysis_windows(300.0, 30.0, window_segments=4)] == [12.0] * 2
     # a budget shorter than a window: one window of whole segments within it
-    assert [w.length_s for w in analysis_windows(300.0, 7.0)] == [6.0]
+    assert [w.length_s for w in analysis_windows(300.0, 7.0, window_segments=4)] == [6.0]
     with pytest.raises(ValueError, match="positive"):
         analysis_windows(300.0, 0.0)
 
@@ -60,14 +67,14 @@ def test_only_the_windows_are_decoded_and_they_are_the_tracks_samples(tmp_path, 
     config = FrontendConfig()
     whole = np.concatenate(list(open_audio(path, SR).blocks))
     info = open_audio(path, SR).info
-    windows = analysis_windows(info.duration_s, 24.0)
+    windows = analysis_windows(info.duration_s, 24.0, window_segments=2)
     reading = read_windows(path, config, windows, info)
     assert reading.usable and reading.stopped_early is None
-    assert reading.n_segments == 8 and len(windows) == 2
+    assert reading.n_segments == 8 and len(windows) == 4
     # only the windows were decoded: 24 s of source frames, not 100
     assert reading.decoded_seconds == pytest.approx(24.0, abs=0.01)
     starts = np.concatenate(reading.starts)
-    expected = [w.start_s + 3.0 * i for w in windows for i in range(4)]
+    expected = [w.start_s + 3.0 * i for w in windows for i in range(2)]
     np.testing.assert_allclose(starts, expected, atol=1e-6)
     for segment, start in zip(np.concatenate(reading.segments), starts, strict=True):
         at = int(round(start * SR))
@@ -84,6 +91,11 @@ def test_the_heatmap_window_never_spans_a_gap():
     tracker.push(feats, probs, starts=[10.0, 13.0, 70.0, 73.0])
     first, window = tracker.best(0)
     assert first in (0, 2) and len(window) == 2
+    # windows shorter than the heatmap's (single segments) compete as they are
+    tracker = BestWindowTracker(n_classes=2, size=4)
+    tracker.push(feats, probs, starts=[10.0, 30.0, 50.0, 70.0])
+    assert tracker.best(0)[0] in (1, 2) and len(tracker.best(0)[1]) == 1
+    assert tracker.best(1)[0] in (0, 3)
 
 
 def _segments(data_dir) -> dict[str, list[tuple[float, float]]]:
@@ -107,14 +119,15 @@ def test_ingest_analyses_the_windows_and_records_where_they_are(tmp_path, model)
     rows, segments = tracks_by_path(data_dir), _segments(data_dir)
     windows = analysis_windows(90.0, 24.0)
     assert rows[str(long)].n_segments == 8
+    assert len(windows) == 8  # the default: single segments
     assert [s for s, _ in segments[str(long)]] == pytest.approx(
-        [w.start_s + 3.0 * i for w in windows for i in range(4)], abs=1e-3
+        [w.start_s for w in windows], abs=1e-3
     )
     assert rows[str(long)].duration_s == pytest.approx(90.0, abs=0.1)  # the track's, not 24
     # the heatmap explains one analysed window
     heat = rows[str(long)]
     assert any(heat.heatmap_start_s == pytest.approx(w.start_s, abs=1e-3) for w in windows)
-    assert heat.heatmap_end_s - heat.heatmap_start_s == pytest.approx(12.0)
+    assert heat.heatmap_end_s - heat.heatmap_start_s == pytest.approx(windows[0].length_s)
     # a track within the budget is analysed whole, from its start
     assert rows[str(short)].n_segments == 7  # 20 s: six full segments and the 2 s tail
     assert [s for s, _ in segments[str(short)]] == pytest.approx([3.0 * i for i in range(7)])
@@ -135,7 +148,7 @@ def test_analysis_full_analyses_every_segment(tmp_path, model):
 def test_a_track_silent_where_the_windows_fall_is_analysed_whole(tmp_path, model):
     """Under full analysis it was indexed: the budget must not make it fail as silent."""
     audio = np.zeros(int(90.0 * SR), dtype=np.float32)
-    audio[: 6 * SR] = tone(440, 6.0)  # sound only in the first 6 s, before any window
+    audio[: 3 * SR] = tone(440, 3.0)  # sound only in the first 3 s, before any window
     music = tmp_path / "music"
     path = write(music / "intro.wav", audio, SR)
     data_dir = tmp_path / "data"

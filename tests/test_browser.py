@@ -161,6 +161,9 @@ def test_open_a_track_artist_view_and_sound_alike(page, site):
     # aggregation and top-K redraw from the stored segments
     page.locator("#aggregation").get_by_label("max").check()
     expect(page.locator("#track-bars .bar")).to_have_count(5)
+    # the per-segment table fills when opened (not with the first paint)
+    page.get_by_text("Per-segment predictions").click()
+    expect(page.locator("#segments")).to_contain_text("end s")
     # stems: no Demucs weights here, so the button is disabled with the fix
     expect(page.locator("#separate")).to_be_disabled()
     expect(page.locator("#stems-note")).to_contain_text("--models-dir")

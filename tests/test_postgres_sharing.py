@@ -225,3 +225,29 @@ def test_ivf_is_built_from_the_database_in_batches(tmp_path, shared_url, monkeyp
             exact = {i for i, _ in index.search(vectors[q], 10, exact=True)}
             hits += len(approx & exact)
         assert hits / (10 * len(range(0, n, 60))) >= 0.9
+
+
+def test_database_url_option_and_its_errors(tmp_path, postgres_server, monkeypatch):
+    """--database-url selects the PostgreSQL catalog; a bad URL is a clear error, no trace."""
+    from typer.testing import CliRunner
+
+    from ui.cli import app
+
+    url = postgres_server.new_database("cli")
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["status", "--data-dir", str(tmp_path), "--database-url", url, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["database"].startswith("postgresql+psycopg://") and "cli_" in status["database"]
+    assert not (tmp_path / "catalog.db").exists()  # no SQLite file was made beside it
+
+    for bad, words in (
+        ("mysql://u@h/db", "unsupported database"),
+        ("not a url", "not a database URL"),
+        (url.rsplit(":", 1)[0] + ":1/nowhere", "cannot open the catalog database"),
+    ):
+        result = runner.invoke(app, ["status", "--data-dir", str(tmp_path), "--database-url", bad])
+        assert result.exit_code == 1, (bad, result.output)
+        assert words in result.output and "Traceback" not in result.output

@@ -90,3 +90,51 @@ def test_tuning_takes_the_least_effort_that_reaches_the_target():
     assert low["nprobe"] == vi.IVF_NPROBE_CHOICES[0] and low["tuned_recall_at_10"] >= 0.3
     assert high["nprobe"] >= low["nprobe"] and high["tuned_recall_at_10"] >= 0.999
     assert ann.nprobe == high["nprobe"]  # left at the tuned value
+
+
+def test_searches_run_safely_while_another_thread_changes_the_index():
+    """The service catches up in place in a worker thread while requests search."""
+    import threading
+
+    from catalog.index import VectorIndex
+
+    rng = np.random.default_rng(5)
+    dim, n = 32, 4000
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(dim, "m", 0)
+    index.upsert(np.arange(n), vectors)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def change() -> None:
+        try:
+            for round_ in range(150):
+                ids = rng.choice(n, 200, replace=False)
+                index.remove(ids)
+                index.upsert(ids, vectors[ids])  # storage moves under the searchers
+                index.upsert(np.arange(n, n + 50) + round_ * 50, vectors[:50])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def search() -> None:
+        try:
+            while not stop.is_set():
+                q = int(rng.integers(n))
+                hits = index.search(vectors[q], 5, exact=True)
+                assert len(hits) == 5 and all(-1.001 <= s <= 1.001 for _, s in hits)
+                assert all(0 <= i < n + 150 * 50 for i, _ in hits)
+                index.vector(hits[0][0])  # may be mid-replacement (None), never a crash
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=change)]
+    threads += [threading.Thread(target=search) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(index) == n + 150 * 50

@@ -29,6 +29,7 @@ from sqlalchemy.orm import selectinload
 from audio_fixtures import chord, tone, write
 from catalog import queries
 from catalog.errors import TrackNotFound
+from catalog.genre_views import genre_views
 from catalog.schema import CatalogMeta, Track, TrackStatus
 from catalog.stems import StemKey, latest_stems, save_stem_failure, save_stem_set
 from catalog.store import Catalog
@@ -93,6 +94,7 @@ def orm_track_details(catalog: Catalog, track_id: int) -> dict:
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
             "explanation": queries._explanation(track, heatmap),
+            "genre_views": genre_views(catalog, [track.id]).get(track.id),
             "artefacts": {
                 "audio": track.path,
                 "heatmap": heatmap,
@@ -115,14 +117,20 @@ def orm_browse(catalog, genre=None, status=None, artist=None, album=None, text=N
     if text:
         like = f"%{text}%"
         query = query.where(
-            or_(Track.title.ilike(like), Track.artist.ilike(like), Track.album.ilike(like))
+            or_(Track.title.ilike(like), Track.artist.ilike(like), Track.album.ilike(like),
+                Track.path.ilike(like))
         )
     order = (Track.confidence.desc(), Track.id) if genre else (Track.path,)
     with catalog.sessions() as s:
         total = s.scalar(select(func.count()).select_from(query.subquery()))
         rows = s.scalars(query.order_by(*order).limit(limit).offset(offset)).all()
+    tracks = [queries.track_summary(t) for t in rows]
+    views = genre_views(catalog, [t["id"] for t in tracks])  # tested in test_library_genres
+    for t in tracks:
+        t["genre_views"] = views.get(t["id"])
+    # no library genre model in this catalog: browsing goes by the shipped head
     return {"total": int(total or 0), "limit": limit, "offset": offset,
-            "tracks": [queries.track_summary(t) for t in rows]}  # fmt: skip
+            "genre_model": "shipped", "tracks": tracks}  # fmt: skip
 
 
 def orm_genre_counts(catalog: Catalog) -> list[dict]:

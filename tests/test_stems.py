@@ -79,8 +79,13 @@ def reference_model(models_dir):
 
 
 @pytest.fixture
-def catalog(tmp_path):
+def catalog(request, tmp_path):
+    """The test's catalog; on PostgreSQL too for a test that asks for ``catalog_url``."""
+    url = None
+    if "catalog_url" in request.fixturenames:
+        url = request.getfixturevalue("catalog_url")  # sets $SONIC_DATABASE_URL first
     with Catalog(tmp_path / "data") as cat:
+        assert cat.is_postgres == (url is not None)
         yield cat
 
 
@@ -187,7 +192,7 @@ def test_streamed_stems_equal_apply_model_on_the_whole_track(
 
 
 def test_second_call_is_a_cache_hit_without_the_model(
-    tmp_path, catalog, models_dir, model_calls, monkeypatch
+    tmp_path, catalog, models_dir, model_calls, monkeypatch, catalog_url
 ):
     path = tmp_path / "a.wav"
     write_audio(path, 1.5, 44100, channels=2)
@@ -206,7 +211,9 @@ def test_second_call_is_a_cache_hit_without_the_model(
     assert second.record.stems == first.record.stems
 
 
-def test_a_moved_or_copied_file_reuses_its_stems(tmp_path, catalog, models_dir, model_calls):
+def test_a_moved_or_copied_file_reuses_its_stems(
+    tmp_path, catalog, models_dir, model_calls, catalog_url
+):
     path = tmp_path / "song.wav"
     write_audio(path, 1.5, 44100, channels=2)
     track_id = add_track(catalog, path)
@@ -357,7 +364,7 @@ def test_missing_weights_give_an_error_naming_both_options(tmp_path, catalog, mo
 
 
 def test_batch_by_genre_records_failures_and_prune_drops_vanished_tracks(
-    tmp_path, catalog, models_dir
+    tmp_path, catalog, models_dir, catalog_url
 ):
     good, bad, jazz = (tmp_path / f"{n}.wav" for n in ("good", "bad", "jazz"))
     write_audio(good, 1.2, 44100, channels=2, seed=1)

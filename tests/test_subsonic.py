@@ -361,6 +361,8 @@ def test_media_server_route(served):
     assert body["song"]["id"] not in {s["id"] for s in body["similar"]}
     by_isrc = c.post("/media-server/similar", json={"isrc": ISRC}, headers=auth).json()
     assert by_isrc["song"]["matched_on"] == "isrc" and by_isrc["song"]["confidence"] == 0.95
+    spelt = c.post("/media-server/similar", json={"isrc": "gb-aye-06-01498"}, headers=auth)
+    assert spelt.json()["song"]["id"] == served["id"]["pulse"]
     tags = {"artist": "alpha", "title": "CHORD", "album": "First", "duration": 4.0}
     by_tags = c.post("/media-server/similar", json=tags, headers=auth).json()["song"]
     assert by_tags["id"] == served["id"]["chord"] and by_tags["confidence"] >= 0.9

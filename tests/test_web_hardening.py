@@ -359,7 +359,7 @@ def test_a_non_utf8_file_name_end_to_end(tmp_path, model):
         assert m3u.text.splitlines()[2] == "file://" + urllib.parse.quote(os.fsencode(odd))
         assert client.get("/map").status_code == 200
         assert client.get(f"/tracks/{track_id}/similar").status_code == 200
-        opened = gradio_call(client, "open_track", [track_id, 3, 5, False])
+        opened = gradio_call(client, "open_track", [track_id, 3, "mean", 5, False])
         assert "event: complete" in opened and "caf\\\\xe9.wav" in opened, opened[:800]
 
 

@@ -9,6 +9,7 @@ package (MIT; it ships ``swagger-ui-bundle.js``, ``swagger-ui.css`` and
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 ASSETS_PATH = "/docs-assets"
@@ -30,8 +31,28 @@ def assets_folder() -> Path:
     return Path(fastapi_offline.__file__).parent / "static"
 
 
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@functools.cache
+def offline_redoc_bundle() -> bytes:
+    """ReDoc's bundle without its one remaining CDN fetch.
+
+    The standalone bundle draws a "docs by Redocly" logo from cdn.redoc.ly in the side
+    bar, unconditionally; offline that is a request that hangs or fails. An empty
+    ``data:`` URL makes the image fail at once, which ReDoc answers by not drawing it.
+    """
+    bundle = (assets_folder() / "redoc.standalone.js").read_bytes()
+    return bundle.replace(REDOC_LOGO, b"data:,")
+
+
 def add_offline_docs(app: FastAPI) -> None:
     """Serve the docs pages on ``app`` (created with ``docs_url=None, redoc_url=None``)."""
+
+    @app.get(f"{ASSETS_PATH}/redoc.offline.js", include_in_schema=False)
+    def redoc_bundle() -> Response:
+        return Response(offline_redoc_bundle(), media_type="text/javascript")
+
     app.mount(ASSETS_PATH, StaticFiles(directory=assets_folder()), name="docs-assets")
     title = app.title
     openapi_url = app.openapi_url or "/openapi.json"
@@ -57,7 +78,7 @@ def add_offline_docs(app: FastAPI) -> None:
         return get_redoc_html(
             openapi_url=openapi_url,
             title=f"{title} - ReDoc",
-            redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js",
+            redoc_js_url=f"{ASSETS_PATH}/redoc.offline.js",
             redoc_favicon_url=f"{ASSETS_PATH}/favicon.png",
             with_google_fonts=False,
         )

@@ -141,7 +141,8 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
     gr.Markdown("#### What the model listened to (Grad-CAM)")
     heat = gr.HTML(elem_id="track-heatmap")
     focus = gr.Markdown(elem_id="band-focus")
-    with gr.Accordion("Per-segment predictions", open=False):
+    # filled when opened: a 10-minute track's 200 rows slowed every first paint
+    with gr.Accordion("Per-segment predictions", open=False) as segments_box:
         segments = gr.Dataframe(interactive=False, elem_id="segments")
     neighbour = gr.Radio(label="Why is it similar? Pick one", elem_id="why-pick")
     why = gr.HTML(elem_id="why")
@@ -176,24 +177,25 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
                 "file.</p>")  # fmt: skip
 
     def open_track(tid, kk_top, agg, kk, excl):
-        blank = ("", "", "", "", "", segments_frame([]), "", "", "",
-                 gr.Radio(choices=[], value=None), "")  # fmt: skip
+        blank = ("", "", "", "", "", "", "", "", gr.Radio(choices=[], value=None), "")
+        closed = (gr.Accordion(open=False), segments_frame([]))  # the table fills when opened
         if not tid:
             return ("<p>Pick a track in the Library tab, or type its id.</p>", *blank[1:],
-                    *stems_panel.views(state, None), None, gr.Plot(visible=False))  # fmt: skip
+                    *stems_panel.views(state, None), None, gr.Plot(visible=False),
+                    *closed)  # fmt: skip
         tid = int(tid)
         try:
             d = queries.track_details(state.fresh(), tid)
         except queries.TrackNotFound as exc:
             return (f"<p><b>{esc(exc)}</b></p>", *blank[1:], *stems_panel.views(state, None),
-                    None, gr.Plot(visible=False))  # fmt: skip
+                    None, gr.Plot(visible=False), *closed)  # fmt: skip
         probs = probabilities(d["timeline"], agg, d["probabilities"])
         heat_html, sentence = heat_views(d)
         sim_html, pick = similar_views(tid, kk, excl)
         return (summary_html(d), actions_html(tid, d), wave_view(d),
                 genre_bars(probs, int(kk_top)) if probs else "", timeline_svg(d["timeline"]),
-                segments_frame(d["timeline"]), heat_html, sentence, sim_html, pick, "",
-                *stems_panel.views(state, d), d, gr.Plot(visible=False))  # fmt: skip
+                heat_html, sentence, sim_html, pick, "",
+                *stems_panel.views(state, d), d, gr.Plot(visible=False), *closed)  # fmt: skip
 
     def redraw_bars(d, kk_top, agg):
         if not d:
@@ -241,8 +243,8 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
                                for m in pair["closest_moments"]) + "</table>")  # fmt: skip
         return "".join(out)
 
-    outputs = [summary, actions, wave, bars, line, segments, heat, focus, sims, neighbour, why,
-               *stem_view.outputs, current, mel]  # fmt: skip
+    outputs = [summary, actions, wave, bars, line, heat, focus, sims, neighbour, why,
+               *stem_view.outputs, current, mel, segments_box, segments]  # fmt: skip
     inputs = [track_id, top_k, method, k, exclude_album]
     remember = "(...a) => { window.sonic && window.sonic.remember(a[0]); return a; }"
     open_btn.click(open_track, inputs, outputs, js=remember)
@@ -250,6 +252,7 @@ def build(state: ServiceState) -> TrackView:  # noqa: C901 (one closure per widg
     top_k.release(redraw_bars, [current, top_k, method], bars)
     method.change(redraw_bars, [current, top_k, method], bars)
     mel_btn.click(show_mel, current, mel)
+    segments_box.expand(lambda d: segments_frame(d["timeline"] if d else []), current, segments)
 
     def redraw_similar(d, kk, excl):  # settings apply at once, no re-open
         if not d:
