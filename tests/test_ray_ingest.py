@@ -182,7 +182,8 @@ def test_ray_ingest_matches_a_local_ingest(cluster, tmp_path, model):
         assert float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb)) >= 0.999
         for genre in model.genres:
             assert ray_probs[(b.id, genre)] == pytest.approx(local_probs[(a.id, genre)], abs=1e-3)
-        heatmap = Path(b.heatmap_path)
+        assert not Path(b.heatmap_path).is_absolute()  # stored relative: a portable data dir
+        heatmap = ray_dir / b.heatmap_path
         assert heatmap.is_relative_to(ray_dir / "heatmaps") and heatmap.stat().st_size > 0
     assert there[str(library / "album0" / "track00.flac")].title == "First"
     assert_index_consistent(ray_dir)
