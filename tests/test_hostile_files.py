@@ -385,7 +385,8 @@ from helpers import run_ingest
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     model = load_model()
-run_ingest([sys.argv[1]], sys.argv[2], model, heatmaps=False)
+# every sample (no analysis budget), so the workers are still decoding when the kill comes
+run_ingest([sys.argv[1]], sys.argv[2], model, heatmaps=False, analysis_seconds=None)
 """
 
 

@@ -321,7 +321,8 @@ def test_a_node_without_the_shared_mount_fails_its_files_clearly_and_a_rerun_ret
             os.killpg(blind.pid, signal.SIGKILL)
             blind.wait()
 
-    assert len(summary.nodes) == 3, summary.nodes
+    # Ray's scheduler decides how the files spread over the three nodes; what matters is
+    # that the blind node got some, and that each of those failed clearly (below).
     assert summary.failed, "the node without the library should have been given files"
     assert summary.analysed + len(summary.failed) == count
     blind_nodes = set()
@@ -330,6 +331,8 @@ def test_a_node_without_the_shared_mount_fails_its_files_clearly_and_a_rerun_ret
         blind_nodes.add(reason.split("node ", 1)[1].split(") cannot", 1)[0])
         assert tracks_by_path(data_dir)[path].error == reason  # recorded, with its reason
     assert len(blind_nodes) == 1  # one node, named in every reason
+    (blind,) = blind_nodes  # the reason's node name, without its closing parenthesis
+    assert any(name.startswith(blind) for name in summary.nodes), (blind, summary.nodes)
 
     # the files were never read: the next run (the mount fixed) analyses them
     rerun = _on_ray([library], data_dir, model, cluster.address)
