@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from datetime import datetime
 
 from catalog import subsonic_store as store
 from catalog.library_view import LibraryView
@@ -72,9 +73,13 @@ def artist(ctx: Context) -> dict:
     return {"artist": e.artist(found, starred, [e.album(a, starred) for a in found.albums])}
 
 
-def _songs(ctx: Context, view: LibraryView, songs) -> list[dict]:
+def _songs(
+    ctx: Context, view: LibraryView, songs, starred: dict[str, datetime] | None = None
+) -> list[dict]:
+    """Child entries for ``songs``; ``starred``: the user's stars, if already read."""
     songs = list(songs)
-    starred = store.stars(ctx.catalog, ctx.user.id)
+    if starred is None:
+        starred = store.stars(ctx.catalog, ctx.user.id)
     plays = store.play_counts(ctx.catalog, [s.id for s in songs])
     return [e.child(view, s, starred, plays) for s in songs]
 
@@ -86,7 +91,7 @@ def album(ctx: Context) -> dict:
     if found is None:
         raise not_found("album")
     starred = store.stars(ctx.catalog, ctx.user.id)
-    return {"album": e.album(found, starred, _songs(ctx, view, found.songs))}
+    return {"album": e.album(found, starred, _songs(ctx, view, found.songs, starred))}
 
 
 @method("getSong")
