@@ -1,4 +1,4 @@
-"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain``.
+"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain_run``.
 
 Argument parsing, default paths (under the data directory) and the progress bars
 live here; finding and caching the audio, the views, the losses and the
@@ -132,12 +132,8 @@ def pretrain(
     `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
-    from embeddings.training.pretrain import (
-        POSITIVES,
-        PretrainConfig,
-        PretrainOptions,
-        run_pretraining,
-    )
+    from embeddings.training.pretrain import POSITIVES, PretrainConfig
+    from embeddings.training.pretrain_run import PretrainOptions, run_pretraining
     from embeddings.training.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:
