@@ -43,7 +43,8 @@ def pretrain(
         Path | None,
         typer.Option(
             help="Folder with a cached teacher's outputs (index.json + one .npz per track) "
-            "to distil from; see docs/model.md."
+            "to distil from, as written by python tools/teacher_handcrafted.py, "
+            "tools/teacher_musicnn.py or tools/teacher_merge.py; see tools/README.md."
         ),
     ] = None,
     teacher_layer: Annotated[
@@ -127,7 +128,8 @@ def pretrain(
     Two random 3-s crops of each track (masked, and with --views full also changed
     in EQ, noise, pitch and tempo) must recognise each other among the crops of
     other tracks; with --positives album, also the crops of other tracks in the
-    same folder. Optionally distils a cached teacher. Writes a backbone checkpoint
+    same folder. Optionally distils a cached teacher (--teacher-cache, written by
+    the commands in tools/README.md). Writes a backbone checkpoint
     and its loss log (NAME.log.json); fine-tune it into a genre model with
     `sonic train DATASET --init CHECKPOINT`.
     """
