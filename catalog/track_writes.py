@@ -11,6 +11,8 @@ A mixin of :class:`catalog.store.Catalog`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -25,6 +27,8 @@ from catalog.schema import Segment, Track, TrackGenre, TrackStatus
 
 class TrackWrites(IndexKeeper):
     """Analysed and failed tracks, one transaction each (a mixin of ``Catalog``)."""
+
+    genre_mapping: Callable[[], dict[str, str]]  # Catalog's: the owner's genres.toml
 
     @staticmethod
     def _upsert_track(session: Session, facts: FileFacts, track_id: int | None) -> Track:
