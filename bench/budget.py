@@ -6,7 +6,7 @@ each into its own fresh data directory, with the same options otherwise. Then, f
 the catalogs themselves (the embeddings search uses, the genres browse shows):
 
 - same-album precision@5 over the stored track embeddings, computed by
-  ``embeddings.training.similarity_eval.precision_at_k`` as ``sonic evaluate-similarity``
+  ``embeddings.training.similarity_metrics.precision_at_k`` as ``sonic evaluate-similarity``
   does, for all albums and for the held-out ones of bench/gamemusic_split.json;
 - genre agreement with full analysis: the share of tracks whose top genre is the
   same as under ``--analysis full``;
@@ -42,7 +42,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embeddings.training.similarity_eval import precision_at_k  # noqa: E402
+from embeddings.training.similarity_metrics import precision_at_k  # noqa: E402
 
 SPLIT = Path(__file__).with_name("gamemusic_split.json")
 

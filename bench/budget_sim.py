@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from embeddings.similarity_eval import precision_at_k  # noqa: E402
+from embeddings.training.similarity_metrics import precision_at_k  # noqa: E402
 from embeddings.windows import analysis_windows  # noqa: E402
 
 

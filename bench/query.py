@@ -5,7 +5,7 @@ For each size (default 10k, 100k and 1M tracks) it builds a catalog of synthetic
 exactly as an ingest leaves them), then measures, in one run:
 
   1. raw single-query search, exact (``IndexFlatIP``) and with the structure the
-     catalog picks for the size (``catalog.index.choose_kind``), with recall@10 of
+     catalog picks for the size (``catalog.ann.choose_kind``), with recall@10 of
      the approximate search against exact search on the same queries;
   2. the exact search under different faiss settings for single queries (OpenMP
      threads, and the BLAS threshold that decides between faiss' own SIMD loop and
@@ -49,7 +49,8 @@ sys.path.insert(0, str(REPO))
 import faiss  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
-from catalog import index as vi  # noqa: E402
+from catalog.ann import choose_kind  # noqa: E402
+from catalog.index import VectorIndex  # noqa: E402
 from catalog.queries import similar  # noqa: E402
 from catalog.schema import Track, TrackStatus  # noqa: E402
 from catalog.sonic_path import sonic_path, sonic_similar  # noqa: E402
@@ -104,7 +105,7 @@ def build_catalog(data_dir: Path, vectors: np.ndarray, labels: np.ndarray) -> fl
                         }
                     )  # fmt: skip
                 s.execute(insert(Track), rows)
-        index = vi.VectorIndex(DIM, MODEL_ID, version)
+        index = VectorIndex(DIM, MODEL_ID, version)
         index.upsert(np.arange(1, n + 1), vectors)
         index.save(catalog.paths.index)
     return time.perf_counter() - started
@@ -255,7 +256,7 @@ def in_process_sonic(index, query_ids: np.ndarray) -> dict:
 
 def run_size(n: int, n_queries: int, work: Path, http: bool) -> dict:
     print(f"\n== {n:,} tracks", flush=True)
-    result: dict = {"tracks": n, "kind": vi.choose_kind(n)}
+    result: dict = {"tracks": n, "kind": choose_kind(n)}
     t = time.perf_counter()
     vectors, labels = synthetic(n)
     result["generate_s"] = round(time.perf_counter() - t, 1)

@@ -10,20 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import delete, insert, select, update
 
+from catalog.clock import utc_now
 from catalog.records import GenreModelRecord
 from catalog.schema import GenreModel, LibraryPrediction, TagBackup, Track, TrackStatus
 
 SHIPPED_THRESHOLD_KEY = "shipped_uncertain_below"
 UNCERTAIN = "uncertain"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _blob(array: np.ndarray) -> bytes:
@@ -35,7 +31,7 @@ def save_model(catalog, record: GenreModelRecord) -> int:
     with catalog.sessions.begin() as s:
         s.execute(update(GenreModel).values(active=0))
         row = GenreModel(
-            created_at=_now(),
+            created_at=utc_now(),
             embedding_model_id=record.embedding_model_id,
             genres=json.dumps(record.genres),
             dim=int(record.coef.shape[1]),
@@ -196,7 +192,7 @@ def add_backup(
             old_values=None if old_values is None else json.dumps(old_values, ensure_ascii=False),
             encoding=encoding, position=position,
             new_values=json.dumps(new_values, ensure_ascii=False),
-            written_at=_now(),
+            written_at=utc_now(),
         )  # fmt: skip
         s.add(row)
         s.flush()
@@ -231,4 +227,4 @@ def pending_backups(catalog, track_ids: Iterable[int] | None = None) -> list[Bac
 
 def mark_undone(catalog, backup_id: int) -> None:
     with catalog.sessions.begin() as s:
-        s.execute(update(TagBackup).where(TagBackup.id == backup_id).values(undone_at=_now()))
+        s.execute(update(TagBackup).where(TagBackup.id == backup_id).values(undone_at=utc_now()))

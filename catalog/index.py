@@ -1,22 +1,18 @@
-"""The FAISS index of track embeddings: a fast, disposable copy of SQLite.
+"""The FAISS index of track embeddings: a fast, disposable copy of the database.
 
 Vectors are L2-normalised, so inner product is cosine similarity. The index file
 carries a small JSON header (catalog version, model id, dimension) in front of the
 serialised FAISS index; the catalog compares that version with its own to decide
-whether the file on disk can be trusted or must be rebuilt from SQLite. Saving
-writes a temporary file, fsyncs it and renames it over the old one, so a crash at
-any moment leaves either the old index or the new one, never half of one.
+whether the file on disk can be trusted or must be rebuilt from the database.
+Saving writes a temporary file, fsyncs it and renames it over the old one, so a
+crash at any moment leaves either the old index or the new one, never half of one.
 
-Search is exact (``IndexFlatIP``) while that stays fast. Above
-``EXACT_MAX_VECTORS`` a single query scans more memory than a few milliseconds
-allow, so an approximate index is built beside the exact one, chosen by size
-(:func:`choose_kind`): HNSW up to ``HNSW_MAX_VECTORS``, IVF beyond (HNSW's build
-time grows too long there). The approximate index is derived data: it is never
-written to disk (the file format is unchanged), it is built on demand, possibly
-in a background thread, and until it is ready, or after a change it cannot
-follow (a removal or a replaced vector), searches are answered exactly. After each
-build its search effort (HNSW ``efSearch``, IVF ``nprobe``) is tuned on the
-library's own vectors to the least that reaches ``TARGET_RECALL`` recall@10.
+Search is exact while that stays fast; a large index gets an approximate one
+beside it (:mod:`catalog.ann`: which kind, how built and tuned). The approximate
+index is derived data: it is never written to disk (the file format is
+unchanged), it is built on demand, possibly in a background thread, and until it
+is ready, or after a change it cannot follow (a removal or a replaced vector),
+searches are answered exactly.
 """
 
 from __future__ import annotations
@@ -24,14 +20,15 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from catalog import ann as approximate
+from catalog.read_write_lock import ReadWriteLock
 from embeddings.atomic import atomic_write
 
 MAGIC = b"SONICIDX"
@@ -45,176 +42,8 @@ class IndexHeader:
     dim: int
 
 
-# Where exact search stops being fast on one core (a single query reads every vector:
-# 25k x 512 floats is 51 MB, a few ms), and where HNSW's build time gets too long.
-EXACT_MAX_VECTORS = 25_000
-HNSW_MAX_VECTORS = 400_000
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 40
-HNSW_EF_SEARCH = 64  # starting points; tune_ann sets the ones this data needs
-IVF_NPROBE = 32
-IVF_TRAIN_PER_LIST = 40
-# Search effort is tuned on the library itself after each build: the smallest
-# setting whose recall@10 against exact search, on a sample of the library's own
-# tracks, reaches TARGET_RECALL (the effort a given recall needs depends on the data).
-TARGET_RECALL = 0.97
-TUNE_QUERIES = 256
-HNSW_EF_CHOICES = (16, 24, 32, 48, 64, 96, 128, 192, 256)
-IVF_NPROBE_CHOICES = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 # One query is a few ms of work: OpenMP threads only add start-up and contention.
 SEARCH_THREADS = 1
-
-
-def choose_kind(n_vectors: int) -> str:
-    """The search structure for an index of this size: ``flat``, ``hnsw`` or ``ivf``."""
-    if n_vectors <= EXACT_MAX_VECTORS:
-        return "flat"
-    if n_vectors <= HNSW_MAX_VECTORS:
-        return "hnsw"
-    return "ivf"
-
-
-def ivf_lists(n_vectors: int) -> int:
-    """Inverted lists for IVF: about 2 sqrt(n), a power of two, at least 256."""
-    target = 2 * int(np.sqrt(max(n_vectors, 1)))
-    return int(max(256, 1 << int(np.round(np.log2(target)))))
-
-
-def build_ann(vectors: np.ndarray, ids: np.ndarray, kind: str) -> faiss.Index:
-    """An approximate inner-product index over ``vectors`` keyed by ``ids``."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    dim = vectors.shape[1]
-    if kind == "hnsw":
-        hnsw = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        hnsw.hnsw.efSearch = HNSW_EF_SEARCH
-        index = faiss.IndexIDMap(hnsw)
-        index.add_with_ids(vectors, ids)
-        return index
-    if kind == "ivf":
-        nlist = ivf_lists(len(vectors))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        n_train = min(len(vectors), nlist * IVF_TRAIN_PER_LIST)
-        sample = vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
-        index.train(sample)
-        index.add_with_ids(vectors, ids)
-        index.nprobe = IVF_NPROBE
-        return index
-    raise ValueError(f"unknown approximate index kind {kind!r}; choose hnsw or ivf")
-
-
-def build_ivf_batched(sample: np.ndarray, batches, n_vectors: int) -> faiss.Index:
-    """An IVF index trained on ``sample`` and filled from ``batches`` of (ids, vectors).
-
-    For catalogs too large to copy: the caller streams the vectors (from the
-    database, a batch at a time) instead of handing over one array of all of them,
-    so besides the finished index only the training sample and one batch are held.
-    ``n_vectors`` (how many will be added) sets the number of lists, as
-    :func:`build_ann` does.
-    """
-    sample = np.ascontiguousarray(sample, dtype=np.float32)
-    dim = sample.shape[1]
-    nlist = ivf_lists(n_vectors)
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.train(sample)
-    for ids, vectors in batches:
-        index.add_with_ids(
-            np.ascontiguousarray(vectors, dtype=np.float32), np.ascontiguousarray(ids, np.int64)
-        )
-    index.nprobe = IVF_NPROBE
-    return index
-
-
-class ExactTopK:
-    """Exact k nearest neighbours of a few queries, over vectors seen a batch at a time.
-
-    The truth :func:`tune_ann` needs, gathered during the same pass over the
-    database that fills the index, instead of from an array of every vector.
-    """
-
-    def __init__(self, queries: np.ndarray, query_ids: np.ndarray, k: int = 10) -> None:
-        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
-        self.query_ids = np.asarray(query_ids, dtype=np.int64)
-        self.k = k + 1  # the query itself is among the vectors
-        self.scores = np.full((len(self.queries), 0), -np.inf, dtype=np.float32)
-        self.ids = np.zeros((len(self.queries), 0), dtype=np.int64)
-
-    def push(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        if not len(ids) or not len(self.queries):
-            return
-        scores = self.queries @ np.ascontiguousarray(vectors, dtype=np.float32).T
-        ids = np.broadcast_to(np.asarray(ids, dtype=np.int64), scores.shape)
-        scores = np.concatenate([self.scores, scores], axis=1)
-        ids = np.concatenate([self.ids, ids], axis=1)
-        keep = min(self.k, scores.shape[1])
-        best = np.argpartition(-scores, keep - 1, axis=1)[:, :keep]
-        self.scores = np.take_along_axis(scores, best, axis=1)
-        self.ids = np.take_along_axis(ids, best, axis=1)
-
-    def truth(self) -> list[set[int]]:
-        order = np.argsort(-self.scores, axis=1)
-        rows = np.take_along_axis(self.ids, order, axis=1)
-        return [set(_others(r, me, self.k - 1)) for r, me in zip(rows, self.query_ids, strict=True)]
-
-
-def _set_effort(index: faiss.Index, kind: str, value: int) -> None:
-    if kind == "hnsw":
-        faiss.downcast_index(index.index).hnsw.efSearch = int(value)
-    else:
-        index.nprobe = int(value)
-
-
-def _others(found: np.ndarray, me: int, k: int) -> list[int]:
-    """The first k ids of a result row other than the query's own."""
-    return [int(i) for i in found if i != me][:k]
-
-
-def tune_ann(
-    index: faiss.Index,
-    kind: str,
-    vectors: np.ndarray,
-    ids: np.ndarray,
-    target: float = TARGET_RECALL,
-    n_queries: int = TUNE_QUERIES,
-    truth: list[set[int]] | None = None,
-) -> dict:
-    """Set the smallest search effort reaching ``target`` recall@10 on this data.
-
-    Queries are a fixed sample of the indexed vectors themselves (as in "tracks
-    like this one"); the truth is exact search over all of them. Returns the
-    chosen parameter and the recall measured with it. With ``truth`` (each query's
-    true 10 neighbours, found by :class:`ExactTopK` while the vectors streamed past)
-    ``vectors`` and ``ids`` are the queries themselves, not everything indexed.
-    """
-    k = 10
-    if truth is None:
-        rng = np.random.default_rng(1)
-        pick = np.sort(rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False))
-        queries = np.ascontiguousarray(vectors[pick])
-        own = ids[pick]
-        _, rows = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-        truth = [set(_others(ids[r[r >= 0]], me, k)) for r, me in zip(rows, own, strict=True)]
-    else:
-        queries = np.ascontiguousarray(vectors, dtype=np.float32)
-        own = np.asarray(ids)
-    choices = HNSW_EF_CHOICES if kind == "hnsw" else IVF_NPROBE_CHOICES
-    name = "efSearch" if kind == "hnsw" else "nprobe"
-    recall = 0.0
-    for value in choices:
-        _set_effort(index, kind, value)
-        _, found = index.search(queries, k + 1)
-        hits = sum(
-            len(want & set(_others(got[got >= 0], me, k)))
-            for want, got, me in zip(truth, found, own, strict=True)
-        )
-        recall = hits / max(1, sum(len(t) for t in truth))
-        if recall >= target:
-            break
-    return {name: int(value), "tuned_recall_at_10": round(recall, 4), "target": target}
 
 
 def read_header(path: Path) -> IndexHeader:
@@ -240,56 +69,11 @@ def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int):
         faiss.omp_set_num_threads(before)
 
 
-class ReadWriteLock:
-    """Many searches at once, or one change alone (writers first, so changes never starve).
-
-    A change to a FAISS index while another thread searches it is undefined (its
-    storage may move). The service's index is changed in place when it catches up
-    with a shared catalog (``Catalog.sync_index``), in a worker thread, while request
-    threads search: so searches and reads share, and changes wait for them.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        self._waiting_writers = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._waiting_writers:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._waiting_writers += 1
-            while self._writing or self._readers:
-                self._cond.wait()
-            self._waiting_writers -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
 class VectorIndex:
     """Inner-product search keyed by track id (``IndexIDMap2`` over ``IndexFlatIP``).
 
     The exact index is the one saved and loaded; an approximate one (see
-    :func:`choose_kind`) is derived from it in memory when the index is large.
+    :func:`catalog.ann.choose_kind`) is derived from it in memory when the index is large.
     """
 
     def __init__(self, dim: int, model_id: str | None = None, version: int = 0) -> None:
@@ -345,8 +129,8 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """The structure this index's size calls for (see :func:`choose_kind`)."""
-        return choose_kind(len(self))
+        """The structure this index's size calls for (see :func:`catalog.ann.choose_kind`)."""
+        return approximate.choose_kind(len(self))
 
     def ann_status(self) -> dict:
         """Which structure answers searches now, and which one the size calls for."""
@@ -401,8 +185,8 @@ class VectorIndex:
                 with self._ann_lock:
                     generation = self._generation
                 ids, vectors = self._copy_vectors()
-            ann = build_ann(vectors, ids, kind)
-            info = tune_ann(ann, kind, vectors, ids)
+            ann = approximate.build_ann(vectors, ids, kind)
+            info = approximate.tune_ann(ann, kind, vectors, ids)
         with self._ann_lock:
             if generation == self._generation and ann.ntotal == len(self):
                 self._ann, self._ann_kind, self._ann_info = ann, kind, info

@@ -1,6 +1,6 @@
 """The approximate index of a large shared catalog, built from the database in batches.
 
-At 400k tracks and more the catalog searches with IVF (``catalog.index.choose_kind``).
+At 400k tracks and more the catalog searches with IVF (``catalog.ann.choose_kind``).
 Built the usual way, from ``VectorIndex.vectors()``, that means a copy of every
 vector (2 GB at 1M x 512 float32) next to the exact index and the IVF's own lists
 while it is built. On PostgreSQL the vectors are in the database anyway, so the IVF
@@ -21,15 +21,15 @@ import faiss
 import numpy as np
 from sqlalchemy import select
 
-from catalog.index import (
+from catalog.ann import (
     IVF_TRAIN_PER_LIST,
     TUNE_QUERIES,
     ExactTopK,
-    VectorIndex,
     build_ivf_batched,
     ivf_lists,
     tune_ann,
 )
+from catalog.index import VectorIndex
 from catalog.schema import Track
 
 if TYPE_CHECKING:

@@ -97,7 +97,7 @@ def display_path(path: str | os.PathLike) -> str:
     POSIX file names are bytes; Python hands back the bytes that are not UTF-8
     (old Latin-1 names, say) as lone surrogates, which every UTF-8 encoder refuses.
     Those bytes are shown as ``\\xNN`` escapes; a valid name comes back unchanged.
-    The catalog keeps the real name (see ``catalog.schema.FsPath``); this is only
+    The catalog keeps the real name (see ``catalog.column_types.FsPath``); this is only
     for showing it.
     """
     raw = os.fspath(path)

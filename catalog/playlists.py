@@ -12,10 +12,12 @@ from urllib.parse import quote
 
 from sqlalchemy import select
 
+from catalog.errors import TrackNotFound
+from catalog.neighbours import similar
 from catalog.paths import display_path, path_is_text
-from catalog.queries import TrackNotFound, similar, track_summary
 from catalog.schema import Track
 from catalog.store import Catalog
+from catalog.track_summaries import track_summary
 
 
 def _same(a: str | None, b: str | None) -> bool:

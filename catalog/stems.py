@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from catalog.clock import utc_now
 from catalog.paths import stored_path
 from catalog.schema import Stem, StemSet, StemStatus, Track, TrackStatus
 from catalog.store import Catalog
@@ -92,10 +93,6 @@ class StemTarget:
     duration_s: float | None
 
 
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
 def _relative(catalog: Catalog, path: Path) -> str:
     return stored_path(catalog.paths.root, path)
 
@@ -169,7 +166,7 @@ def save_stem_set(
     compute_seconds: float,
 ) -> StemSetRecord:
     """Record a complete separation (replacing a failed or stale record for the key)."""
-    now = _now()
+    now = utc_now()
     with catalog.sessions.begin() as s:
         row = _stem_set_row(s, key, settings, now)
         row.status = StemStatus.OK
@@ -198,7 +195,7 @@ def save_stem_set(
 
 def save_stem_failure(catalog: Catalog, key: StemKey, settings: dict, error: str) -> None:
     """Record why a separation failed, so a batch run does not retry it every time."""
-    now = _now()
+    now = utc_now()
     with catalog.sessions.begin() as s:
         row = _stem_set_row(s, key, settings, now)
         row.status = StemStatus.FAILED

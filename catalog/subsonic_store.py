@@ -9,10 +9,11 @@ from tags and have no rows of their own.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import bindparam, delete, func, or_, select
 
+from catalog.clock import utc_now
 from catalog.schema import Play, Playlist, PlaylistEntry, Star, SubsonicUser, Track
 from catalog.store import Catalog
 
@@ -25,10 +26,6 @@ class PlaylistNotFound(LookupError):
 
 class NotOwner(PermissionError):
     pass
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _known_tracks(session, ids: Iterable[int]) -> list[int]:
@@ -68,7 +65,7 @@ def _write_entries(session, playlist_id: int, track_ids: list[int]) -> None:
 
 
 def create_playlist(catalog: Catalog, owner_id: int, name: str, track_ids: list[int]) -> dict:
-    now = _now()
+    now = utc_now()
     with catalog.sessions.begin() as s:
         ids = _known_tracks(s, track_ids)
         row = Playlist(owner_id=owner_id, name=name, public=False, created_at=now, changed_at=now)
@@ -84,7 +81,7 @@ def replace_playlist(catalog: Catalog, user_id: int, playlist_id: int, track_ids
     with catalog.sessions.begin() as s:
         row = _owned(s, user_id, playlist_id)
         _write_entries(s, row.id, _known_tracks(s, track_ids))
-        row.changed_at = _now()
+        row.changed_at = utc_now()
         s.flush()
         return _playlist_dict(s, row, True)
 
@@ -127,7 +124,7 @@ def update_playlist(
         drop = set(remove_positions)
         kept = [t for i, t in enumerate(current) if i not in drop]
         _write_entries(s, row.id, kept + _known_tracks(s, add))
-        row.changed_at = _now()
+        row.changed_at = utc_now()
         s.flush()
         return _playlist_dict(s, row, True)
 
@@ -160,7 +157,7 @@ def playlist(catalog: Catalog, user_id: int, playlist_id: int) -> dict:
 
 
 def star(catalog: Catalog, user_id: int, item_ids: Iterable[str]) -> None:
-    now = _now()
+    now = utc_now()
     with catalog.sessions.begin() as s:
         for item in dict.fromkeys(item_ids):
             if s.get(Star, (user_id, item)) is None:
@@ -186,7 +183,7 @@ def record_play(
 ) -> None:
     with catalog.sessions.begin() as s:
         _known_tracks(s, [track_id])
-        s.add(Play(user_id=user_id, track_id=track_id, played_at=when or _now(),
+        s.add(Play(user_id=user_id, track_id=track_id, played_at=when or utc_now(),
                    submission=submission))  # fmt: skip
 
 

@@ -23,12 +23,12 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import bindparam, delete, select
 
+from catalog.clock import utc_now
 from catalog.schema import SubsonicApiKey, SubsonicUser
 from catalog.store import Catalog
 
@@ -47,10 +47,6 @@ class User:
     name: str
     admin: bool
     token_auth: bool  # a reversibly encrypted password is kept (see the module doc)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _key(catalog: Catalog) -> Fernet:
@@ -119,7 +115,7 @@ def add_user(
             raise UserError(f"there is already a user named {name!r}")
         row = SubsonicUser(
             name=name, password_hash=hash_password(password), password_secret=secret,
-            admin=admin, created_at=_now(),
+            admin=admin, created_at=utc_now(),
         )  # fmt: skip
         s.add(row)
         s.flush()
@@ -227,7 +223,7 @@ def new_api_key(catalog: Catalog, name: str) -> str:
         user_id = s.scalar(select(SubsonicUser.id).where(SubsonicUser.name == name))
         if user_id is None:
             raise UserError(f"no user named {name!r}")
-        s.add(SubsonicApiKey(user_id=user_id, key_hash=_key_hash(key), created_at=_now()))
+        s.add(SubsonicApiKey(user_id=user_id, key_hash=_key_hash(key), created_at=utc_now()))
     return key
 
 

@@ -22,9 +22,10 @@ import numpy as np
 from sqlalchemy import select
 
 from catalog.explanations import shared_genres
-from catalog.queries import track_details, track_summary_from_details
 from catalog.schema import Segment
 from catalog.store import Catalog
+from catalog.track_details import track_details
+from catalog.track_summaries import track_summary_from_details
 from embeddings.bands import BANDS
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from catalog.store import FileState
+    from catalog.track_lookups import FileState
     from ingest.worker import Task
 
 

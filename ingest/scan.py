@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalog.schema import TrackStatus
-from catalog.store import FileState
+from catalog.track_lookups import FileState
 from embeddings.audio import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # training's very list
 from embeddings.audio import iter_audio_files
 from ingest.moves import Moves

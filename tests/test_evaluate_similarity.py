@@ -18,7 +18,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from embeddings.training.similarity_eval import (
+from embeddings.training.similarity_metrics import (
     bootstrap_interval,
     chance_and_ceiling,
     paired_difference,

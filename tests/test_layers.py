@@ -157,3 +157,30 @@ def test_importing_the_runtime_leaves_the_training_package_unloaded():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_walk_names_only_files_that_exist():
+    """README's "How it works" walks the data path module by module: it must match the tree."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    walk = readme.split("\n## How it works", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`([a-z_]+/[\w/*.]*)`", walk))
+    assert len(named) > 20
+    missing = sorted(p for p in named if not list(REPO.glob(p.rstrip("/"))))
+    assert missing == []
+
+
+def test_the_teacher_tools_shared_files_import_no_torch():
+    """tools/teacher_files.py and teacher_score.py run in the musicnn environment too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path.insert(0, 'tools'); import teacher_files, teacher_score;"
+        "print(sorted(m for m in ('torch', 'av', 'catalog', 'ingest') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"

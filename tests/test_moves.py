@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from catalog.schema import TrackStatus
-from catalog.store import FileState
+from catalog.track_lookups import FileState
 from ingest.moves import Moves, reuses_analysis
 from ingest.worker import Task
 

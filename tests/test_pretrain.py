@@ -33,13 +33,9 @@ from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, classifier_keys, load_backbone
 from embeddings.training.contrastive import nt_xent, pair_statistics, supervised_nt_xent
 from embeddings.training.dataset import excerpt_offset, load_excerpt, log_power
-from embeddings.training.pretrain import (
-    PretrainConfig,
-    _AlbumSampler,
-    album_labels,
-    pretrain_network,
-)
+from embeddings.training.pretrain import PretrainConfig, pretrain_network
 from embeddings.training.teacher import TeacherCache, TeacherTrack, load_targets, view_targets
+from embeddings.training.track_samplers import AlbumSampler, album_labels
 from embeddings.training.train import TrainConfig, parameter_groups, train_network
 from embeddings.training.unlabelled import (
     UnlabelledTrack,
@@ -250,7 +246,7 @@ def test_supervised_nt_xent_is_nt_xent_with_one_label_per_track() -> None:
 def test_album_sampler_draws_several_tracks_of_each_album_and_visits_all() -> None:
     albums = album_labels(_tracks())
     assert albums.tolist() == list(ALBUM_OF_KIND)
-    sampler = _AlbumSampler(albums, 2, np.random.default_rng(0))
+    sampler = AlbumSampler(albums, 2, np.random.default_rng(0))
     seen: set[int] = set()
     for _ in range(12):
         batch = sampler.take(4)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import catalog.index as vi
-from catalog.index import VectorIndex, choose_kind, read_header
+from catalog import ann as approximate
+from catalog.ann import choose_kind
+from catalog.index import VectorIndex, read_header
 
 
 def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
@@ -17,18 +18,18 @@ def clustered(n: int, dim: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def test_kind_is_chosen_by_size():
-    assert choose_kind(0) == choose_kind(vi.EXACT_MAX_VECTORS) == "flat"
-    assert choose_kind(vi.EXACT_MAX_VECTORS + 1) == "hnsw"
-    assert choose_kind(vi.HNSW_MAX_VECTORS) == "hnsw"
-    assert choose_kind(vi.HNSW_MAX_VECTORS + 1) == "ivf"
-    assert vi.ivf_lists(1_000_000) == 2048 and vi.ivf_lists(10) == 256
+    assert choose_kind(0) == choose_kind(approximate.EXACT_MAX_VECTORS) == "flat"
+    assert choose_kind(approximate.EXACT_MAX_VECTORS + 1) == "hnsw"
+    assert choose_kind(approximate.HNSW_MAX_VECTORS) == "hnsw"
+    assert choose_kind(approximate.HNSW_MAX_VECTORS + 1) == "ivf"
+    assert approximate.ivf_lists(1_000_000) == 2048 and approximate.ivf_lists(10) == 256
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_search_agrees_with_exact(kind, monkeypatch):
-    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 1000)
-    monkeypatch.setattr(vi, "HNSW_MAX_VECTORS", 5000 if kind == "hnsw" else 2000)
-    monkeypatch.setattr(vi, "IVF_TRAIN_PER_LIST", 10)
+    monkeypatch.setattr(approximate, "EXACT_MAX_VECTORS", 1000)
+    monkeypatch.setattr(approximate, "HNSW_MAX_VECTORS", 5000 if kind == "hnsw" else 2000)
+    monkeypatch.setattr(approximate, "IVF_TRAIN_PER_LIST", 10)
     x = clustered(4000)
     index = VectorIndex(64, "m", 1)
     ids = np.arange(100, 4100)
@@ -38,7 +39,7 @@ def test_approximate_search_agrees_with_exact(kind, monkeypatch):
     index.ensure_ann(background=False)
     status = index.ann_status()
     assert status["searching_with"] == status["wanted"] == kind and not status["building"]
-    assert status["params"]["tuned_recall_at_10"] >= vi.TARGET_RECALL
+    assert status["params"]["tuned_recall_at_10"] >= approximate.TARGET_RECALL
     assert set(status["params"]) >= {"efSearch" if kind == "hnsw" else "nprobe"}
     hits = 0
     for q in range(0, 4000, 40):
@@ -63,7 +64,7 @@ def test_approximate_search_agrees_with_exact(kind, monkeypatch):
 
 
 def test_file_format_is_unchanged_and_header_reads_alone(tmp_path, monkeypatch):
-    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 10)
+    monkeypatch.setattr(approximate, "EXACT_MAX_VECTORS", 10)
     x = clustered(300)
     index = VectorIndex(64, "model-x", version=42)
     index.upsert(np.arange(300), x)
@@ -84,10 +85,10 @@ def test_file_format_is_unchanged_and_header_reads_alone(tmp_path, monkeypatch):
 def test_tuning_takes_the_least_effort_that_reaches_the_target():
     x = clustered(3000)
     ids = np.arange(3000)
-    ann = vi.build_ann(x, ids, "ivf")
-    low = vi.tune_ann(ann, "ivf", x, ids, target=0.3)
-    high = vi.tune_ann(ann, "ivf", x, ids, target=0.999)
-    assert low["nprobe"] == vi.IVF_NPROBE_CHOICES[0] and low["tuned_recall_at_10"] >= 0.3
+    ann = approximate.build_ann(x, ids, "ivf")
+    low = approximate.tune_ann(ann, "ivf", x, ids, target=0.3)
+    high = approximate.tune_ann(ann, "ivf", x, ids, target=0.999)
+    assert low["nprobe"] == approximate.IVF_NPROBE_CHOICES[0] and low["tuned_recall_at_10"] >= 0.3
     assert high["nprobe"] >= low["nprobe"] and high["tuned_recall_at_10"] >= 0.999
     assert ann.nprobe == high["nprobe"]  # left at the tuned value
 

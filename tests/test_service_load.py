@@ -27,12 +27,14 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from audio_fixtures import chord, tone, write
-from catalog import queries
+from catalog import queries, read_deadline
 from catalog.errors import TrackNotFound
 from catalog.genre_views import genre_views
 from catalog.schema import CatalogMeta, Track, TrackStatus
 from catalog.stems import StemKey, latest_stems, save_stem_failure, save_stem_set
 from catalog.store import Catalog
+from catalog.track_details import _explanation
+from catalog.track_summaries import SUMMARY_COLUMNS
 from helpers import run_ingest, tracks_by_path
 from ui.service import SafeJSONResponse, create_app
 from ui.state import ServiceState, Settings
@@ -93,7 +95,7 @@ def orm_track_details(catalog: Catalog, track_id: int) -> dict:
             "in_index": catalog.index().vector(track.id) is not None,
             "probabilities": {g.genre: g.probability for g in track.genres},
             "timeline": timeline,
-            "explanation": queries._explanation(track, heatmap),
+            "explanation": _explanation(track, heatmap),
             "genre_views": genre_views(catalog, [track.id]).get(track.id),
             "artefacts": {
                 "audio": track.path,
@@ -170,7 +172,7 @@ def orm_similar(catalog, track_id, k=10, genre=None, exclude_same_album=False) -
         hits = [(i, sc) for i, sc in index.search(vector, fetch) if i not in exclude]
         with catalog.sessions() as s:
             found = s.execute(
-                select(*queries.SUMMARY_COLUMNS).where(Track.id.in_([i for i, _ in hits]))
+                select(*SUMMARY_COLUMNS).where(Track.id.in_([i for i, _ in hits]))
             )
             tracks = {t.id: t for t in found}
         rows = [
@@ -289,7 +291,7 @@ def test_a_read_past_its_time_limit_is_stopped_and_the_connection_reusable(
 ):
     with Catalog(catalog_dir["data_dir"]) as catalog:
         expected = queries.browse(catalog, text="a")
-        monkeypatch.setattr(queries, "PROGRESS_STEPS", 1)  # check the deadline at every step
+        monkeypatch.setattr(read_deadline, "PROGRESS_STEPS", 1)  # check the deadline at every step
         with queries.time_limit(-1), pytest.raises(queries.ReadTooSlow):
             queries.browse(catalog, text="a")
         with queries.time_limit(60):
@@ -351,7 +353,7 @@ def test_reads_too_slow_for_the_event_loop_are_answered_from_a_thread(served, mo
         calls.append(getattr(fn, "__name__", repr(fn)))
         return await real_to_thread(fn, *args)
 
-    monkeypatch.setattr(queries, "PROGRESS_STEPS", 1)
+    monkeypatch.setattr(read_deadline, "PROGRESS_STEPS", 1)
     monkeypatch.setattr(ui.service, "QUICK_READ_S", -1.0)
     monkeypatch.setattr(ui.service.anyio.to_thread, "run_sync", counted)
     assert [api.get(url).json() for url in urls] == before

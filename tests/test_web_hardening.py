@@ -334,7 +334,7 @@ def test_the_web_ui_shows_undecodable_names():
 
 def test_a_non_utf8_file_name_end_to_end(tmp_path, model):
     """Ingest b'caf\\xe9.wav' and ask every face for it. Needs the catalog to store such
-    names losslessly (catalog.schema.FsPath)."""
+    names losslessly (catalog.column_types.FsPath)."""
     root = tmp_path / "music"
     root.mkdir()
     clip = write(tmp_path / "clip.wav", tone(350, 4.0), 22050)

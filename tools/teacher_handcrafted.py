@@ -21,7 +21,6 @@ Resumable: a track already in the index is skipped.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,14 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
+# one file walk, naming rule, index and atomic writer for every teacher cache (it also
+# puts the repository on sys.path for the imports below)
+from teacher_files import audio_files, npz_name, read_index, write_arrays, write_index
 
-# one file discovery, naming rule and (atomic) index for both teacher caches
-from teacher_musicnn import audio_files, npz_name, read_index, write_index  # noqa: E402  (beside this)
-
-from embeddings.atomic import atomic_write  # noqa: E402
-from embeddings.training.dataset import load_audio  # noqa: E402
-from embeddings.training.handcrafted import spectral_statistics  # noqa: E402
+from embeddings.training.dataset import load_audio
+from embeddings.training.handcrafted import spectral_statistics
 
 LAYER = "spectral"
 WINDOW_SECONDS = 3.0
@@ -61,11 +58,8 @@ def analyse(job: tuple[Path, Path, float | None]) -> tuple[str, str | None, str 
     except Exception as exc:  # an undecodable or too-short file is reported, not fatal
         return str(path), None, f"{type(exc).__name__}: {exc}"
     name = npz_name(path)
-
-    def write(fh: io.BufferedWriter) -> None:
-        np.savez(fh, **{LAYER: vectors.astype(np.float32)}, window_seconds=WINDOW_SECONDS)
-
-    atomic_write(cache / name, write)
+    arrays = {LAYER: vectors.astype(np.float32), "window_seconds": np.array(WINDOW_SECONDS)}
+    write_arrays(cache / name, arrays)
     return str(path), name, None
 
 

@@ -24,19 +24,16 @@ length, and the merged track keeps the windows all sources cover.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository
+# the cache files of every teacher (it also puts the repository on sys.path)
+from teacher_files import read_index, write_arrays, write_index
 
-from teacher_musicnn import read_index, write_index  # noqa: E402  (beside this script)
-
-from embeddings.atomic import atomic_write  # noqa: E402
-from embeddings.training.teacher import TeacherCache  # noqa: E402
+from embeddings.training.teacher import TeacherCache
 
 LAYER = "merged"
 
@@ -93,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         vectors, window = merged
         name = args.source[0].cache.index[key]
-
-        def write(fh: io.BufferedWriter, v: np.ndarray = vectors, w: float = window) -> None:
-            np.savez(fh, **{LAYER: v}, window_seconds=w)
-
-        atomic_write(args.out / name, write)
+        write_arrays(args.out / name, {LAYER: vectors, "window_seconds": np.array(window)})
         index[key] = name
         written += 1
     write_index(args.out, index)

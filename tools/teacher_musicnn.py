@@ -6,7 +6,9 @@ Song Dataset; this script runs its MSD_musicnn model once over a set of folders 
 caches, for every track, the model's outputs on consecutive non-overlapping 3-second
 windows from the start of the file, so a student cut into the same 3-s segments can
 be trained to predict them. The teacher is optional and lives only here: the
-product never imports it, and this script imports nothing of the product's.
+product never imports it, and this script takes from the product only what runs
+without torch (the atomic writer, through ``teacher_files.py``, and the
+same-album statistics, through ``teacher_score.py``).
 
 It needs TensorFlow 1-style graphs, so it runs in its own virtual environment,
 outside the repository (musicnn's own pins cannot be met on Python 3.11, hence
@@ -56,77 +58,28 @@ extractor's 187-frame stride, taggram, mean_pool and max_pool match on every win
 Scoring (``--score DIR``): DIR holds one folder per album or soundtrack; each
 track's embedding is the mean of its windows' outputs for one layer, L2-normalised;
 for each track, the fraction of its 5 nearest other tracks (cosine) from the same
-album, averaged over tracks: same-album precision@5, per layer.
+album, averaged over tracks: same-album precision@5, per layer
+(``teacher_score.py``, which scores any cache's layers).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import re
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif"}
+# the cache files of every teacher, and the per-layer score (both run without torch)
+from teacher_files import audio_files, npz_name, read_index, write_arrays, write_index
+from teacher_score import score
+
 LAYERS = ("taggram", "penultimate", "mean_pool", "max_pool")
 WINDOW_SECONDS = 3.0
 MODEL = "MSD_musicnn"
 DEFAULT_CACHE = Path("/work/data/teacher_musicnn")
-K = 5
-
-
-# --------------------------------------------------------------------------- files
-
-
-def audio_files(folders: Iterable[Path]) -> list[Path]:
-    """Audio files under the folders (recursively, links followed), sorted, resolved."""
-    found: set[Path] = set()
-    for folder in folders:
-        if folder.is_file():
-            found.add(folder.resolve())
-            continue
-        for dirpath, _, filenames in os.walk(folder, followlinks=True):
-            for name in filenames:
-                if Path(name).suffix.lower() in AUDIO_SUFFIXES:
-                    found.add((Path(dirpath) / name).resolve())
-    return sorted(found)
-
-
-def npz_name(path: Path) -> str:
-    """A readable, collision-free file name for a track's arrays."""
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem)[:48]
-    return f"{stem}-{digest}.npz"
-
-
-def read_index(cache: Path) -> dict[str, str]:
-    index_file = cache / "index.json"
-    return json.loads(index_file.read_text()) if index_file.exists() else {}
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename over ``target``."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=target.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_index(cache: Path, index: dict[str, str]) -> None:
-    data = (json.dumps(index, indent=0, sort_keys=True) + "\n").encode()
-    _atomic_write(cache / "index.json", lambda fh: fh.write(data))
 
 
 # --------------------------------------------------------------------------- teacher
@@ -241,7 +194,7 @@ def save_track(cache: Path, name: str, outputs: dict[str, np.ndarray], labels: l
     arrays = {k: outputs[k].astype(np.float16) for k in LAYERS}
     arrays["tag_names"] = np.array(labels)
     arrays["window_seconds"] = np.array(WINDOW_SECONDS)
-    _atomic_write(cache / name, lambda fh: np.savez(fh, **arrays))
+    write_arrays(cache / name, arrays)
 
 
 def extract(
@@ -301,61 +254,6 @@ def extract(
     return failures
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def albums(folder: Path) -> Iterator[tuple[str, Path]]:
-    """(album, resolved track path) for each audio file under each subfolder of ``folder``."""
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-        for path in audio_files([sub]):
-            yield sub.name, path
-
-
-def precision_at_k(embeddings: np.ndarray, labels: np.ndarray, k: int = K) -> float:
-    """Mean over tracks of the share of its k nearest other tracks (cosine) in its album."""
-    x = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    sims = x @ x.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    return float((labels[nearest] == labels[:, None]).mean())
-
-
-def score(folder: Path, cache: Path) -> dict[str, float]:
-    """Same-album precision@5 of each cached layer (track = mean of its windows)."""
-    index = read_index(cache)
-    names, vectors, missing = [], {layer: [] for layer in LAYERS}, []
-    for album, path in albums(folder):
-        entry = index.get(str(path))
-        if not entry or not (cache / entry).exists():
-            missing.append(path)
-            continue
-        with np.load(cache / entry) as data:
-            for layer in LAYERS:
-                vectors[layer].append(data[layer].astype(np.float32).mean(axis=0))
-        names.append(album)
-    if missing:
-        print(
-            f"{len(missing)} tracks under {folder} have no cached outputs, left out "
-            f"(first: {missing[0]})",
-            file=sys.stderr,
-        )
-    labels = np.array(names)
-    counts = {a: int((labels == a).sum()) for a in sorted(set(names))}
-    print(
-        f"{len(names)} tracks in {len(counts)} albums: "
-        + ", ".join(f"{a} {n}" for a, n in counts.items())
-    )
-    results = {layer: precision_at_k(np.stack(v), labels) for layer, v in vectors.items()}
-    # Expected precision of a random ranking: the share of same-album pairs.
-    pairs = sum(n * (n - 1) for n in counts.values())
-    chance = float(pairs / max(len(names) * (len(names) - 1), 1))
-    print(f"same-album precision@{K} (mean of 3-s windows, L2-normalised, cosine):")
-    for layer, value in results.items():
-        print(f"  {layer:<12} {value:.3f}")
-    print(f"  {'chance':<12} {chance:.3f}")
-    return results
-
-
 # --------------------------------------------------------------------------- check
 
 
@@ -410,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         check(args.check)
         return 0
     if args.score:
-        score(args.score, args.cache)
+        score(args.score, args.cache, LAYERS)
         return 0
     if not args.folders:
         parser.error("give audio folders, --score DIR or --check FILE")

@@ -1,4 +1,4 @@
-"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain``.
+"""``sonic pretrain``: a thin face over ``embeddings.training.pretrain_run``.
 
 Argument parsing, default paths (under the data directory) and the progress bars
 live here; finding and caching the audio, the views, the losses and the
@@ -43,7 +43,8 @@ def pretrain(
         Path | None,
         typer.Option(
             help="Folder with a cached teacher's outputs (index.json + one .npz per track) "
-            "to distil from; see docs/model.md."
+            "to distil from, as written by python tools/teacher_handcrafted.py, "
+            "tools/teacher_musicnn.py or tools/teacher_merge.py; see tools/README.md."
         ),
     ] = None,
     teacher_layer: Annotated[
@@ -127,17 +128,14 @@ def pretrain(
     Two random 3-s crops of each track (masked, and with --views full also changed
     in EQ, noise, pitch and tempo) must recognise each other among the crops of
     other tracks; with --positives album, also the crops of other tracks in the
-    same folder. Optionally distils a cached teacher. Writes a backbone checkpoint
+    same folder. Optionally distils a cached teacher (--teacher-cache, written by
+    the commands in tools/README.md). Writes a backbone checkpoint
     and its loss log (NAME.log.json); fine-tune it into a genre model with
     `sonic train DATASET --init CHECKPOINT`.
     """
     from embeddings.model import ARCHITECTURES
-    from embeddings.training.pretrain import (
-        POSITIVES,
-        PretrainConfig,
-        PretrainOptions,
-        run_pretraining,
-    )
+    from embeddings.training.pretrain import POSITIVES, PretrainConfig
+    from embeddings.training.pretrain_run import PretrainOptions, run_pretraining
     from embeddings.training.view_augment import VIEW_PRESETS
 
     def fail(message: str, code: int = 1) -> None:

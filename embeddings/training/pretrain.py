@@ -33,29 +33,25 @@ of steps done / steps and seconds spent / seconds allowed. A time-bounded run
 therefore finishes its schedule when its time is up, however fast the machine is
 or however its speed changes while other jobs share it.
 
-About 500 lines in one module, on purpose: the step loop, its budgeted schedule,
-the teacher head and the run summary share one set of options and state; what
-stands alone (the losses, the views, the teachers, the corpus) is in modules of
-its own already.
+This module is the step loop and its schedule; the run around it (discovery,
+decoding, the teacher's targets, saving) is :mod:`embeddings.training.pretrain_run`,
+the track samplers :mod:`embeddings.training.track_samplers`, and the losses, views,
+teachers and corpus have modules of their own.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from embeddings.checkpoint import load_checkpoint, save_checkpoint
 from embeddings.frontend import FrontendConfig
 from embeddings.inference import pick_device, pick_precision
-from embeddings.model import build_model, load_backbone
 from embeddings.training.contrastive import (
     DistillationHead,
     ProjectionHead,
@@ -64,15 +60,10 @@ from embeddings.training.contrastive import (
     pair_statistics,
     supervised_nt_xent,
 )
-from embeddings.training.teacher import (
-    DEFAULT_LAYER,
-    TeacherCache,
-    TeacherTrack,
-    load_targets,
-    view_targets,
-)
+from embeddings.training.teacher import DEFAULT_LAYER, TeacherTrack, view_targets
+from embeddings.training.track_samplers import AlbumSampler, TrackSampler, album_labels
 from embeddings.training.train import training_dtype
-from embeddings.training.unlabelled import UnlabelledTrack, discover_audio, load_corpus
+from embeddings.training.unlabelled import UnlabelledTrack
 from embeddings.training.view_augment import (
     VIEW_PRESETS,
     ViewConfig,
@@ -139,68 +130,6 @@ def learning_rate(spent: float, config: PretrainConfig) -> float:
     return config.lr * 0.5 * (1 + math.cos(math.pi * tail))
 
 
-class _TrackSampler:
-    """Tracks in shuffled passes; a batch never holds the same track twice."""
-
-    def __init__(self, n_tracks: int, rng: np.random.Generator) -> None:
-        self.n = n_tracks
-        self.rng = rng
-        self.queue: list[int] = []
-
-    def take(self, k: int) -> np.ndarray:
-        chosen: list[int] = []
-        while len(chosen) < k:
-            if not self.queue:
-                self.queue = self.rng.permutation(self.n).tolist()
-            t = self.queue.pop()
-            if t not in chosen:
-                chosen.append(t)
-        return np.array(chosen, dtype=np.int64)
-
-
-class _AlbumSampler:
-    """Albums in shuffled passes, up to ``per_album`` distinct tracks from each.
-
-    Each album cycles through its own shuffled tracks, so every track is visited
-    and a large album does not crowd out the small ones.
-    """
-
-    def __init__(self, album_of: np.ndarray, per_album: int, rng: np.random.Generator) -> None:
-        self.rng = rng
-        self.per_album = max(1, per_album)
-        self.members = [np.flatnonzero(album_of == a) for a in np.unique(album_of)]
-        self.track_queues: list[list[int]] = [[] for _ in self.members]
-        self.album_queue: list[int] = []
-
-    def _tracks_of(self, album: int, k: int) -> list[int]:
-        chosen: list[int] = []
-        members = self.members[album]
-        while len(chosen) < min(k, len(members)):
-            if not self.track_queues[album]:
-                self.track_queues[album] = self.rng.permutation(members).tolist()
-            t = self.track_queues[album].pop()
-            if t not in chosen:
-                chosen.append(t)
-        return chosen
-
-    def take(self, k: int) -> np.ndarray:
-        chosen: list[int] = []
-        while len(chosen) < k:
-            if not self.album_queue:
-                self.album_queue = self.rng.permutation(len(self.members)).tolist()
-            album = self.album_queue.pop()
-            picked = self._tracks_of(album, min(self.per_album, k - len(chosen)))
-            chosen += [t for t in picked if t not in chosen]
-        return np.array(chosen[:k], dtype=np.int64)
-
-
-def album_labels(tracks: Sequence[UnlabelledTrack]) -> np.ndarray:
-    """One integer per track: the index of its folder, which stands for its album."""
-    folders = sorted({t.path.parent for t in tracks})
-    index = {folder: i for i, folder in enumerate(folders)}
-    return np.array([index[t.path.parent] for t in tracks], dtype=np.int64)
-
-
 def pretrain_network(
     network: nn.Module,
     tracks: Sequence[UnlabelledTrack],
@@ -256,9 +185,9 @@ def pretrain_network(
     frames = frontend.segment_frames
     per_step = min(config.batch_size // 2, len(tracks))
     sampler = (
-        _AlbumSampler(albums, config.tracks_per_album, rng)
+        AlbumSampler(albums, config.tracks_per_album, rng)
         if config.positives == "album"
-        else _TrackSampler(len(tracks), rng)
+        else TrackSampler(len(tracks), rng)
     )
     budget_s = config.minutes * 60 if config.minutes else None
 
@@ -346,156 +275,3 @@ def pretrain_network(
     result.seconds = clock() - started
     network.cpu().eval()
     return result
-
-
-@dataclass
-class PretrainOptions:
-    """Where the audio, caches and outputs are, beside the ``PretrainConfig``."""
-
-    roots: list[Path]
-    out: Path
-    cache_dir: Path
-    exclude: list[Path] = field(default_factory=list)
-    teacher_cache: Path | None = None
-    init: Path | None = None
-    workers: int = 1
-    max_corpus_bytes: int | None = None  # cap on the spectrograms held in memory
-    config: PretrainConfig = field(default_factory=PretrainConfig)
-
-
-def log_path(checkpoint: Path) -> Path:
-    """Where the loss log of a checkpoint goes: ``NAME.log.json`` beside ``NAME.pt``."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(checkpoint.stem + ".log.json")
-
-
-def run_pretraining(
-    options: PretrainOptions,
-    progress: Progress | None = None,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Discover, cache, pretrain, save the backbone checkpoint and its loss log."""
-    config = options.config
-    frontend = FrontendConfig()
-    network = build_model(config.arch, 0)
-    init_record = None
-    if options.init:
-        init = load_checkpoint(options.init)
-        if init.arch != config.arch:
-            raise ValueError(f"--init {options.init} holds a {init.arch}, not a {config.arch}")
-        if not frontend.same_shape(init.frontend):  # another shape: keep the backbone's own
-            frontend = init.frontend
-        load_backbone(network, init.network.state_dict())
-        init_record = {"path": str(options.init), "model_id": init.model_id, "kind": init.kind}
-        log(f"starting from the backbone of {init.model_id} ({init.kind})")
-
-    files, excluded = discover_audio(options.roots, options.exclude)
-    log(f"{len(files)} audio files" + (f" ({excluded} excluded)" if excluded else ""))
-    if not files:
-        raise ValueError("no audio files found under " + ", ".join(map(str, options.roots)))
-    cache = (
-        TeacherCache(options.teacher_cache, config.teacher_layer) if options.teacher_cache else None
-    )
-    within: dict[Path, float] = {}
-    if cache is not None:
-        # a teacher may have analysed only the start of long files: cut those
-        # files' excerpts inside what it covered, so that their views get targets
-        within = {f: c for f in files if (c := cache.coverage(f)) is not None}
-    bars = (
-        (lambda it, total: progress(it, total=total, desc="decode", unit="file"))
-        if progress
-        else None
-    )
-    corpus = load_corpus(
-        files, options.cache_dir, frontend, config.max_seconds, config.seed, options.workers,
-        bars, within, options.max_corpus_bytes,
-    )  # fmt: skip
-    for path, reason in corpus.failed[:10]:
-        log(f"  skipped {path}: {reason}")
-    if len(corpus.failed) > 10:
-        log(f"  ... and {len(corpus.failed) - 10} more skipped")
-    if corpus.left_out:
-        log(
-            f"memory cap reached ({options.max_corpus_bytes / 1e6:,.0f} MB of spectrograms): "
-            f"{corpus.left_out} files left out, those kept spread evenly across folders; "
-            "raise --memory-gb or lower --max-seconds to learn from more of them"
-        )
-    folders = len(np.unique(album_labels(corpus.tracks)))
-    log(
-        f"{len(corpus.tracks)} tracks in {folders} folders, "
-        f"{corpus.seconds / 3600:.1f} h of audio, "
-        f"{corpus.nbytes / 1e6:.0f} MB of cached spectrograms in memory"
-    )
-
-    teacher, teacher_dim, teacher_record = None, 0, None
-    if cache is not None:
-        hop = frontend.hop_length / frontend.sample_rate
-        spans = [(t.offset_s, t.offset_s + t.frames * hop) for t in corpus.tracks]
-        teacher, teacher_dim = load_targets(cache, [t.path for t in corpus.tracks], spans)
-        covered = sum(t is not None for t in teacher)
-        log(
-            f"teacher {config.teacher_layer} ({teacher_dim}-d) for {covered} of "
-            f"{len(corpus.tracks)} tracks; the others train on the contrastive loss only"
-        )
-        teacher_record = {
-            "cache": str(options.teacher_cache),
-            "layer": config.teacher_layer,
-            "dim": teacher_dim,
-            "weight": config.teacher_weight,
-            "tracks_covered": covered,
-        }
-
-    result = pretrain_network(
-        network, corpus.tracks, frontend, config, teacher, teacher_dim, progress
-    )
-    log(
-        f"{result.steps} steps, {result.views} views in {result.seconds / 60:.1f} min "
-        f"({result.views_per_second:.1f} views/s on {result.device}, {result.precision}), "
-        f"stopped by {result.stopped}"
-    )
-    last = result.history[-20:]
-    summary = {
-        "steps": result.steps,
-        "views": result.views,
-        "seconds": result.seconds,
-        "views_per_second": result.views_per_second,
-        "stopped": result.stopped,
-        "device": result.device,
-        "precision": result.precision,
-        "final_loss": float(np.mean([h["loss"] for h in last])) if last else None,
-        "final_top1": float(np.mean([h["top1"] for h in last])) if last else None,
-    }
-    info = {
-        "method": (
-            "SimCLR/COLA-style contrastive pretraining (NT-Xent), embedding = embed()"
-            if config.positives == "track"
-            else "contrastive pretraining with album positives (multi-positive NT-Xent), "
-            "embedding = embed()"
-        ),
-        "albums": folders,
-        "tracks": len(corpus.tracks),
-        "left_out_by_memory_cap": corpus.left_out,
-        "audio_hours": corpus.seconds / 3600,
-        "roots": [str(Path(r).resolve()) for r in options.roots],
-        "excluded": [str(Path(e).resolve()) for e in options.exclude],
-        "pretrain_config": config.to_dict(),
-        "teacher": teacher_record,
-        "init": init_record,
-        **summary,
-    }
-    model_id = save_checkpoint(
-        options.out, network, config.arch, [], frontend, trained=True, info=info, kind="backbone"
-    )
-    record = {
-        "checkpoint": str(options.out),
-        "model_id": model_id,
-        **info,
-        "failed": [{"path": str(p), "reason": r} for p, r in corpus.failed],
-        "history": result.history,
-    }
-    log_path(options.out).write_text(json.dumps(record, indent=1))
-    log(f"saved {options.out} ({model_id}); loss log {log_path(options.out)}")
-    return {"checkpoint": str(options.out), "model_id": model_id, "log": str(log_path(options.out)),
-            "tracks": len(corpus.tracks), "failed": len(corpus.failed),
-            "left_out_by_memory_cap": corpus.left_out, "teacher": teacher_record,
-            **summary}  # fmt: skip

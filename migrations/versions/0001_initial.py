@@ -11,7 +11,7 @@ from alembic import op
 # Portable to PostgreSQL: SQLite's DDL is unchanged by the variants (its INTEGER is
 # 64-bit, its TEXT holds the raw bytes of a non-UTF-8 path), while PostgreSQL gets
 # 64-bit integers for byte sizes and nanosecond mtimes, and ``bytea`` for paths
-# (see ``catalog.schema.FsPath``).
+# (see ``catalog.column_types.FsPath``).
 PATH = sa.Text().with_variant(sa.LargeBinary(), "postgresql")
 BIG = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
 

@@ -14,7 +14,7 @@ branch_labels = None
 depends_on = None
 
 TRACK_COLUMNS = {
-    # bytea on PostgreSQL, like every path (see catalog.schema.FsPath)
+    # bytea on PostgreSQL, like every path (see catalog.column_types.FsPath)
     "heatmap_path": lambda: sa.Text().with_variant(sa.LargeBinary(), "postgresql"),
     "heatmap_genre": lambda: sa.String(64),
     "heatmap_start_s": sa.Float,

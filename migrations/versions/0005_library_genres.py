@@ -74,7 +74,7 @@ def upgrade() -> None:
             "track_id", sa.Integer, sa.ForeignKey("tracks.id", ondelete="CASCADE"),
             nullable=False,
         ),
-        # paths are bytea on PostgreSQL, as in 0001 (catalog.schema.FsPath)
+        # paths are bytea on PostgreSQL, as in 0001 (catalog.column_types.FsPath)
         sa.Column("path", sa.Text().with_variant(sa.LargeBinary(), "postgresql"), nullable=False),
         sa.Column("field", sa.String(16), nullable=False),
         sa.Column("old_values", sa.Text),

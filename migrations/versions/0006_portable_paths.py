@@ -53,14 +53,14 @@ def _relativise(bind, root: Path) -> None:
         rows = bind.execute(sa.select(*(t.c[k] for k in keys), t.c[column])).all()
         for row in rows:
             value = row[-1]
-            if isinstance(value, bytes):  # a non-UTF-8 name stored raw (catalog.schema.FsPath)
+            if isinstance(value, bytes):  # non-UTF-8, stored raw (catalog.column_types.FsPath)
                 value = os.fsdecode(value)
             if not value or not Path(value).is_absolute():
                 continue
             new = stored_path(root, resolve_stored(root, value))
             if new != value:
                 where = sa.and_(*(t.c[k] == row[i] for i, k in enumerate(keys)))
-                # stored as catalog.schema.FsPath stores it: raw bytes unless valid UTF-8
+                # stored as catalog.column_types.FsPath stores it: raw bytes unless valid UTF-8
                 raw = new if path_is_text(new) else os.fsencode(new)
                 bind.execute(sa.update(t).where(where).values({column: raw}))
 

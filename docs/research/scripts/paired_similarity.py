@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository
 
-from embeddings.training.similarity_eval import paired_difference  # noqa: E402
+from embeddings.training.similarity_metrics import paired_difference  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 
 Each row is a variant's mean precision, its 95 % bootstrap interval over the
 query tracks, and its paired difference against the base with that interval
-(``embeddings.training.similarity_eval``), so that small differences between variants
+(``embeddings.training.similarity_metrics``), so that small differences between variants
 scored on the same tracks are resolved.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embeddings.training.similarity_eval import bootstrap_interval, paired_difference
+from embeddings.training.similarity_metrics import bootstrap_interval, paired_difference
 
 
 def paired_rows(

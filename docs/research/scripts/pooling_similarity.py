@@ -39,10 +39,8 @@ from paired_table import paired_rows  # noqa: E402  (both beside this script)
 
 from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.training.dataset import load_audio  # noqa: E402
-from embeddings.training.similarity_eval import (  # noqa: E402
-    discover_albums,
-    precision_at_k,
-)
+from embeddings.training.similarity_eval import discover_albums  # noqa: E402
+from embeddings.training.similarity_metrics import precision_at_k  # noqa: E402
 
 CATALOG = "stage4-avg"
 

@@ -53,10 +53,9 @@ from embeddings.frontend import FrontendConfig  # noqa: E402
 from embeddings.inference import pick_precision  # noqa: E402
 from embeddings.training.dataset import load_audio  # noqa: E402
 from embeddings.training.handcrafted import spectral_statistics  # noqa: E402
-from embeddings.training.similarity_eval import (  # noqa: E402
-    discover_albums,
+from embeddings.training.similarity_eval import discover_albums, track_embedding  # noqa: E402
+from embeddings.training.similarity_metrics import (  # noqa: E402
     precision_at_k,
-    track_embedding,
     whitening,
     zscore,
 )
