@@ -8,7 +8,7 @@ the moment and the register the model relied on.
 Why a fixed size and large type: the same PNG is shown full width on a 1400-px
 screen and squeezed to ~360 px on a phone, and stands alone (``sonic explain``).
 The plot is always :data:`PLOT_W` x :data:`PLOT_H` pixels whatever the window's
-length (3 s or 30 s), the text :data:`FONT_PX` high, about 1/30 of the image's
+length (3 s or 30 s), the text :data:`FONT_PX` high, about 1/28 of the image's
 width, so labels still read at ~12 px on a phone; ticks that would collide at that
 size are left out (the band edges first kept), the low / mid / high bands are named
 beside the plot, and a colour bar says what bright means.
@@ -34,13 +34,13 @@ from embeddings.gradcam import mel_band_centres
 # Preferred first: the band edges, then the octaves that spread the axis.
 HZ_TICKS = (250, 4000, 1000, 8000, 500, 2000, 125, 60)
 PLOT_W, PLOT_H = 600, 320  # the plot's pixels, whatever the window's frames
-FONT_PX = 24  # ~12 px once a phone shows the image 360 px wide
-LEFT, RIGHT, TOP = 60, 72, 40  # Hz labels; band names; title
+FONT_PX = 26  # ~12.5 px once a phone shows the image 360 px wide
+LEFT, RIGHT, TOP = 64, 76, 66  # Hz labels; band names; title and the axis unit
 BOTTOM = 90  # time labels, then the colour bar
 BAR_W, BAR_H = 220, 18
 EDGE_COLOUR = (0, 220, 255)
 TIME_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0)
-MAX_TIME_LABELS = 6
+MAX_TIME_LABELS = 7
 
 
 @lru_cache(maxsize=1)
@@ -136,7 +136,7 @@ def render_heatmap_png(
         label = f"{hz // 1000}k" if hz >= 1000 else str(hz)
         draw.line((LEFT - 6, y, LEFT, y), fill="black", width=2)
         draw.text((LEFT - 9, y), label, fill="black", font=font, anchor="rm")
-    draw.text((LEFT - 9, TOP - 2), "Hz", fill="black", font=small, anchor="rb")
+    draw.text((LEFT - 9, TOP - 6), "Hz", fill="black", font=small, anchor="rb")
     edges = [bottom, y_of(LOW_HZ), y_of(HIGH_HZ), TOP]
     for y in edges[1:3]:
         for x in range(LEFT, LEFT + PLOT_W, 12):

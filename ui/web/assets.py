@@ -46,8 +46,8 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
   align-items: center; margin: 2px 0; }
 .sonic-bars .track { background: #8882; height: 1em; border-radius: 2px; }
 .sonic-bars .fill { display: block; height: 100%; border-radius: 2px; }
-/* at most the PNG's own width (embeddings.heatmap_image: 732 px), never blurred larger */
-.sonic-heatmap { width: 100%; max-width: 732px; height: auto; image-rendering: auto; }
+/* at most the PNG's own width (embeddings.heatmap_image: 740 px), never blurred larger */
+.sonic-heatmap { width: 100%; max-width: 740px; height: auto; image-rendering: auto; }
 .sonic-scale { display: flex; align-items: center; gap: 6px; font-size: .85em; }
 .sonic-scale i { flex: 0 1 240px; height: .9em; background: linear-gradient(90deg,
   #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4); }
