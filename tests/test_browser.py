@@ -26,6 +26,7 @@ from service_fixtures import build_small_library, running_server
 
 import ui.web.library
 from audio_fixtures import chord, clicks, tag, write
+from embeddings import heatmap_image
 from helpers import run_ingest
 from ui.service import create_app
 from ui.state import ServiceState, Settings
@@ -355,4 +356,12 @@ def test_phone_width(site, browser):
     assert tab.evaluate("document.documentElement.scrollWidth") <= 390
     tab.locator("#similar").scroll_into_view_if_needed()
     shot(tab, "7-phone-390", full_page=False)
+    # the heatmap fills the column: its type is 1/28 of the image's, so ~11.5 px here
+    heat = tab.locator("#track-heatmap img.sonic-heatmap")
+    expect(heat).to_be_visible()
+    natural = heatmap_image.LEFT + heatmap_image.PLOT_W + heatmap_image.RIGHT
+    assert heat.evaluate("img => img.complete && img.naturalWidth") == natural
+    assert heat.bounding_box()["width"] >= 320  # the column's whole width
+    heat.evaluate("img => img.scrollIntoView({block: 'start'})")  # with its scale and bands
+    shot(tab, "7b-phone-390-heatmap", full_page=False)
     context.close()

@@ -55,6 +55,8 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
 .sonic-map { width: 100%; max-width: 720px; height: auto; border: 1px solid #8883; }
 .sonic-map circle { stroke: #fff; stroke-width: 1; cursor: pointer; }
 @media (max-width: 600px) {
+  /* the heatmap's type is 1/28 of its width: every pixel of the column counts */
+  #track-heatmap .html-container { padding-left: 0 !important; padding-right: 0 !important; }
   .sonic-tracks .c-album, .sonic-tracks th:nth-child(4),
   .sonic-tracks .c-status, .sonic-tracks th:nth-child(7) { display: none; }
   .sonic-list td, .sonic-list th { white-space: normal; }
