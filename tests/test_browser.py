@@ -5,7 +5,9 @@ removed, and the copy is served: heatmaps must still show. Then, as a listener
 would: browse and page to the end and back, open a track, follow a sound-alike and
 a map point to their tracks, reload and go Back, play radio and hear the queue move
 on when a (4-second) track ends, see the stems button disabled with the fix, read
-/docs with every non-local request blocked, and fit a phone's 390 px.
+/docs with every non-local request blocked, and fit a phone's 390 px. With Demucs
+weights (a tiny random HTDemucs), separate stems, watch "chunk N / M", cancel, and
+separate again to the four stem players.
 Screenshots go to test-artifacts/browser/ (git-ignored) for a person to look at.
 """
 
@@ -19,10 +21,12 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from demucs_fixtures import write_tiny_weights
 from service_fixtures import build_small_library, running_server
 
 import ui.web.library
-from audio_fixtures import chord, write
+from audio_fixtures import chord, clicks, tag, write
+from embeddings import heatmap_image
 from helpers import run_ingest
 from ui.service import create_app
 from ui.state import ServiceState, Settings
@@ -279,6 +283,60 @@ def test_docs_render_with_the_network_blocked(site, browser):
     assert blocked == []  # nothing even tried to leave the machine
 
 
+@pytest.fixture(scope="module")
+def stems_site(tmp_path_factory, model):
+    """One 16-s track, served with a tiny HTDemucs as its Demucs weights (``--models-dir``)."""
+    tmp = tmp_path_factory.mktemp("browser_stems")
+    seconds = 16.0  # 22 chunks
+    song = write(tmp / "music" / "long.flac", chord([220, 277, 330], seconds) + clicks(seconds),
+                 22050)  # fmt: skip
+    tag(song, "Long", "Stems", "Weights", 1)
+    data_dir = tmp / "data"
+    assert run_ingest([tmp / "music"], data_dir, model).analysed == 1
+    settings = Settings(data_dir=data_dir, models_dir=write_tiny_weights(tmp / "weights"))
+    state = ServiceState(settings, model=model)
+    with running_server(create_app(data_dir, state=state)) as base:
+        yield {"base": base, "id": httpx.get(base + "/tracks").json()["tracks"][0]["id"]}
+
+
+def test_separate_stems_shows_chunks_cancels_and_plays_the_stems(stems_site, browser):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    tab = context.new_page()
+    tab.goto(f"{stems_site['base']}/ui/?track={stems_site['id']}")
+    expect(tab.locator("#track-summary")).to_contain_text("Stems - Long")
+    note, separate, cancel = (
+        tab.locator("#stems-note"), tab.locator("#separate"), tab.locator("#cancel-stems")
+    )  # fmt: skip
+    expect(separate).to_be_enabled()  # weights are there: no fix to tell
+    expect(note).to_contain_text("no stems yet")
+    # separate, watch the chunks, cancel part-way
+    separate.click()
+    expect(note).to_contain_text(re.compile(r"chunk \d+ / 2[23]"))
+    tab.locator("#stems-note").scroll_into_view_if_needed()
+    shot(tab, "8-stems-progress", full_page=False)
+    cancel.click()
+    expect(note).to_contain_text("separation cancelled")
+    expect(note).to_contain_text("no stems were kept")
+    expect(tab.locator("#stem-players audio")).to_have_count(0)
+    expect(separate).to_be_enabled()
+    # again, to the end: the four stems play from the cache
+    separate.click()
+    expect(note).to_contain_text(re.compile(r"chunk \d+ / 2[23]"))
+    players = tab.locator("#stem-players audio")
+    expect(players).to_have_count(4)
+    expect(note).to_contain_text("cached stems: bass, drums, other, vocals")
+    expect(separate).to_be_disabled()
+    expect(cancel).to_be_disabled()
+    src = players.first.get_attribute("src")
+    assert httpx.get(stems_site["base"] + src).content[:4] == b"fLaC"
+    tab.locator("#stem-players").scroll_into_view_if_needed()
+    shot(tab, "9-stems-done", full_page=False)
+    context.close()
+
+
 def test_phone_width(site, browser):
     from playwright.sync_api import expect
 
@@ -298,4 +356,12 @@ def test_phone_width(site, browser):
     assert tab.evaluate("document.documentElement.scrollWidth") <= 390
     tab.locator("#similar").scroll_into_view_if_needed()
     shot(tab, "7-phone-390", full_page=False)
+    # the heatmap fills the column: its type is 1/28 of the image's, so ~11.5 px here
+    heat = tab.locator("#track-heatmap img.sonic-heatmap")
+    expect(heat).to_be_visible()
+    natural = heatmap_image.LEFT + heatmap_image.PLOT_W + heatmap_image.RIGHT
+    assert heat.evaluate("img => img.complete && img.naturalWidth") == natural
+    assert heat.bounding_box()["width"] >= 320  # the column's whole width
+    heat.evaluate("img => img.scrollIntoView({block: 'start'})")  # with its scale and bands
+    shot(tab, "7b-phone-390-heatmap", full_page=False)
     context.close()

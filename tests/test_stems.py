@@ -18,9 +18,8 @@ import pytest
 import soundfile as sf
 import torch
 from demucs.apply import TensorChunk, apply_model
-from demucs.htdemucs import HTDemucs
 from demucs.pretrained import get_model
-from demucs.states import get_state, save_with_checksum
+from demucs_fixtures import SOURCES, write_tiny_weights
 from typer.testing import CliRunner
 
 import ingest.stems.separator as separator_module
@@ -41,10 +40,10 @@ from ingest.stems import (
     remix_track,
     separate_many,
     separate_track,
+    stem_directory,
 )
 
 MODEL = "tiny_htdemucs"
-SOURCES = ["drums", "bass", "other", "vocals"]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,17 +58,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     """A local Demucs model folder: ``tiny_htdemucs.yaml`` naming one checksummed package."""
-    folder = tmp_path_factory.mktemp("demucs_models")
-    torch.manual_seed(0)
-    model = HTDemucs(
-        sources=SOURCES, channels=2, depth=4, nfft=1024, t_layers=1, t_heads=1,
-        bottom_channels=0, dconv_comp=1, t_hidden_scale=1.0, segment=1,
-    )  # fmt: skip
-    args, kwargs = model._init_args_kwargs
-    package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": get_state(model, None)}
-    save_with_checksum(package, folder / "5eed0001.th")  # -> 5eed0001-<sha256[:8]>.th
-    (folder / f"{MODEL}.yaml").write_text("models: ['5eed0001']\n")
-    return folder
+    return write_tiny_weights(tmp_path_factory.mktemp("demucs_models"), MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +288,64 @@ def test_split_stream_memory_does_not_grow_with_length():
     assert out.shape == (sources, channels, signal.shape[-1])
     torch.testing.assert_close(out.sum(0), signal, atol=1e-5, rtol=1e-5)
     assert peak <= 2 * segment_length + 3000  # a couple of segments, whatever the length
+
+
+@pytest.mark.parametrize("frames", [1, 5999, 6000, 6001, 8000, 8001, 47_123])
+@pytest.mark.parametrize("prefix", [0, 2205])
+def test_split_stream_plans_exactly_the_chunks_it_runs(frames, prefix):
+    """The total a face shows ("chunk N / M") is the count the split really runs."""
+    ran = []
+
+    def silent(chunk: TensorChunk) -> torch.Tensor:
+        ran.append(chunk.offset)
+        return torch.zeros(4, 2, chunk.length)
+
+    stream = SplitStream(silent, 8000, 0.25, 4, 2, torch.device("cpu"), prefix=prefix)
+    planned = stream.planned_chunks(frames)
+    for start in range(0, frames, 1500):
+        stream.push(torch.zeros(2, min(1500, frames - start)))
+    stream.finish()
+    assert stream.chunks_done == len(ran) == planned
+
+
+def test_chunk_reports_count_up_to_the_total_and_a_raise_stops_with_nothing_kept(
+    tmp_path, catalog, models_dir
+):
+    path = tmp_path / "six.wav"
+    write_audio(path, 6.0, 44100, channels=2)
+    track_id = add_track(catalog, path)
+    reports: list[tuple[int, int | None]] = []
+    sep = separator(models_dir, shifts=1)
+    sep.chunks = lambda done, total: reports.append((done, total))
+    separate_track(catalog, track_id, sep)
+    done = [d for d, _ in reports]
+    assert done[:-1] == list(range(1, len(done)))  # one report per chunk, in order
+    assert done[-1] == done[-2] == sep.chunks_run  # and a last one: all ran
+    totals = {t for _, t in reports}
+    assert totals == {sep.chunks_run}  # the total known from the start, and exact
+    # 6 s in 0.75-s strides, plus up to 0.5 s of random shift
+    assert 8 <= sep.chunks_run <= 9
+
+    class Stop(BaseException):  # what ui.jobs.JobCancelled is: not an Exception
+        pass
+
+    def stop_at_three(done, total):
+        if done == 3:
+            raise Stop
+
+    other = tmp_path / "other.wav"
+    write_audio(other, 6.0, 44100, channels=2, seed=1)
+    other_id = add_track(catalog, other)
+    sep = separator(models_dir, shifts=1)
+    sep.chunks = stop_at_three
+    with pytest.raises(Stop):
+        separate_track(catalog, other_id, sep)
+    assert sep.chunks_run == 3
+    key = sep.settings.key(content_hash(other))
+    assert get_stem_set(catalog, key) is None  # neither stems nor a failure recorded
+    folder = stem_directory(catalog, key)
+    assert [p.name for p in folder.iterdir()] == [".lock"]  # no partial stems left
+    assert track_details(catalog, other_id)["artefacts"]["stems"] == {}
 
 
 # -- remix --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog.store import Catalog
+from ui.jobs import current_job
 
 STEM_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -176,12 +177,19 @@ class Stems:
     def separate(
         self, catalog: Catalog, track_id: int, progress: ProgressCallback | None = None
     ) -> dict:
-        """Separate (or fetch from the cache) one track's stems; raises while absent."""
+        """Separate (or fetch from the cache) one track's stems; raises while absent.
+
+        Run as a job (``ui.jobs``), the separation reports its chunks to that job
+        (``chunk 12 / 80`` in ``GET /jobs/{id}`` and the web UI), and a cancel stops
+        it at the next chunk with nothing recorded.
+        """
         if self._module is None:
             raise FeatureUnavailable(self._why_not or self.ABSENT)
+        job = current_job()
         separator = self._module.separator(
-            models_dir=self.models_dir, device=self.device, progress=progress
-        )
+            models_dir=self.models_dir, device=self.device, progress=progress,
+            chunks=job.report_chunks if job is not None else None,
+        )  # fmt: skip
         result = self._module.separate_track(catalog, track_id, separator)
         return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 

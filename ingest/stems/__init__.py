@@ -39,7 +39,7 @@ from ingest.stems.remix import (
     remix_track,
     resolve_gains,
 )
-from ingest.stems.separator import Progress, SeparatedFile, StemSeparator
+from ingest.stems.separator import ChunkProgress, Progress, SeparatedFile, StemSeparator
 from ingest.stems.settings import (
     DEFAULT_MODEL,
     MODELS_DIR_ENV,
@@ -59,6 +59,7 @@ __all__ = [
     "PIPELINE_VERSION",
     "BatchProgress",
     "BatchSummary",
+    "ChunkProgress",
     "Progress",
     "RemixError",
     "RemixResult",

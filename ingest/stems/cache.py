@@ -113,7 +113,10 @@ def separate_track(
     """Stems of one catalogued track: from the cache, else separated, written and recorded.
 
     A failure other than missing weights is recorded against the key and raised as
-    :class:`StemSeparationError`.
+    :class:`StemSeparationError`. What is not an ``Exception`` (Ctrl-C, a job's
+    cancellation raised from a progress callback) is no failure of the audio: it
+    records nothing, and the partial files are removed, so no half set passes for
+    the track's stems and the next request separates afresh.
     """
     target = stem_target(catalog, track_id)
     settings = separator.settings

@@ -29,6 +29,9 @@ from ingest.stems.split import ShiftedSplit, SplitStream
 from ingest.stems.weights import _check_segment, load_demucs_model, model_segment
 
 Progress = Callable[[float, float | None], None]  # (source seconds done, total or None)
+# (chunks run, chunks in all or None): called after every model call, so it is also the
+# place a caller stops a separation, by raising (the files written so far are dropped).
+ChunkProgress = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -56,6 +59,7 @@ class StemSeparator:
         device: str | None = "auto",
         model=None,
         progress: Progress | None = None,
+        chunks: ChunkProgress | None = None,
     ) -> None:
         self.settings = settings or StemSettings()
         self.models_dir = models_dir
@@ -63,7 +67,10 @@ class StemSeparator:
         self._model = model
         self._ready = False  # model placed on the device and settings checked
         self.progress = progress
+        self.chunks = chunks
         self.chunks_run = 0  # model calls, for tests and reports
+        self._file_chunks = 0  # model calls for the file being separated
+        self._planned: int | None = None  # chunks that file needs, from its declared length
 
     @property
     def model(self):
@@ -85,6 +92,10 @@ class StemSeparator:
             self.model, chunk, shifts=0, split=False, segment=self.settings.segment,
             device=self.device,
         )  # fmt: skip
+        self._file_chunks += 1
+        if self.chunks:
+            planned = self._planned
+            self.chunks(self._file_chunks, max(planned, self._file_chunks) if planned else None)
         return out[0]
 
     def separate_file(self, path: Path, out_dir: Path) -> SeparatedFile:
@@ -109,6 +120,14 @@ class StemSeparator:
             int(0.5 * rate),
         )  # fmt: skip
         total_s = audio.frames / audio.sample_rate if audio.frames else None
+        # The container's declared length, at the model's rate: the total to show while
+        # running; the count is made exact when the input ends (containers may lie).
+        self._file_chunks = 0
+        self._planned = (
+            splitter.planned_chunks(round(audio.frames * rate / audio.sample_rate))
+            if audio.frames
+            else None
+        )
         decoded = 0
 
         def write(outputs: list[torch.Tensor], last: bool = False) -> None:
@@ -139,6 +158,8 @@ class StemSeparator:
             frames = writer.close()
             if self.progress:
                 self.progress(frames / audio.sample_rate, total_s or frames / audio.sample_rate)
+            if self.chunks:
+                self.chunks(self._file_chunks, self._file_chunks)  # every chunk ran: exact
         except BaseException:
             writer.abort()
             raise

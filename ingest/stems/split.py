@@ -10,12 +10,18 @@ finished samples are handed out as soon as no later chunk touches them. Memory i
 a few segments whatever the track's length, and the output equals what
 ``apply_model`` on the whole track returns.
 
+Chunks are also the separation's unit of progress: each stream counts the chunks
+it ran, and knows from the input's length how many it will run in all
+(:meth:`SplitStream.planned_chunks`), so a face can say "chunk 12 / 80" instead of
+a share of seconds that lags behind by the overlap.
+
 This module knows nothing of models, files or the cache (``demucs.apply`` holds
 the model-free split the same way), so it can be tested with any chunk function.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -68,8 +74,18 @@ class SplitStream:
         self.weights = torch.zeros(0)
         self.acc_start = 0  # stream position of acc[..., 0]: everything before is handed out
         self.drop = prefix
+        self.prefix = prefix
+        self.chunks_done = 0  # chunks run so far
         if prefix:
             self.buffer = torch.zeros(1, channels, prefix)
+
+    def planned_chunks(self, input_frames: int) -> int:
+        """How many chunks a stream of ``input_frames`` runs in all (with the prefix).
+
+        Chunks start every ``stride`` frames while the start is inside the stream, so
+        the count is ``ceil((prefix + frames) / stride)``: exact for the frames given.
+        """
+        return math.ceil((self.prefix + max(0, int(input_frames))) / self.stride)
 
     @property
     def buffer_end(self) -> int:
@@ -96,6 +112,7 @@ class SplitStream:
                 break  # wait for more input
             chunk = TensorChunk(self.buffer, offset - self.buffer_start, self.length)
             result = self.run_chunk(chunk)
+            self.chunks_done += 1
             n = result.shape[-1]
             self._accumulate(offset, (self.weight[:n] * result).to("cpu"), self.weight[:n].cpu())
             self.next_offset += self.stride
@@ -158,6 +175,14 @@ class ShiftedSplit:
             self.streams = [make_stream(max_shift - offset) for offset in offsets]
             self.divide = shifts
         self.pending: list[deque[torch.Tensor]] = [deque() for _ in self.streams]
+
+    @property
+    def chunks_done(self) -> int:
+        return sum(stream.chunks_done for stream in self.streams)
+
+    def planned_chunks(self, input_frames: int) -> int:
+        """Chunks all the streams run for ``input_frames`` of input (each has its own prefix)."""
+        return sum(stream.planned_chunks(input_frames) for stream in self.streams)
 
     def push(self, block: torch.Tensor) -> list[torch.Tensor]:
         for stream, pending in zip(self.streams, self.pending, strict=True):

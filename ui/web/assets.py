@@ -46,7 +46,8 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
   align-items: center; margin: 2px 0; }
 .sonic-bars .track { background: #8882; height: 1em; border-radius: 2px; }
 .sonic-bars .fill { display: block; height: 100%; border-radius: 2px; }
-.sonic-heatmap { width: 100%; max-width: 960px; height: auto; image-rendering: auto; }
+/* at most the PNG's own width (embeddings.heatmap_image: 740 px), never blurred larger */
+.sonic-heatmap { width: 100%; max-width: 740px; height: auto; image-rendering: auto; }
 .sonic-scale { display: flex; align-items: center; gap: 6px; font-size: .85em; }
 .sonic-scale i { flex: 0 1 240px; height: .9em; background: linear-gradient(90deg,
   #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4); }
@@ -54,6 +55,8 @@ a.sonic-open:hover, a.sonic-filter:hover { text-decoration: underline; }
 .sonic-map { width: 100%; max-width: 720px; height: auto; border: 1px solid #8883; }
 .sonic-map circle { stroke: #fff; stroke-width: 1; cursor: pointer; }
 @media (max-width: 600px) {
+  /* the heatmap's type is 1/28 of its width: every pixel of the column counts */
+  #track-heatmap .html-container { padding-left: 0 !important; padding-right: 0 !important; }
   .sonic-tracks .c-album, .sonic-tracks th:nth-child(4),
   .sonic-tracks .c-status, .sonic-tracks th:nth-child(7) { display: none; }
   .sonic-list td, .sonic-list th { white-space: normal; }

@@ -14,6 +14,7 @@ import gradio as gr
 
 from catalog import queries
 from ingest.stems import preview_mix
+from ui.jobs import Job
 from ui.state import ServiceState
 from ui.web.render import esc
 
@@ -57,6 +58,29 @@ def views(state: ServiceState, d: dict | None) -> tuple:
         gr.Button(interactive=False)  # fmt: skip
 
 
+def progress_words(job: Job) -> str:
+    """The words "chunk 12 / 80 (15%)" once Demucs runs; before that, what the job waits on."""
+    if job.chunks_done is not None:
+        total = job.chunks_total
+        pct = f" ({job.chunks_done / total:.0%})" if total else ""
+        return f"chunk {job.chunks_done} / {total if total else '?'}{pct}"
+    if job.status == "queued":
+        return "queued behind another job"
+    return "loading the model and decoding"
+
+
+def ended_words(job: Job) -> str:
+    """Why a separation ended without stems, and that nothing half-done was kept."""
+    if job.status == "cancelled":
+        at = (
+            f" at chunk {job.chunks_done} / {job.chunks_total or '?'}"
+            if job.chunks_done is not None
+            else ""
+        )
+        return f"**separation cancelled**{at}: no stems were kept"
+    return f"**separation failed**: {esc(job.error)}"
+
+
 def build(state: ServiceState, track_id: gr.Number) -> StemsView:
     stems = state.features.stems
     gr.Markdown("#### Stems")
@@ -86,22 +110,18 @@ def build(state: ServiceState, track_id: gr.Number) -> StemsView:
             return
 
         def work(set_progress):
-            def progress(done, total):
-                words = f"{done:.0f} of {total:.0f} s separated" if total else None
-                set_progress(done / total if total else None, words)
+            def progress(done, total):  # until the first chunk reports (the chunks take over)
+                set_progress(done / total if total else None)
 
             return stems.separate(state.catalog, int(tid), progress)
 
         job = state.jobs.submit("stems", f"stems:{int(tid)}", work)
         while job.status in ("queued", "running"):
-            pct = f" ({job.progress:.0%})" if job.progress is not None else ""
-            words = job.detail or job.status
-            yield "", f"separating: {words}{pct}", gr.Button(interactive=False), gr.Button(), \
-                job.id, gr.Button(interactive=True)  # fmt: skip
+            yield "", f"separating: {progress_words(job)}", gr.Button(interactive=False), \
+                gr.Button(), job.id, gr.Button(interactive=True)  # fmt: skip
             time.sleep(0.5)
         if job.status != "done":
-            why = "cancelled" if job.status == "cancelled" else f"failed: {esc(job.error)}"
-            yield "", f"**separation {why}**", gr.Button(interactive=True), gr.Button(), None, \
+            yield "", ended_words(job), gr.Button(interactive=True), gr.Button(), None, \
                 gr.Button(interactive=False)  # fmt: skip
             return
         d = queries.track_details(state.fresh(), int(tid))
