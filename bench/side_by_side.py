@@ -40,6 +40,25 @@ def routes(query_ids: np.ndarray) -> dict[str, list[str]]:
     }
 
 
+def same_answers(clients: list, query_ids: np.ndarray) -> list[str]:
+    """URLs of the REST API (answers and refusals) whose status or body differ between servers."""
+    a, b = (int(i) for i in query_ids[:2])
+    urls = [
+        "/health", "/stats", "/genres", "/genres/disagree", "/tracks", "/tracks?limit=7&offset=3",
+        "/tracks?q=Track%201", "/tracks?status=failed", f"/tracks/{a}", f"/tracks/{a}/similar",
+        f"/tracks/{a}/similar?k=3&exclude_same_album=true", f"/tracks/{a}/explain-similar/{b}",
+        f"/playlists/radio?seed={a}&n=5", f"/playlists/radio.m3u?seed={a}&n=5", "/map",
+        "/tracks/0", "/tracks/01", "/tracks/99999999", "/tracks/99999999/similar",
+        "/tracks?limit=0", f"/jobs/{'0' * 32}", "/jobs/xyz", "/map?method=tsne",
+    ]  # fmt: skip
+    differ = []
+    for url in urls:
+        answers = [c.get(url) for c in clients]
+        if len({(r.status_code, r.content) for r in answers}) != 1:
+            differ.append(url)
+    return differ
+
+
 def one_turn(client, pid: int, urls: list[str]) -> tuple[float, float]:
     """(median latency s, server CPU s per request) of ``urls`` asked in order."""
     times = []
@@ -67,6 +86,7 @@ def compare(
             servers[name] = (proc, client)
             wait_until_ready(client, proc, started, timeout_s=1800)
         asked = routes(query_ids[:per_round])
+        differ = same_answers([client for _, client in servers.values()], query_ids)
         for proc, client in servers.values():  # warm: imports, caches, the index's pages
             for urls in asked.values():
                 one_turn(client, proc.pid, urls)
@@ -77,7 +97,7 @@ def compare(
                 for name in order:
                     proc, client = servers[name]
                     turns[route][name].append(one_turn(client, proc.pid, urls))
-        return {route: summary(t) for route, t in turns.items()}
+        return {"answers_that_differ": differ, **{route: summary(t) for route, t in turns.items()}}
     finally:
         for proc, client in servers.values():
             client.close()
