@@ -24,6 +24,7 @@ worst case for any approximate index and are not what a music library looks like
 
     python bench/query.py                                  # 10k, 100k, 1M
     python bench/query.py --sizes 10000 --queries 300      # quick look
+    python bench/query.py --sizes 10000 --against /tmp/old  # old code vs this, in turns
 """
 
 from __future__ import annotations
@@ -152,33 +153,46 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_serve(data_dir: Path, repo: Path = REPO) -> tuple[subprocess.Popen, str]:
+    """``sonic serve`` of the code in ``repo`` on ``data_dir`` (its own process), and its URL."""
+    port = free_port()
+    path = os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "SONIC_DATA_DIR": str(data_dir), "PYTHONPATH": path}
+    env.pop("SONIC_API_TOKEN", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", "serve", "--port", str(port)],
+        cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_until_ready(client, proc: subprocess.Popen, started: float, timeout_s: float) -> dict:
+    """``/health`` once the server is up and searching with the structure it wants."""
+    import httpx
+
+    while True:
+        try:
+            health = client.get("/health").json()
+            if health["search"]["searching_with"] == health["search"]["wanted"]:
+                return health
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"sonic serve exited: {proc.stderr.read()[-2000:]}")
+        if time.perf_counter() - started > timeout_s:
+            raise RuntimeError("sonic serve did not get ready in time")
+        time.sleep(0.5)
+
+
 def http_latency(data_dir: Path, query_ids: np.ndarray, warmup: int, timeout_s: float) -> dict:
     """Latency of GET /tracks/{id}/similar against ``sonic serve`` in its own process."""
     import httpx
 
-    port = free_port()
-    env = {**os.environ, "SONIC_DATA_DIR": str(data_dir)}
-    env.pop("SONIC_API_TOKEN", None)
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.cli", "serve", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_serve(data_dir)
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
-            while True:  # up, and searching with the structure it wants
-                try:
-                    health = client.get("/health").json()
-                    if health["search"]["searching_with"] == health["search"]["wanted"]:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None:
-                    raise RuntimeError(f"sonic serve exited: {proc.stderr.read()[-2000:]}")
-                if time.perf_counter() - started > timeout_s:
-                    raise RuntimeError("sonic serve did not get ready in time")
-                time.sleep(0.5)
+            health = wait_until_ready(client, proc, started, timeout_s)
             ready_s = time.perf_counter() - started
             for track_id in query_ids[:warmup]:
                 client.get(f"/tracks/{int(track_id)}/similar", params={"k": K})
@@ -358,6 +372,26 @@ def run_size(n: int, n_queries: int, work: Path, http: bool) -> dict:
     return result
 
 
+def run_against(n: int, old_tree: Path, work: Path, rounds: int, per_round: int) -> dict:
+    """The old code in ``old_tree`` and this checkout, side by side on one catalog of ``n``."""
+    from side_by_side import compare
+
+    print(f"\n== {n:,} tracks: {old_tree} (old) against {REPO} (new)", flush=True)
+    vectors, labels = synthetic(n)
+    data_dir = work / f"n{n}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    build_catalog(data_dir, vectors, labels)  # each server builds its approximate index
+    del vectors
+    gc.collect()
+    rng = np.random.default_rng(1)
+    query_ids = rng.choice(np.arange(1, n + 1), size=min(per_round, n), replace=False)
+    result = {"tracks": n, "old": str(old_tree), "new": str(REPO), "per_round": len(query_ids),
+              **compare(data_dir, old_tree, query_ids, rounds, len(query_ids))}  # fmt: skip
+    print(json.dumps(result, indent=1), flush=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    return result
+
+
 def markdown(results: dict) -> str:
     """The tables docs/benchmarks.md shows, from a results file."""
     runs = results["runs"]
@@ -437,6 +471,13 @@ def main() -> None:
     parser.add_argument(
         "--markdown", type=Path, help="Only print the tables for a results file and exit."
     )
+    parser.add_argument(
+        "--against", type=Path, metavar="OLD_TREE",
+        help="Only compare HTTP routes of this checkout with the code in OLD_TREE, in turns "
+             "(bench/side_by_side.py), e.g. a `git archive COMMIT | tar -x -C OLD_TREE`.",
+    )  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=15, help="With --against: turns each.")
+    parser.add_argument("--per-round", type=int, default=200, help="With --against: requests.")
     args = parser.parse_args()
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
@@ -450,6 +491,14 @@ def main() -> None:
         "python": sys.version.split()[0],
     }
     results = {"machine": machine, "k": K, "runs": []}
+    if args.against:
+        for n in args.sizes:
+            results["runs"].append(run_against(n, args.against, work, args.rounds, args.per_round))
+            results["runs"][-1]["load_average_after"] = os.getloadavg()
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+        return
     for n in args.sizes:
         results["runs"].append(run_size(n, args.queries, work, not args.no_http))
         results["runs"][-1]["load_average_after"] = os.getloadavg()

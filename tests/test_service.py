@@ -19,8 +19,10 @@ import httpx
 import numpy as np
 import pytest
 from conftest import BACKENDS, backend_url
+from pydantic import TypeAdapter
 from service_fixtures import build_small_library, free_port, running_server
 from sqlalchemy import update
+from starlette.routing import Match
 
 from audio_fixtures import chord, tone, wav_bytes, write
 from catalog.schema import Track
@@ -58,6 +60,7 @@ def _served(tmp_path_factory, model, url):
     app = create_app(data_dir, state=ServiceState(settings, model=model))
     with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
         yield {
+            "app": app,
             "client": client,
             "base": base,
             "library": library,
@@ -93,6 +96,96 @@ def test_health_stats_and_openapi(api):
         "/tracks/{track_id}/heatmap.png", "/tracks/{track_id}/stems", "/jobs/{job_id}",
         "/tracks/{track_id}/stems/{stem}", "/playlists/radio", "/playlists/radio.m3u", "/health",
     } <= paths  # fmt: skip
+
+
+def _vague(schema: dict, components: dict, where: str, seen: frozenset = frozenset()) -> list:
+    """Where in ``schema`` a field's shape is not said (``{}``, an object without fields)."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return [] if name in seen else _vague(components[name], components, where, seen | {name})
+    if any(key in schema for key in ("anyOf", "oneOf", "allOf")):
+        options = schema.get("anyOf") or schema.get("oneOf") or schema["allOf"]
+        return [v for option in options for v in _vague(option, components, where, seen)]
+    kind = schema.get("type")
+    if kind == "array":
+        return _vague(schema.get("items", {}), components, f"{where}[]", seen)
+    if kind == "object" or "properties" in schema:
+        found = [
+            v
+            for name, field in schema.get("properties", {}).items()
+            for v in _vague(field, components, f"{where}.{name}", seen)
+        ]
+        values = schema.get("additionalProperties")
+        if isinstance(values, dict) and values:
+            found += _vague(values, components, f"{where}{{}}", seen)
+        elif not schema.get("properties"):
+            found.append(where or "the answer")
+        return found
+    return [] if kind else [where or "the answer"]  # {}: anything at all
+
+
+def test_openapi_documents_every_field_of_every_json_route(api):
+    """Every JSON answer in /openapi.json is an object (or a list of them) whose every
+    field, however deep, has a stated type: no ``{}`` and no object without fields."""
+    spec = api.get("/openapi.json").json()
+    components = spec["components"]["schemas"]
+    vague, json_routes = [], set()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for code, answer in operation["responses"].items():
+                schema = answer.get("content", {}).get("application/json", {}).get("schema")
+                if schema is None or not code.startswith("2"):
+                    continue
+                json_routes.add(f"{method.upper()} {path}")
+                top = schema
+                while "$ref" in top or top.get("type") == "array":
+                    ref = top.get("$ref")
+                    top = components[ref.rsplit("/", 1)[-1]] if ref else top["items"]
+                if not top.get("properties"):
+                    vague.append(f"{method.upper()} {path}: no properties")
+                vague += [f"{method.upper()} {path}: {w}" for w in _vague(schema, components, "")]
+    assert {
+        "GET /health", "GET /stats", "GET /tracks", "GET /tracks/{track_id}", "GET /genres",
+        "GET /tracks/{track_id}/similar", "POST /similar", "GET /genres/disagree", "GET /map",
+        "GET /tracks/{track_id}/explain-similar/{other_id}", "GET /jobs/{job_id}",
+        "POST /tracks/{track_id}/stems", "GET /playlists/radio", "POST /media-server/similar",
+    } <= json_routes  # fmt: skip
+    assert vague == []
+    # The file routes say what they send instead of claiming JSON.
+    audio = spec["paths"]["/tracks/{track_id}/audio"]["get"]["responses"]["200"]["content"]
+    assert "application/json" not in audio and "audio/*" in audio
+
+
+def documented(app, method: str, url: str, answer: httpx.Response) -> None:
+    """Validate a real answer against the model its route documents (extra fields fail)."""
+    assert answer.status_code < 300, (url, answer.text[:300])
+    path = httpx.URL(url).path
+    scope = {"type": "http", "path": path, "method": method, "root_path": ""}
+    routes = [r for r in app.routes if r.matches(scope)[0] == Match.FULL]
+    assert routes and routes[0].response_model is not None, url
+    TypeAdapter(routes[0].response_model).validate_python(answer.json())
+
+
+def test_every_json_answer_matches_its_documented_model(api, served):
+    """The models are documentation the hot routes do not run: real answers prove them."""
+    app, sine, bad = served["app"], served["id"]["sine"], served["bad_id"]
+    other = served["id"]["chord"]
+    urls = [
+        "/health", "/stats", "/tracks", "/tracks?status=failed", "/tracks?q=a&genre=x",
+        f"/tracks/{sine}", f"/tracks/{bad}", f"/tracks/{sine}/similar",
+        f"/tracks/{sine}/similar?exclude_same_album=true",
+        f"/tracks/{sine}/explain-similar/{other}", "/genres", "/genres/disagree",
+        f"/playlists/radio?seed={sine}", "/map",
+    ]  # fmt: skip
+    for url in urls:
+        documented(app, "GET", url, api.get(url))
+    clip = served["library"].files["chord"].read_bytes()
+    upload = api.post("/similar", files={"file": ("c.flac", clip, "audio/flac")})
+    documented(app, "POST", "/similar", upload)
+    song = {"id": f"tr-{sine}", "count": 3}
+    documented(app, "POST", "/media-server/similar", api.post("/media-server/similar", json=song))
+    path = {"start": {"id": f"tr-{sine}"}, "end": {"id": f"tr-{other}"}, "count": 3}
+    documented(app, "POST", "/media-server/path", api.post("/media-server/path", json=path))
 
 
 def test_tracks_are_paginated_and_filtered(api, served):
@@ -475,10 +568,12 @@ def test_stem_jobs_run_in_the_background(served):
     settings = Settings(data_dir=served["data_dir"])
     state = ServiceState(settings, model=served["model"], features=Features(Explanations(), stems))
     track_id = served["id"]["pulse"]
-    with running_server(create_app(served["data_dir"], state=state, mount_ui=False)) as base:
+    app = create_app(served["data_dir"], state=state, mount_ui=False)
+    with running_server(app) as base:
         with httpx.Client(base_url=base) as client:
             started = client.post(f"/tracks/{track_id}/stems")
             assert started.status_code == 202
+            documented(app, "POST", f"/tracks/{track_id}/stems", started)
             job_id = started.json()["job_id"]
             assert started.json()["status_url"] == f"/jobs/{job_id}"
             deadline = time.monotonic() + 30
@@ -486,6 +581,8 @@ def test_stem_jobs_run_in_the_background(served):
                 assert job["status"] in ("queued", "running") and time.monotonic() < deadline
                 time.sleep(0.05)
             assert job["result"]["urls"]["vocals"] == f"/tracks/{track_id}/stems/vocals"
+            documented(app, "GET", f"/jobs/{job_id}", client.get(f"/jobs/{job_id}"))
+            documented(app, "POST", f"/jobs/{job_id}/cancel", client.post(f"/jobs/{job_id}/cancel"))
             detail = client.get(f"/tracks/{track_id}").json()
             assert set(detail["stems"]) == {"vocals", "drums", "bass", "other"}
             vocals = client.get(f"/tracks/{track_id}/stems/vocals", headers={"Range": "bytes=0-3"})

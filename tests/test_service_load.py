@@ -341,21 +341,21 @@ def test_read_routes_answer_what_the_orm_reads_say(served):
 
 def test_reads_too_slow_for_the_event_loop_are_answered_from_a_thread(served, monkeypatch):
     """Every hot read interrupted at once: each is redone in a worker thread, same answer."""
-    import ui.service
+    import ui.routes.quick
 
     api, track_id = served["client"], served["ids"][0]
     urls = [f"/tracks/{track_id}", f"/tracks/{track_id}/similar?k=3", "/tracks?q=a", "/genres"]
     before = [api.get(url).json() for url in urls]
     calls = []
-    real_to_thread = ui.service.anyio.to_thread.run_sync
+    real_to_thread = ui.routes.quick.anyio.to_thread.run_sync
 
     async def counted(fn, *args):
         calls.append(getattr(fn, "__name__", repr(fn)))
         return await real_to_thread(fn, *args)
 
     monkeypatch.setattr(read_deadline, "PROGRESS_STEPS", 1)
-    monkeypatch.setattr(ui.service, "QUICK_READ_S", -1.0)
-    monkeypatch.setattr(ui.service.anyio.to_thread, "run_sync", counted)
+    monkeypatch.setattr(ui.routes.quick, "QUICK_READ_S", -1.0)
+    monkeypatch.setattr(ui.routes.quick.anyio.to_thread, "run_sync", counted)
     assert [api.get(url).json() for url in urls] == before
     assert {"track_view", "similar", "browse", "genre_counts"} <= set(calls)
 

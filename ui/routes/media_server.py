@@ -10,11 +10,14 @@ These routes are under ``SONIC_API_TOKEN`` like the rest of the REST API.
 
 from __future__ import annotations
 
-from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from catalog import sonic_path as sp
 from catalog.song_match import SongFields, find_song, rows_by_id
+from ui.routes.schemas import errors
+from ui.safe_json import SafeJSONResponse
 from ui.state import ServiceState
 
 
@@ -38,8 +41,48 @@ class PathRequest(BaseModel):
     count: int = Field(25, ge=2, le=200)
 
 
-def mount(app: FastAPI, state: ServiceState) -> None:
-    """Add the ``/media-server/`` routes to ``app``."""
+class SongAnswer(BaseModel):
+    """A catalog track in the fields a media server matches on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(description="tr-N.")
+    track_id: int
+    mbid: str | None
+    isrc: str | None
+    artist: str | None
+    title: str | None
+    album: str | None
+    duration: float | None = Field(description="Seconds.")
+
+
+class SongMatch(SongAnswer):
+    confidence: float = Field(description="How sure the match is, 0..1.")
+    matched_on: str = Field(description="What matched: id, mbid, isrc or tags.")
+
+
+class SoundAlike(SongAnswer):
+    similarity: float = Field(description="0..1.")
+
+
+class SimilarAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    song: SongMatch
+    similar: list[SoundAlike]
+
+
+class PathAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: SongMatch
+    end: SongMatch
+    path: list[SoundAlike]
+
+
+def router(state: ServiceState) -> APIRouter:
+    """The ``/media-server/`` routes."""
+    api = APIRouter(tags=["media servers"], default_response_class=SafeJSONResponse)
 
     def match(song: Song, which: str = "song") -> tuple[dict, dict]:
         fields = SongFields(**{k: getattr(song, k) for k in SongFields.__dataclass_fields__})
@@ -53,18 +96,18 @@ def mount(app: FastAPI, state: ServiceState) -> None:
         rows = rows_by_id(state.catalog, [i for i, _ in pairs])
         return [{**rows[i], "similarity": round(s, 6)} for i, s in pairs if i in rows]
 
-    @app.post("/media-server/similar", tags=["media servers"])
-    def similar(body: SimilarRequest) -> dict:
+    @api.post("/media-server/similar", response_model=SimilarAnswer, responses=errors(404, 409))
+    def similar(body: SimilarRequest) -> Response:
         """The song's match and its ``count`` sound-alikes (similarity in [0, 1])."""
         row, matched = match(body)
         try:
             pairs = sp.sonic_similar(state.fresh().index(), row["track_id"], body.count)
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"song": matched, "similar": answers(pairs)}
+        return SafeJSONResponse({"song": matched, "similar": answers(pairs)})
 
-    @app.post("/media-server/path", tags=["media servers"])
-    def path(body: PathRequest) -> dict:
+    @api.post("/media-server/path", response_model=PathAnswer, responses=errors(404, 409))
+    def path(body: PathRequest) -> Response:
         """A sonic path from ``start`` to ``end`` (both matched), ``count`` songs."""
         start, start_match = match(body.start, "start")
         end, end_match = match(body.end, "end")
@@ -74,4 +117,6 @@ def mount(app: FastAPI, state: ServiceState) -> None:
             )
         except LookupError as exc:
             raise HTTPException(409, str(exc)) from None
-        return {"start": start_match, "end": end_match, "path": answers(pairs)}
+        return SafeJSONResponse({"start": start_match, "end": end_match, "path": answers(pairs)})
+
+    return api
