@@ -46,7 +46,9 @@ class Job(Doc):
     kind: str = Field(description='What it does: "stems".')
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     progress: float | None = Field(description="0..1 when known.")
-    detail: str | None = Field(description="Progress in words.")
+    detail: str | None = Field(description='Progress in words ("chunk 12 / 80").')
+    chunks_done: int | None = Field(description="Chunks separated so far, for work that counts them.")
+    chunks_total: int | None = Field(description="Chunks in all (null until known).")
     result: StemsResult | None = Field(description="When done.")
     error: str | None = Field(description="When failed.")
     created_at: float = Field(description="Unix time.")
