@@ -18,10 +18,14 @@ its false alarms on right tags.
 
 The embeddings must come from a backbone that never saw the labels: GTZAN mini's
 are inside the shipped model, so ``--backbone shipped`` is only a (contaminated)
-reference. Make one with ``sonic pretrain`` on the clips *without* labels, e.g.::
+reference. Make one with ``sonic pretrain`` on the clips *without* labels, or with
+``sonic train`` on real music labelled by something other than genre (the game
+soundtracks' pretraining side, one folder per game; docs/benchmarks.md gives the
+command), e.g.::
 
-    sonic pretrain /work/data/gtzan/genres --minutes 10 --out /tmp/pretrain.pt
-    python bench/library_genres.py --backbone /tmp/pretrain.pt --backbone random
+    sonic train /work/data/gamemusic-pretrain --final-only --minutes 40 --max-seconds 60 \
+        --checkpoint /tmp/gamemusic-backbone.pt
+    python bench/library_genres.py --backbone /tmp/gamemusic-backbone.pt --backbone random
 
 Also measures the calibration (ECE, reliability) of a GTZAN head by 5-fold CV of the
 whole dataset, before and after temperature scaling (``--calibration``). Clips carry
@@ -261,8 +265,10 @@ def main() -> None:
         entry = {"embed_seconds": embed_s, "summary": summarise(rounds),
                  "calibration_cv": calibration(data["x"], truth, args.target_precision),
                  "rounds": rounds}  # fmt: skip
-        if data["head_probs"] is not None:  # the checkpoint's own head, on the same clips
-            head = [GTZAN_TO_CANONICAL.get(g, g) for g in data["head_genres"]]
+        head = [GTZAN_TO_CANONICAL.get(g, g) for g in data["head_genres"]]
+        if data["head_probs"] is not None and set(truth) <= set(head):
+            # the checkpoint's own genre head, on the same clips (not for a head trained on
+            # other labels, such as a soundtrack's name)
             pred = np.array(head)[data["head_probs"].argmax(1)]
             entry["own_head_accuracy_untagged"] = float(np.mean(
                 [np.mean(pred[r["untagged_idx"]] == np.array(truth)[r["untagged_idx"]])

@@ -3,7 +3,8 @@
 Subsonic clients browse by album artist and album (ID3 tags) or by folder; the
 catalog stores tracks only, so this builds those groupings from the analysed tracks,
 in memory, once per catalog change (the index version, plus a cheap look at the
-newest ``updated_at`` at most every ``RECHECK_S`` for moves). At 100k tracks a build
+newest ``updated_at`` and the library genre model's version at most every
+``RECHECK_S``, for moves, tag edits and a refit of ``sonic learn-genres``). At 100k tracks a build
 is one SELECT and a pass in Python (about a second); every browse after it is a dict
 lookup.
 
@@ -12,11 +13,20 @@ follow a file's content across moves), ``al-`` + a hash of album artist and albu
 ``ar-`` + a hash of the artist's name, ``dr-`` + a hash of the folder's path.
 Albums group by album artist, then artist; a file without an album tag belongs to
 an album named after its folder.
+
+A song's genre is the one ``sonic tracks --genre`` browses it by (issue 24): with a
+library genre model fitted (``sonic learn-genres``), the model's confident
+prediction, in the library's own vocabulary; where the model is "uncertain" the
+file's own genre tag (normalised), else none: a player shows no genre rather than
+a guess the model itself does not trust. A track the model has not predicted yet
+falls back to its tag, then to the shipped head if it is sure. Without a library
+model, the shipped head's genre, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from collections import Counter
@@ -24,9 +34,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 
-from catalog.schema import Track, TrackStatus
+from catalog.genre_names import GTZAN_TO_CANONICAL
+from catalog.genre_views import library_state, shipped_threshold
+from catalog.schema import LibraryPrediction, Track, TrackStatus
 from catalog.store import Catalog
 
 UNKNOWN_ARTIST = "Unknown Artist"
@@ -36,6 +48,7 @@ SONG_COLUMNS = (
     Track.id, Track.path, Track.title, Track.artist, Track.album_artist, Track.album,
     Track.track_number, Track.duration_s, Track.genre, Track.confidence, Track.size,
     Track.format, Track.added_at, Track.mbid, Track.isrc, Track.sample_rate, Track.channels,
+    Track.genre_tags,
 )  # fmt: skip
 
 
@@ -81,6 +94,8 @@ class Song:
     album_id: str = ""
     artist_id: str = ""
     dir_id: str = ""
+    genres: list[str] = field(default_factory=list)  # ``genre`` first; several from a tag
+    genre_source: str | None = None  # "library", "tag" or "shipped"
 
 
 @dataclass
@@ -125,8 +140,8 @@ class LibraryView:
     artists: dict[str, Artist]
     folders: dict[str, Folder]
     roots: list[Path]
-    genres: Counter  # predicted genre -> songs
-    genre_albums: Counter  # predicted genre -> albums whose genre it is
+    genres: Counter  # song genre (see the module's docstring) -> songs
+    genre_albums: Counter  # that genre -> albums whose genre it is
 
     def song(self, ref: str) -> Song | None:
         if not ref.startswith("tr-") or not ref[3:].isdigit():
@@ -138,14 +153,44 @@ def _sort_key(text: str) -> str:
     return text.casefold()
 
 
+class _GenrePicker:
+    """Which genre a song shows, from the row of :func:`build_view`'s query."""
+
+    def __init__(self, catalog: Catalog, state: dict | None) -> None:
+        self.library = state is not None
+        self.library_threshold = float(state["threshold"]) if state else 0.0
+        self.shipped_threshold = shipped_threshold(catalog, state)
+
+    def __call__(self, row) -> tuple[list[str], float | None, str | None]:
+        """(genres, the confidence behind them, their source); ([], None, None) for none."""
+        if not self.library:  # the shipped head's genre, as before learn-genres
+            return ([row.genre], row.confidence, "shipped") if row.genre else ([], None, None)
+        if row.library_genre is not None and row.library_confidence >= self.library_threshold:
+            return [row.library_genre], row.library_confidence, "library"
+        tags = json.loads(row.genre_tags) if row.genre_tags else []
+        if tags:
+            return tags, None, "tag"
+        sure = row.confidence is not None and row.confidence >= self.shipped_threshold
+        if row.library_genre is None and row.genre and sure:  # not predicted by the model yet
+            return [GTZAN_TO_CANONICAL.get(row.genre, row.genre)], row.confidence, "shipped"
+        return [], None, None  # the library model is uncertain and the file has no tag
+
+
 def build_view(catalog: Catalog, version: tuple) -> LibraryView:
     """Group the analysed tracks of the active model into albums, artists and folders."""
+    state = library_state(catalog)
+    pick = _GenrePicker(catalog, state)
+    query = select(
+        *SONG_COLUMNS,
+        LibraryPrediction.genre.label("library_genre"),
+        LibraryPrediction.confidence.label("library_confidence"),
+    ).outerjoin(
+        LibraryPrediction,
+        and_(LibraryPrediction.track_id == Track.id,
+             LibraryPrediction.model_version == (state["version"] if state else -1)),
+    ).where(Track.status == TrackStatus.OK, Track.model_id == catalog.active_model_id)  # fmt: skip
     with catalog.engine.connect() as conn:
-        rows = conn.execute(
-            select(*SONG_COLUMNS).where(
-                Track.status == TrackStatus.OK, Track.model_id == catalog.active_model_id
-            )
-        ).all()
+        rows = conn.execute(query).all()
     roots = [Path(r) for r in catalog.library_roots()]
     songs: dict[int, Song] = {}
     albums: dict[str, Album] = {}
@@ -157,19 +202,22 @@ def build_view(catalog: Catalog, version: tuple) -> LibraryView:
         path = Path(row.path)
         album_artist = row.album_artist or row.artist or UNKNOWN_ARTIST
         album_name = row.album or path.parent.name or "Unknown Album"
+        song_genres, confidence, source = pick(row)
         song = Song(
             id=row.id, path=row.path, title=row.title or path.stem,
             artist=row.artist or album_artist, album=album_name, album_artist=album_artist,
-            track_number=row.track_number, duration_s=row.duration_s, genre=row.genre,
-            confidence=row.confidence, size=row.size, format=row.format,
+            track_number=row.track_number, duration_s=row.duration_s,
+            genre=song_genres[0] if song_genres else None,
+            confidence=confidence, size=row.size, format=row.format,
             added_at=row.added_at, mbid=row.mbid, isrc=row.isrc,
             sample_rate=row.sample_rate, channels=row.channels,
+            genres=song_genres, genre_source=source,
         )  # fmt: skip
         song.album_id = album_id(album_artist, album_name)
         song.artist_id = artist_id(album_artist)
         songs[song.id] = song
-        if row.genre:
-            genres[row.genre] += 1
+        if song.genre:
+            genres[song.genre] += 1
         album = albums.get(song.album_id)
         if album is None:
             album = albums[song.album_id] = Album(
@@ -237,10 +285,13 @@ class ViewCache:
         self._lock = threading.Lock()
 
     def _version(self, catalog: Catalog) -> tuple:
+        """What the view depends on; a refit library genre model (new version) counts."""
         with catalog.engine.connect() as conn:
             newest = conn.scalar(select(func.max(Track.updated_at)))
+        state = library_state(catalog)
         return (catalog.index_version(), catalog.active_model_id, newest,
-                tuple(map(str, catalog.library_roots())))  # fmt: skip
+                tuple(map(str, catalog.library_roots())),
+                state and state["version"], state and state["shipped_threshold"])  # fmt: skip
 
     def get(self, catalog: Catalog) -> LibraryView:
         with self._lock:

@@ -493,3 +493,163 @@ def test_rest_and_web_ui_show_the_three_views(tagged, model):
     assert browsed_genre({**track, "genre_views": views})[0] == "hip-hop"
     unsure = {**views, "library": {**views["library"], "uncertain": True, "genre": "uncertain"}}
     assert "library model <b>uncertain</b> (best guess hip-hop" in genre_views_line(unsure)
+
+
+# -- the OpenSubsonic API browses by the library model ------------------------------------------
+
+
+def _subsonic(client, method: str, **params) -> dict:
+    from subsonic_fixtures import ADMIN, ADMIN_PW, token_params
+
+    query = {**token_params(ADMIN, ADMIN_PW), "f": "json", **params}
+    response = client.get(f"/rest/{method}", params=query)
+    assert response.status_code == 200, response.text
+    body = response.json()["subsonic-response"]
+    assert body["status"] == "ok", body
+    return body
+
+
+def _make_uncertain(data_dir: Path, *paths: Path) -> None:
+    """Put these tracks' library predictions below the model's threshold (in SQLite)."""
+    with sqlite3.connect(data_dir / "catalog.db") as db:
+        for path in paths:
+            db.execute(
+                "UPDATE library_predictions SET confidence = 0.0 WHERE track_id = ?",
+                (_track_id(data_dir, path),),
+            )
+
+
+def test_subsonic_genres_are_the_library_models_never_uncertain_else_the_tag(
+    tagged, model, monkeypatch
+):
+    import httpx
+    from service_fixtures import running_server
+    from subsonic_fixtures import ADMIN, ADMIN_PW
+
+    from catalog import library_view
+    from catalog import subsonic_users as users
+    from ui.service import create_app
+    from ui.state import ServiceState, Settings
+
+    monkeypatch.setattr(library_view, "RECHECK_S", 0.0)  # see a refit at once, not in 5 s
+    data_dir, files = tagged
+    with Catalog(data_dir) as catalog:
+        users.add_user(catalog, ADMIN, ADMIN_PW, admin=True)
+    app = create_app(data_dir, state=ServiceState(Settings(data_dir=data_dir), model=model),
+                     mount_ui=False)  # fmt: skip
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        sid = {k: f"tr-{_track_id(data_dir, p)}" for k, p in files.items()}
+        shipped = json.loads(cli(data_dir, "show", str(files["wrong"]), "--json").output)["genre"]
+        before = _subsonic(client, "getSong", id=sid["wrong"])["song"]
+        assert before["genre"] == shipped  # no library model yet: the shipped head's, as before
+
+        assert cli(data_dir, "learn-genres").exit_code == 0
+        _make_uncertain(data_dir, files["wrong"], files["untagged"])
+        views = {
+            k: json.loads(cli(data_dir, "show", str(p), "--json").output)["genre_views"]
+            for k, p in files.items()
+        }
+        assert views["wrong"]["library"]["uncertain"] and views["untagged"]["library"]["uncertain"]
+
+        songs = {k: _subsonic(client, "getSong", id=i)["song"] for k, i in sid.items()}
+        # uncertain, tagged "Classical": the file's tag, not the model's guess (hip-hop)
+        assert songs["wrong"]["genre"] == "classical"
+        assert songs["wrong"]["genres"] == [{"name": "classical"}]
+        # uncertain and untagged: no genre at all, never "uncertain"
+        assert songs["untagged"].get("genre") is None and songs["untagged"]["genres"] == []
+        for key, song in songs.items():  # everywhere else: what `sonic show` calls its genre
+            library, tag = views[key]["library"], views[key]["tag"]["genres"]
+            expected = (tag[0] if tag else None) if library["uncertain"] else library["genre"]
+            assert song.get("genre") == expected, key
+        assert {songs[f"beat{n}"]["genre"] for n in range(12)} == {"hip-hop"}
+
+        genres = {g["value"]: g for g in _subsonic(client, "getGenres")["genres"]["genre"]}
+        assert set(genres) <= {"hip-hop", "classical", "polka"}  # library genres and tags only
+        counted = [s["genre"] for s in songs.values() if s.get("genre")]
+        assert sum(g["songCount"] for g in genres.values()) == len(counted) == len(files) - 1
+        assert genres["hip-hop"]["songCount"] == counted.count("hip-hop")
+        by_genre = _subsonic(client, "getSongsByGenre", genre="hip-hop", count=500)
+        hiphop = {s["id"] for s in by_genre["songsByGenre"]["song"]}
+        assert {sid[f"beat{n}"] for n in range(12)} <= hiphop
+        assert sid["wrong"] not in hiphop and sid["untagged"] not in hiphop
+        albums = _subsonic(client, "getAlbumList2", type="byGenre", genre="hip-hop", size=500)
+        names = {a["name"] for a in albums["albumList2"]["album"]}
+        assert {"Beats0 Vol", "Beats1 Vol", "Beats2 Vol"} <= names
+        assert not names & {"Calm0 Suite", "Calm1 Suite", "Calm2 Suite"}
+        assert len(names) == genres["hip-hop"]["albumCount"]
+        album = _subsonic(client, "getAlbum", id=songs["beat0"]["albumId"])["album"]
+        assert album["genre"] == "hip-hop" and album["genres"] == [{"name": "hip-hop"}]
+
+
+# -- the same commands on a shared PostgreSQL catalog ---------------------------------------------
+
+
+def test_learn_tag_and_disagree_honour_the_database_url_on_postgresql(
+    tmp_path, model, postgres_server, monkeypatch
+):
+    """``--database-url`` (and ``$SONIC_DATABASE_URL``) point all three at PostgreSQL:
+    the rows land there, and the SQLite file in the data directory stays empty."""
+    import httpx
+    from service_fixtures import running_server
+    from sqlalchemy import func, select
+    from subsonic_fixtures import ADMIN, ADMIN_PW
+
+    from catalog import subsonic_users as users
+    from catalog.genre_views import library_state
+    from catalog.schema import TagBackup
+    from ingest.pipeline import IngestOptions, ingest
+    from ui.service import create_app
+    from ui.state import ServiceState, Settings
+
+    files = _build_tagged_library(tmp_path / "music")
+    data_dir = tmp_path / "data"
+    url = postgres_server.new_database()
+    monkeypatch.delenv("SONIC_DATABASE_URL", raising=False)
+    with Catalog(data_dir, url) as catalog:
+        assert catalog.is_postgres
+        summary = ingest([tmp_path / "music"], catalog, model,
+                         IngestOptions(workers=2, heatmaps=False))  # fmt: skip
+        assert summary.analysed == len(files)
+
+    learnt = cli(data_dir, "learn-genres", "--database-url", url, "--json")
+    assert learnt.exit_code == 0, learnt.output
+    assert json.loads(learnt.output)["genres"] == ["classical", "hip-hop"]
+    with Catalog(data_dir, url) as catalog:
+        assert library_state(catalog)["version"] == 1
+    with Catalog(data_dir) as sqlite_catalog:  # the data dir's own file: untouched
+        assert library_state(sqlite_catalog) is None and sqlite_catalog.active_model_id is None
+    assert cli(data_dir, "tracks", "--disagree").exit_code != 0  # no model in SQLite
+
+    disagree = cli(data_dir, "tracks", "--disagree", "--database-url", url, "--json")
+    assert disagree.exit_code == 0, disagree.output
+    mistagged = {r["path"] for r in json.loads(disagree.output)["mistagged"]}
+    assert str(files["wrong"]) in mistagged
+    monkeypatch.setenv("SONIC_DATABASE_URL", url)  # the environment variable does the same
+    assert json.loads(cli(data_dir, "tracks", "--disagree", "--json").output) == json.loads(
+        disagree.output
+    )
+    monkeypatch.delenv("SONIC_DATABASE_URL")
+
+    before = files["untagged"].read_bytes()
+    applied = cli(data_dir, "tag-genres", "--apply", "--database-url", url, "--json")
+    assert applied.exit_code == 0, applied.output
+    written = {o["path"]: o["written"] for o in json.loads(applied.output)["outcomes"]}
+    assert read_tags(files["untagged"]).genres == [written[str(files["untagged"])]]
+    with Catalog(data_dir, url) as catalog, catalog.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(TagBackup)) == len(written)
+
+    # the OpenSubsonic API on the same PostgreSQL catalog browses by the library model
+    with Catalog(data_dir, url) as catalog:
+        users.add_user(catalog, ADMIN, ADMIN_PW, admin=True)
+    settings = Settings(data_dir=data_dir, database_url=url)
+    app = create_app(data_dir, state=ServiceState(settings, model=model), mount_ui=False)
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=60) as client:
+        genres = {g["value"] for g in _subsonic(client, "getGenres")["genres"]["genre"]}
+        assert "hip-hop" in genres and genres <= {"hip-hop", "classical", "polka"}
+        by_genre = _subsonic(client, "getSongsByGenre", genre="hip-hop", count=500)
+        titles = {s["path"].rsplit("/", 1)[-1] for s in by_genre["songsByGenre"]["song"]}
+        assert {"b0.flac", "b1.flac", "b2.flac", "b3.flac"} <= titles
+
+    undone = cli(data_dir, "tag-genres", "--undo", "--database-url", url, "--json")
+    assert undone.exit_code == 0, undone.output
+    assert files["untagged"].read_bytes() == before  # byte for byte

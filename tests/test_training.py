@@ -276,3 +276,51 @@ def test_dataset_without_its_last_readable_genre_is_refused(dataset: Path) -> No
     assert discover(dataset).without(noise).genres == ["clicks", "tones"]
     with pytest.raises(ValueError, match="only 1 genre"):
         ds.without(noise | {t.key for t in ds.tracks if t.genre == "tones"})
+
+
+def test_final_only_within_a_budget_on_excerpts_trains_one_network(
+    dataset: Path, tmp_path: Path
+) -> None:
+    """``sonic train --final-only --minutes M --max-seconds S``: no folds, the epochs cut to
+    the budget after the first one, each track an excerpt; the checkpoint says what ran."""
+    from ui.cli import app
+
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    result = CliRunner().invoke(app, [
+        "train", str(dataset), "--final-only", "--epochs", "4", "--minutes", "0.1",
+        "--max-seconds", "3", "--crops", "2", "--batch-size", "8", "--run-dir", str(run),
+        "--cache-dir", str(cache), "--no-progress", "--json",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["summary"] == {} and metrics["folds"] == []
+    assert metrics["protocol"]["max_seconds"] == 3.0
+    final = metrics["final_model"]
+    assert final["epochs_asked"] == 4 and 1 <= final["epochs"] <= 4
+    assert len(final["history"]) == final["epochs"]
+    assert not (run / "confusion_resnet18.png").exists()
+    model = load_checkpoint(run / "genre_resnet18.pt")
+    assert model.genres == list(GENRES) and model.info["epochs"] == final["epochs"]
+    assert model.info["cv_clip_accuracy_mean"] is None
+    # each track was cut to a 3-s excerpt, cached apart from the whole track's features
+    excerpts = sorted(cache.glob("*-x3.mel.npz"))
+    assert len(excerpts) == len(GENRES) * PER_GENRE
+    with np.load(excerpts[0]) as data:
+        frames = data["log_power"].shape[1]
+    assert frames <= 3 * SR // 512 + 2 < SECONDS * SR // 512
+
+
+def test_a_time_budget_cuts_the_epochs_and_replans_the_schedule() -> None:
+    from dataclasses import replace
+
+    from embeddings.training.train import train_network
+
+    rng = np.random.default_rng(0)
+    clips = [rng.normal(-40, 10, size=(128, 200)).astype(np.float32) for _ in range(6)]
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    config = TrainConfig(max_epochs=5, crops_per_track=2, batch_size=4, threads=2,
+                         max_minutes=1e-6)  # fmt: skip
+    result = train_network(clips, labels, 3, FrontendConfig(), config)
+    assert result.planned_epochs == 1 and len(result.history) == 1  # one epoch fits, then stop
+    unbounded = train_network(clips, labels, 3, FrontendConfig(), replace(config, max_minutes=None))
+    assert unbounded.planned_epochs == 5 and len(unbounded.history) == 5

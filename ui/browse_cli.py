@@ -71,7 +71,7 @@ def tracks(
     if disagree:
         from ui.genres_cli import disagreeing
 
-        return disagreeing(data_dir, limit, as_json)
+        return disagreeing(data_dir, limit, as_json, database_url)
     with _open_catalog(data_dir, database_url) as catalog:
         page = browse(catalog, genre, status, artist, album, query, limit, offset)
 

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from ui.options import DataDir, JsonFlag
+from ui.options import DatabaseUrl, DataDir, JsonFlag
 from ui.options import emit as _emit
 from ui.options import fail as _fail
 from ui.options import open_catalog as _open_catalog
@@ -47,6 +47,7 @@ def _render_learnt(d: dict) -> None:
 
 def learn_genres(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     min_tracks: Annotated[
         int, typer.Option(help="Learn only genres with at least this many tagged tracks.", min=2)
     ] = 8,
@@ -66,7 +67,7 @@ def learn_genres(
     from ingest.library_genres import NotEnoughTags, learn
     from ingest.lock import CatalogBusyError, catalog_lock
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         try:
             with catalog_lock(catalog.paths.root):
                 report = learn(catalog, min_tracks, target_precision)
@@ -77,6 +78,7 @@ def learn_genres(
 
 def tag_genres(
     data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
     apply: Annotated[
         bool, typer.Option("--apply", help="Write the tags (default: only show what would be).")
     ] = False,
@@ -102,7 +104,7 @@ def tag_genres(
 
     if apply and undo:
         _fail("--apply and --undo cannot be combined")
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         ids = {_resolve(catalog, t) for t in track} if track else None
         try:
             with catalog_lock(catalog.paths.root):
@@ -159,11 +161,11 @@ def render_views(views: dict) -> None:
                    f"[uncertain below {v['threshold']:.2f}]")  # fmt: skip
 
 
-def disagreeing(data_dir, limit: int, as_json: bool) -> None:
+def disagreeing(data_dir, limit: int, as_json: bool, database_url: str | None = None) -> None:
     """``sonic tracks --disagree``: likely mistagged files, confident suggestions for untagged."""
     from catalog.genre_views import disagreements
 
-    with _open_catalog(data_dir) as catalog:
+    with _open_catalog(data_dir, database_url) as catalog:
         data = disagreements(catalog, limit)
     if data["model_version"] is None:
         _fail("no library genre model yet: run `sonic learn-genres` first")

@@ -107,6 +107,30 @@ def train(
         Path | None,
         typer.Option(help="Where to save the final checkpoint (default: in the run folder)."),
     ] = None,
+    final_only: Annotated[
+        bool,
+        typer.Option(
+            "--final-only",
+            help="Skip cross-validation: only train the first --arch on every track, for "
+            "--final-epochs (default --epochs), and save it (a backbone for its embeddings).",
+        ),
+    ] = False,
+    minutes: Annotated[
+        float | None,
+        typer.Option(
+            help="Wall-clock budget per network: after the first epoch the epochs (and the "
+            "learning-rate schedule) are cut to what fits; the epochs run are recorded.",
+            min=0.1,
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            help="Train on a seeded excerpt of this many seconds of each track (long tracks: "
+            "a fraction of the decoding and memory).",
+            min=3.0,
+        ),
+    ] = None,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -136,6 +160,10 @@ def train(
     as_json: JsonFlag = False,
 ) -> None:
     """Train and cross-validate genre models on DATASET (folder per genre, GTZAN included).
+
+    DATASET may be any folder of labelled sub-folders: --final-only with --minutes and
+    --max-seconds trains a backbone on labels that are not genres (one folder per
+    soundtrack, say) within a time budget.
 
     Splits by track (stratified k-fold, or --split), trains on random 3-s crops with
     SpecAugment and mixup, early-stops on held-out training tracks, and scores each
@@ -180,10 +208,13 @@ def train(
             threads=threads or None,
             init_checkpoint=str(init.resolve()) if init else None,
             backbone_lr=backbone_lr,
+            max_minutes=minutes,
         ),  # fmt: skip
         final_model=final,
         final_epochs=final_epochs,
         checkpoint=checkpoint,
+        cross_validate=not final_only,
+        max_seconds=max_seconds,
     )
     bars = _Bars(progress and not as_json)
 

@@ -211,12 +211,30 @@ class FeatureCache:
         )
         return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
-    def get(self, path: Path, handcrafted: bool = False) -> TrackFeatures:
-        """Cached features for ``path``; decodes and computes what is missing."""
+    def get(
+        self, path: Path, handcrafted: bool = False, max_seconds: float | None = None
+    ) -> TrackFeatures:
+        """Cached features for ``path``; decodes and computes what is missing.
+
+        ``max_seconds`` (``sonic train --max-seconds``) keeps only an excerpt of that
+        length from the seeded offset of :func:`excerpt_offset` (seed 0): a corpus of
+        long tracks is decoded and held in memory at a fraction of the cost. It is
+        cached under its own name beside the whole track's features.
+        """
         base = self.directory / self._key(path)
+        if max_seconds:
+            base = base.with_name(f"{base.name}-x{max_seconds:g}")
         mel_file = base.with_suffix(".mel.npz")
         hand_file = base.with_suffix(".hand.npy")
         audio = None
+
+        def decode() -> tuple[np.ndarray, int, float]:
+            if not max_seconds:
+                return load_audio(path, self.config.sample_rate)
+            clip, _, _ = load_excerpt(path, self.config.sample_rate, max_seconds)
+            rate = audio_info(path).sample_rate or self.config.sample_rate
+            return clip, int(rate), len(clip) / self.config.sample_rate
+
         if mel_file.is_file():
             with np.load(mel_file) as data:
                 feats = TrackFeatures(
@@ -226,7 +244,7 @@ class FeatureCache:
                     duration_s=float(data["duration_s"]),
                 )
         else:
-            audio, rate, duration = load_audio(path, self.config.sample_rate)
+            audio, rate, duration = decode()
             silent = silence_reason(audio)
             if silent:  # nothing to learn; ingest refuses such tracks too
                 raise DecodeError(silent)
@@ -254,7 +272,7 @@ class FeatureCache:
                 from embeddings.training.handcrafted import handcrafted_features
 
                 if audio is None:
-                    audio, _, _ = load_audio(path, self.config.sample_rate)
+                    audio, _, _ = decode()
                 feats.handcrafted = handcrafted_features(audio, self.config.sample_rate)
                 atomic_write(hand_file, lambda fh: np.save(fh, feats.handcrafted))
         return feats
@@ -291,15 +309,17 @@ class FeatureCache:
         tracks: Iterable[Track],
         handcrafted: bool = False,
         progress: Callable[[Iterable], Iterable] | None = None,
+        max_seconds: float | None = None,
     ) -> tuple[list[TrackFeatures], list[tuple[Track, str]]]:
-        """Features of the readable tracks, in order, and (track, reason) for the rest."""
+        """Features of the readable tracks, in order, and (track, reason) for the rest
+        (``max_seconds``: an excerpt of each, see :meth:`get`)."""
         items = list(tracks)
         iterator = progress(items) if progress else items
         features: list[TrackFeatures] = []
         unreadable: list[tuple[Track, str]] = []
         for track in iterator:
             try:
-                features.append(self.get(track.path, handcrafted))
+                features.append(self.get(track.path, handcrafted, max_seconds))
             except Exception as exc:  # one bad file must not end a training run
                 unreadable.append((track, failure_reason(exc)))
         return features, unreadable

@@ -9,6 +9,12 @@ number of epochs the folds' early stopping chose, and saves that checkpoint.
 Everything lands in one run folder: ``metrics.json``, ``comparison.md``,
 ``confusion_<model>.png``, ``learning_curves_<arch>.png`` and the checkpoint.
 
+``cross_validate=False`` (``sonic train --final-only``) skips the folds and trains
+only the final network, for ``final_epochs`` (else ``TrainConfig.max_epochs``):
+for a backbone wanted for its embeddings, where the folds would cost five times
+the training and measure a task nobody needs (say "which soundtrack is this").
+``max_seconds`` (``--max-seconds``) trains on a seeded excerpt of each track.
+
 With ``TrainConfig.init_checkpoint`` (``sonic train --init``) every fold's network
 and the final one start from that checkpoint's backbone; its model id is recorded
 in ``metrics.json`` and in the saved checkpoint, so a result can be traced back to
@@ -63,6 +69,8 @@ class ExperimentOptions:
     final_model: bool = True
     final_epochs: int | None = None  # default: median of the folds' best epochs
     checkpoint: Path | None = None  # default: <run>/genre_<arch>.pt
+    cross_validate: bool = True  # False: only the final network (--final-only)
+    max_seconds: float | None = None  # an excerpt of each track (None: all of it)
 
 
 def make_folds(
@@ -169,15 +177,20 @@ def run_experiment(
     cache = FeatureCache(cache_dir, frontend)
     wrap = (lambda it: progress(it, desc="features", unit="track")) if progress else None
     feats, unreadable = cache.load_all(
-        dataset.tracks, handcrafted=bool(options.baselines), progress=wrap
-    )
+        dataset.tracks, handcrafted=bool(options.baselines), progress=wrap,
+        max_seconds=options.max_seconds,
+    )  # fmt: skip
     if unreadable:
         dataset = _skip_unreadable(dataset, unreadable, log)
     labels = dataset.labels
     genres = dataset.genres
 
-    folds = [_with_validation(f, labels, options) for f in make_folds(dataset, options, log)]
-    models = [*options.archs, *options.baselines]
+    folds = []
+    if options.cross_validate:
+        folds = [_with_validation(f, labels, options) for f in make_folds(dataset, options, log)]
+    elif not (options.final_model and options.archs):
+        raise ValueError("--final-only trains the final network: it needs --final and an --arch")
+    models = [*options.archs, *options.baselines] if folds else []
     per_fold: dict[str, list[dict]] = {m: [] for m in models}
     histories: dict[str, list[list[dict]]] = {a: [] for a in options.archs}
     best_epochs: dict[str, list[int]] = {a: [] for a in options.archs}
@@ -261,7 +274,10 @@ def run_experiment(
         "protocol": {
             "split": str(options.split_file)
             if options.split_file
-            else f"stratified {len(folds)}-fold by track",
+            else f"stratified {len(folds)}-fold by track"
+            if folds
+            else "none (--final-only: every track trains the final network)",
+            "max_seconds": options.max_seconds,
             "early_stopping": "validation loss on held-out training tracks "
             f"({options.val_fraction:.0%} of each training side, stratified)",
             "evaluation": f"clip level, {options.aggregation} of segment probabilities",
@@ -281,13 +297,18 @@ def run_experiment(
             np.array(summary[m]["confusion"]), genres, run_dir / f"confusion_{m}.png",
             title=f"{m}: pooled over {len(folds)} folds (clip level)",
         )  # fmt: skip
-    for arch in options.archs:
+    for arch in options.archs if folds else []:
         report.learning_curves_png(histories[arch], run_dir / f"learning_curves_{arch}.png", arch)
-    (run_dir / "comparison.md").write_text(report.comparison_table(summary))
+    (run_dir / "comparison.md").write_text(
+        report.comparison_table(summary) if folds else "no cross-validation (--final-only)\n"
+    )
 
     if options.final_model and options.archs:
         arch = options.archs[0]
-        epochs = options.final_epochs or max(1, int(np.median(best_epochs[arch])))
+        if folds:
+            epochs = options.final_epochs or max(1, int(np.median(best_epochs[arch])))
+        else:
+            epochs = options.final_epochs or options.train.max_epochs
         log(f"final {arch}: training on all {len(dataset.tracks)} tracks for {epochs} epochs")
         t0 = time.perf_counter()
         config = replace(options.train, arch=arch)
@@ -296,15 +317,15 @@ def run_experiment(
             epochs=epochs, progress=progress, desc=f"final {arch}", init_state=init_state,
         )  # fmt: skip
         path = Path(options.checkpoint) if options.checkpoint else run_dir / f"genre_{arch}.pt"
-        s = summary[arch]
+        s = summary.get(arch, {})
         model_id = save_checkpoint(
             path, result.network, arch, genres, frontend, trained=True,
             info={
                 "dataset": Path(dataset_root).name,
                 "tracks": len(dataset.tracks),
-                "epochs": epochs,
-                "cv_clip_accuracy_mean": s["accuracy_mean"],
-                "cv_clip_accuracy_std": s["accuracy_std"],
+                "epochs": len(result.history),
+                "cv_clip_accuracy_mean": s.get("accuracy_mean"),
+                "cv_clip_accuracy_std": s.get("accuracy_std"),
                 "cv_folds": len(folds),
                 "train_config": config.to_dict(),
                 "init": _init_record(init, options),
@@ -314,7 +335,10 @@ def run_experiment(
             "arch": arch,
             "path": str(path),
             "model_id": model_id,
-            "epochs": epochs,
+            "epochs": len(result.history),
+            "epochs_asked": epochs,
+            "stopped_by_budget": result.stopped_by_budget,
+            "history": result.history_dicts(),
             "seconds": time.perf_counter() - t0,
             "size_bytes": path.stat().st_size,
         }

@@ -15,6 +15,13 @@ The recipe, and why:
 - bf16 autocast and channels-last tensors on CPUs with native bf16 (about twice
   as fast as fp32 for the convolutional nets); the transformer runs in fp32, which
   is faster for it on CPU;
+- optionally a wall-clock budget (``TrainConfig.max_minutes``, ``sonic train
+  --minutes``): after the first epoch the number of epochs is cut to what fits
+  the budget, and the one-cycle schedule re-planned to end there, so a short run
+  still anneals its learning rate instead of stopping at the peak; training also
+  stops once the budget is spent. The epochs actually run are recorded (the
+  result then depends on the machine's speed: for a reproducible run give
+  ``--epochs`` that fit and keep the budget as a cap);
 - optionally (``TrainConfig.init_checkpoint``, ``sonic train --init``) every
   weight but the genre head starts from a checkpoint, typically a backbone that
   ``sonic pretrain`` learnt from unlabelled audio; the head starts fresh, and
@@ -27,6 +34,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +77,7 @@ class TrainConfig:
     threads: int | None = None
     init_checkpoint: str | None = None  # backbone weights to start from (not the head)
     backbone_lr: float = 1.0  # the backbone's peak learning rate, as a fraction of lr
+    max_minutes: float | None = None  # wall-clock budget per network (None: no budget)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +99,8 @@ class TrainResult:
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int = 0
     seconds: float = 0.0
+    planned_epochs: int = 0  # after a budget re-plan, if any
+    stopped_by_budget: bool = False
 
     def history_dicts(self) -> list[dict]:
         return [asdict(h) for h in self.history]
@@ -138,6 +149,31 @@ def parameter_groups(
         ],
         [lr, lr * backbone_lr],
     )
+
+
+def one_cycle(
+    optimiser: torch.optim.Optimizer, peaks: list[float], total_steps: int, done: int = 0
+) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The recipe's one-cycle schedule over ``total_steps``, already ``done`` steps in.
+
+    A fresh schedule is exactly the default recipe's; a re-planned one (a time
+    budget shortened the run) continues from the step reached, on the shorter curve.
+    """
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=peaks, total_steps=total_steps, pct_start=0.15
+    )
+    with warnings.catch_warnings():  # fast-forwarding: no optimiser step in between
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(min(done, total_steps - 1)):
+            schedule.step()
+    return schedule
+
+
+def _epochs_within_budget(config: TrainConfig, elapsed_s: float, planned: int) -> int:
+    """How many epochs fit ``config.max_minutes``, judged by the first one's time."""
+    if not config.max_minutes or elapsed_s <= 0:
+        return planned
+    return max(1, min(planned, int(config.max_minutes * 60 // elapsed_s)))
 
 
 def set_training_mode(network: nn.Module, backbone_lr: float) -> None:
@@ -196,15 +232,16 @@ def train_network(
     steps_per_epoch = math.ceil(len(train_clips) * config.crops_per_track / config.batch_size)
     groups, peaks = parameter_groups(network, config.lr, config.backbone_lr)
     optimiser = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=peaks, total_steps=n_epochs * steps_per_epoch, pct_start=0.15
-    )
+    schedule = one_cycle(optimiser, peaks, n_epochs * steps_per_epoch)
     labels = torch.as_tensor(np.asarray(train_labels), dtype=torch.long)
     validate = val_segments is not None and val_labels is not None and len(val_segments) > 0
     result = TrainResult(network=network)
     best_loss, best_state, stale = math.inf, None, 0
     started = time.perf_counter()
-    for epoch in range(1, n_epochs + 1):
+    result.planned_epochs = n_epochs
+    epoch = 0
+    while epoch < n_epochs:
+        epoch += 1
         t0 = time.perf_counter()
         set_training_mode(network, config.backbone_lr)
         crops, owner = random_crops(
@@ -274,6 +311,18 @@ def train_network(
                     break
         else:
             result.best_epoch = epoch
+        spent = time.perf_counter() - started
+        if epoch == 1 and config.max_minutes:
+            fit = _epochs_within_budget(config, spent, n_epochs)
+            if fit < n_epochs:
+                n_epochs = result.planned_epochs = fit
+                schedule = one_cycle(optimiser, peaks, n_epochs * steps_per_epoch,
+                                     schedule.last_epoch)  # fmt: skip
+                if progress is not None and hasattr(progress, "write"):
+                    progress.write(f"{desc}: {fit} epochs fit --minutes {config.max_minutes:g}")
+        if config.max_minutes and spent >= config.max_minutes * 60 and epoch < n_epochs:
+            result.stopped_by_budget = True
+            break
     if best_state is not None:
         network.load_state_dict(best_state)
     network.eval()

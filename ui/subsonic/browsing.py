@@ -1,7 +1,8 @@
 """Browsing by tags (ID3) and by folder, search, genres and random songs.
 
 All of it reads the in-memory :class:`~catalog.library_view.LibraryView`; genres
-are the catalog's predicted genres.
+are the catalog's (the library model's where ``sonic learn-genres`` fitted one,
+never an "uncertain" guess; else the shipped head's).
 """
 
 from __future__ import annotations

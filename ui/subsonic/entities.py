@@ -1,8 +1,9 @@
 """Songs, albums, artists and folders of the library view as Subsonic payload dicts.
 
 Field names are the Subsonic/OpenSubsonic ones (``Child``, ``AlbumID3``,
-``ArtistID3``, ``Directory``); the genre of a song is its predicted genre, that of
-an album the one most of its songs are predicted as.
+``ArtistID3``, ``Directory``); the genre of a song is the one the catalog browses
+it by (the library model's confident genre, else the file's tag; see
+:mod:`catalog.library_view`), that of an album the one most of its songs have.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def child(view: LibraryView, song: Song, starred: dict[str, datetime] | None = N
         "artist": song.artist,
         "track": song.track_number,
         "genre": song.genre,
-        "genres": [{"name": song.genre}] if song.genre else [],
+        "genres": [{"name": g} for g in song.genres],
         "coverArt": song.album_id,
         "size": song.size,
         "contentType": content_type(song),
