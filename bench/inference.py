@@ -136,9 +136,9 @@ def torch_nchw(model) -> Run:
 def openvino_fp32(model) -> tuple[Run, list[str]]:
     """OpenVINO's CPU plugin on the exported fp32 graph, one thread, f32 kept.
 
-    Returns the runner and the kernel names its runtime model reports for the
-    convolutions (``jit_avx2_FP32``, ``brgconv_avx512_FP32``, ...): the evidence of
-    which instruction set it runs. One compiled model per batch shape (static shapes
+    Returns the runner and the kernel names its runtime model reports per layer type
+    (``Convolution: brgconv_avx2_f32``, ...): the evidence of which instruction set
+    it runs. One compiled model per batch shape (static shapes
     are what its CPU plugin runs fastest).
     """
     import openvino as ov
@@ -172,10 +172,10 @@ def openvino_fp32(model) -> tuple[Run, list[str]]:
     n_mels, frames = model.frontend.shape
     request((8, 1, n_mels, frames))
     runtime = next(iter(compiled.values())).get_runtime_model()
+    info = [op.get_rt_info() for op in runtime.get_ordered_ops()]
     kernels = sorted({
-        str(op.get_rt_info()["primitiveType"]) for op in runtime.get_ordered_ops()
-        if "primitiveType" in op.get_rt_info()
-        and str(op.get_rt_info()["layerType"]) == "Convolution"
+        f"{i['layerType'].astype(str)}: {i['primitiveType'].astype(str)}" for i in info
+        if "primitiveType" in i and i["layerType"].astype(str) not in ("Const", "Input", "Output")
     })  # fmt: skip
     return run, kernels
 
@@ -183,6 +183,7 @@ def openvino_fp32(model) -> tuple[Run, list[str]]:
 def concurrent_speed(run: Run, x: np.ndarray, threads: int, seconds: float) -> float:
     """Aggregate segments/s of ``threads`` one-thread calls side by side, as ingest runs."""
     done = [0] * threads
+    run(x)  # warm up first: the window starts after it
     stop = time.perf_counter() + seconds
 
     def work(i: int) -> None:
@@ -191,7 +192,6 @@ def concurrent_speed(run: Run, x: np.ndarray, threads: int, seconds: float) -> f
             run(x)
             done[i] += len(x)
 
-    run(x)
     start = time.perf_counter()
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
     for w in workers:
