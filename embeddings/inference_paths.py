@@ -24,12 +24,13 @@ So on a CPU ``auto`` picks PyTorch fp32, on AVX2 and AVX-512 alike, and says why
 CPUs every runtime was measured capped to AVX2 in one run: PyTorch and oneDNN by
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``, ONNX Runtime by a copy whose
 MLAS takes its AVX2 branch (``bench/ort_avx2.py``, bit-identical to an emulated
-AVX2-only CPU), OpenVINO fp32 (not a dependency) by the same oneDNN cap. The exact
-paths there (ONNX Runtime fp32, OpenVINO fp32) were no faster than PyTorch fp32
-channels-last; ONNX Runtime int8 was about 1.7x faster but still reorders near-tied
-neighbours (93 % / 90 %), as on AVX-512. Its int8 model was run on an emulated
-AVX2-only CPU and agreed with this CPU's answers to cosine 0.99998
-(:mod:`embeddings.training.quantization` says what it avoids).
+AVX2-only CPU), OpenVINO fp32 (not a dependency) by the same oneDNN cap. Of the
+exact paths there, ONNX Runtime fp32 was slower than PyTorch fp32 channels-last
+(0.86-0.94x, medians of paired rounds) and OpenVINO fp32 not shown faster (0.9-1.2x in a
+spread of +-50 % on a loaded machine); ONNX Runtime int8 was 1.6-1.9x faster but
+still reorders near-tied neighbours (93 % / 90 %), as on AVX-512. Its int8 model
+was run on an emulated AVX2-only CPU and agreed with this CPU's answers to cosine
+0.99998 (:mod:`embeddings.training.quantization` says what it avoids).
 
 This module imports nothing heavy: the CLI reads :data:`PRECISIONS` at start-up.
 """
