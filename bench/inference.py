@@ -370,6 +370,7 @@ def main() -> None:
     for spec in args.onnx_model:
         name, file = spec.split("=", 1)
         builders[name] = lambda file=file: onnx_file_run(Path(file))
+        wanted.add(name)  # asked for by name: always measured
     runs: dict[str, Run] = {}
     failed = {}
     for name, build in builders.items():
