@@ -23,6 +23,7 @@ Writes ``bench/out/inference-<isa>.json``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -30,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +67,7 @@ def cpu_report() -> dict:
         model = platform.processor()
     flags = sorted(f for f in cpu_flags() if f.startswith(FLAGS_OF_INTEREST))
     import onnxruntime
+    from ort_avx2 import is_capped as ort_capped
 
     return {
         "model": model,
@@ -75,6 +78,8 @@ def cpu_report() -> dict:
         "onnxruntime": onnxruntime.__version__,
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"),
         "ONEDNN_MAX_CPU_ISA": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "onnxruntime_mlas_capped_to_avx2": ort_capped(),
+        "onnxruntime_path": str(Path(onnxruntime.__file__).parent),
     }
 
 
@@ -114,6 +119,88 @@ def predictor_run(model, precision: str) -> Run:
     return run
 
 
+def torch_nchw(model) -> Run:
+    """PyTorch fp32 as the Predictor runs it but in the default (NCHW) memory format."""
+    network = inference_copy(model.network).eval()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
+            embedding = network.embed(t)
+            probs = torch.softmax(network.classify(embedding), dim=1)
+        return probs.numpy(), embedding.numpy()
+
+    return run
+
+
+def openvino_fp32(model) -> tuple[Run, list[str]]:
+    """OpenVINO's CPU plugin on the exported fp32 graph, one thread, f32 kept.
+
+    Returns the runner and the kernel names its runtime model reports per layer type
+    (``Convolution: brgconv_avx2_f32``, ...): the evidence of which instruction set
+    it runs. One compiled model per batch shape (static shapes
+    are what its CPU plugin runs fastest).
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fp32.onnx"
+        path.write_bytes(export_onnx(inference_copy(model.network), model.frontend.shape))
+        graph = core.read_model(str(path))
+    config = {
+        "INFERENCE_NUM_THREADS": 1, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False,
+    }  # fmt: skip
+    compiled: dict[tuple[int, ...], object] = {}
+    lock = threading.Lock()
+
+    def request(shape: tuple[int, ...]):
+        with lock:
+            if shape not in compiled:
+                g = graph.clone()
+                g.reshape({"features": list(shape)})
+                compiled[shape] = core.compile_model(g, "CPU", config)
+            return compiled[shape].create_infer_request()
+
+    def run(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = np.ascontiguousarray(x, dtype=np.float32)[:, None]
+        out = request(batch.shape).infer({"features": batch})
+        values = {port.get_any_name(): value for port, value in out.items()}
+        return values["probabilities"], values["embeddings"]
+
+    n_mels, frames = model.frontend.shape
+    request((8, 1, n_mels, frames))
+    runtime = next(iter(compiled.values())).get_runtime_model()
+    info = [op.get_rt_info() for op in runtime.get_ordered_ops()]
+    kernels = sorted({
+        f"{i['layerType'].astype(str)}: {i['primitiveType'].astype(str)}" for i in info
+        if "primitiveType" in i and i["layerType"].astype(str) not in ("Const", "Input", "Output")
+    })  # fmt: skip
+    return run, kernels
+
+
+def concurrent_speed(run: Run, x: np.ndarray, threads: int, seconds: float) -> float:
+    """Aggregate segments/s of ``threads`` one-thread calls side by side, as ingest runs."""
+    done = [0] * threads
+    run(x)  # warm up first: the window starts after it
+    stop = time.perf_counter() + seconds
+
+    def work(i: int) -> None:
+        torch.set_num_threads(1)
+        while time.perf_counter() < stop:
+            run(x)
+            done[i] += len(x)
+
+    start = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(done) / (time.perf_counter() - start)
+
+
 def torch_x86_int8(model, calibration: np.ndarray) -> Run:
     """PyTorch's FX post-training int8 (x86 backend), calibrated like the ONNX model."""
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -136,6 +223,14 @@ def torch_x86_int8(model, calibration: np.ndarray) -> Run:
         return probs.numpy(), emb.numpy()
 
     return run
+
+
+def onnx_file_run(path: Path) -> Run:
+    """Any ONNX model of the network (same inputs and outputs as the shipped ones)."""
+    from embeddings.onnx_runtime import OnnxNetwork
+
+    network = OnnxNetwork(path, path.stem)
+    return lambda x: network.run(x, 1)
 
 
 def outputs(run: Run, x: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -222,14 +317,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement")
     parser.add_argument("--emulate-avx2", metavar="QEMU_CPU", help="e.g. EPYC-Rome or Haswell")
+    parser.add_argument("--paths", nargs="+", help="measure only these rows (torch-fp32 always)")
+    parser.add_argument(
+        "--onnx-model", nargs="+", default=[], metavar="NAME=FILE",
+        help="extra ONNX models to measure as rows (e.g. int8 variants)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrent",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N one-thread calls side by side (ingest: N = cores)",
+    )
+    parser.add_argument("--no-agreement", action="store_true", help="speed only")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # one inference call per core, as ingest runs them
     cpu = cpu_report()
     print(f"CPU: {cpu['model']}\nflags: {' '.join(cpu['flags'])}")
+    mlas = "capped to AVX2" if cpu["onnxruntime_mlas_capped_to_avx2"] else "this CPU's own ISA"
     print(f"torch {cpu['torch']} capability {cpu['torch_cpu_capability']}, "
-          f"onnxruntime {cpu['onnxruntime']} (MLAS: this CPU's own ISA)")  # fmt: skip
+          f"onnxruntime {cpu['onnxruntime']} (MLAS: {mlas})")  # fmt: skip
     model = load_default_model()
     gtzan_files = sorted(args.gtzan.glob("*/*.wav"))
     gtzan, gtzan_owner = features_of(gtzan_files, model)
@@ -239,33 +348,66 @@ def main() -> None:
     print(f"{len(gtzan_files)} GTZAN clips ({len(gtzan)} segments), "
           f"{corpus_owner.max() + 1} corpus tracks ({len(corpus)} segments)")  # fmt: skip
 
-    runs: dict[str, Run] = {"torch-fp32": predictor_run(model, "fp32")}
-    if cpu_has_native_bf16() and not capped():
-        runs["torch-bf16"] = predictor_run(model, "bf16")
-    runs["onnx-fp32"] = predictor_run(model, "onnx-fp32")
-    runs["onnx-int8"] = predictor_run(model, "int8")
-    failed = {}
-    try:
-        runs["torch-int8-x86"] = torch_x86_int8(model, calibration)
-    except Exception as exc:  # report, do not stop the benchmark
-        failed["torch-int8-x86"] = repr(exc)[:300]
-
-    reference = {
-        "gtzan": outputs(runs["torch-fp32"], gtzan),
-        "corpus": outputs(runs["torch-fp32"], corpus),
+    wanted = set(args.paths or []) | {"torch-fp32"}
+    builders: dict[str, Callable[[], Run]] = {
+        "torch-fp32": lambda: predictor_run(model, "fp32"),
+        "torch-fp32-nchw": lambda: torch_nchw(model),
+        "onnx-fp32": lambda: predictor_run(model, "onnx-fp32"),
+        "onnx-int8": lambda: predictor_run(model, "int8"),
+        "torch-int8-x86": lambda: torch_x86_int8(model, calibration),
     }
+    if cpu_has_native_bf16() and not capped():
+        builders["torch-bf16"] = lambda: predictor_run(model, "bf16")
+    kernels: dict[str, list[str]] = {}
+    if importlib.util.find_spec("openvino") is not None:
+
+        def build_openvino() -> Run:
+            run, kernels["openvino-fp32"] = openvino_fp32(model)
+            print(f"openvino-fp32 convolution kernels: {kernels['openvino-fp32']}")
+            return run
+
+        builders["openvino-fp32"] = build_openvino
+    for spec in args.onnx_model:
+        name, file = spec.split("=", 1)
+        builders[name] = lambda file=file: onnx_file_run(Path(file))
+        wanted.add(name)  # asked for by name: always measured
+    runs: dict[str, Run] = {}
+    failed = {}
+    for name, build in builders.items():
+        if args.paths and name not in wanted:
+            continue
+        try:
+            runs[name] = build()
+        except Exception as exc:  # report, do not stop the benchmark
+            failed[name] = repr(exc)[:300]
+
     agree = {}
-    for name, run in runs.items():
-        agree[name] = {
-            "gtzan": agreement(reference["gtzan"], outputs(run, gtzan), gtzan_owner),
-            "corpus": agreement(reference["corpus"], outputs(run, corpus), corpus_owner),
+    if not args.no_agreement:
+        reference = {
+            "gtzan": outputs(runs["torch-fp32"], gtzan),
+            "corpus": outputs(runs["torch-fp32"], corpus),
         }
-        print(name, json.dumps(agree[name]), flush=True)
+        for name, run in runs.items():
+            agree[name] = {
+                "gtzan": agreement(reference["gtzan"], outputs(run, gtzan), gtzan_owner),
+                "corpus": agreement(reference["corpus"], outputs(run, corpus), corpus_owner),
+            }
+            print(name, json.dumps(agree[name]), flush=True)
     speed = speeds(runs, gtzan, args.batches, args.rounds, args.seconds)
+    together: dict[str, list[float]] = {}
+    if args.concurrent > 1:
+        batch = gtzan[: max(args.batches)]
+        for r in range(args.rounds):
+            for name in runs if r % 2 == 0 else reversed(runs):
+                rate = concurrent_speed(runs[name], batch, args.concurrent, args.seconds * 2)
+                together.setdefault(name, []).append(round(rate, 1))
+        print("side by side:", json.dumps(together))
     auto = Predictor(model, "cpu", "auto").describe()
     result = {
         "cpu": cpu, "auto": auto, "speed_segments_per_s_one_thread": speed,
-        "agreement_with_torch_fp32": agree, "failed": failed,
+        "concurrent": {"calls": args.concurrent, "batch": max(args.batches),
+                       "segments_per_s": together},
+        "agreement_with_torch_fp32": agree, "failed": failed, "kernels": kernels,
         "calibration": "MinMax over the segments of GTZAN clips 00000-00004 of each genre",
     }  # fmt: skip
     if args.emulate_avx2:
@@ -273,6 +415,8 @@ def main() -> None:
         print("emulated:", json.dumps(result["emulated_avx2"]))
 
     tag = "avx2-capped" if capped() else cpu["isa"].lower().replace("-", "")
+    if capped() and not cpu["onnxruntime_mlas_capped_to_avx2"]:
+        tag += "-ort-uncapped"
     out = args.out or ROOT / "bench" / "out" / f"inference-{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -287,8 +431,8 @@ def main() -> None:
         cells = [f"{speed[name][str(b)]['median']:.1f}" for b in args.batches]
         figs = [
             f"{a['top_genre']:.2f} / {a['cosine_min']:.5f} / {a['neighbours_in_order']:.3f}"
-            for a in (agree[name]["gtzan"], agree[name]["corpus"])
-        ]
+            for a in ((agree[name]["gtzan"], agree[name]["corpus"]) if agree else ())
+        ] or ["–", "–"]
         print(f"| {name} | " + " | ".join(cells + figs) + " |")
     for name, why in failed.items():
         print(f"{name}: failed: {why}")

@@ -21,10 +21,16 @@ agreement (the table is in ``docs/benchmarks.md``); on one thread it found:
 
 So on a CPU ``auto`` picks PyTorch fp32, on AVX2 and AVX-512 alike, and says why;
 ``bf16``, ``int8`` and ``onnx-fp32`` run only when asked for by name. For AVX2-only
-CPUs PyTorch was measured capped to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``); ONNX Runtime
-cannot be capped, so its speed there is unmeasured and ``auto`` does not bet on it.
-Its int8 model was run on an emulated AVX2-only CPU and agreed with this CPU's
-answers to cosine 0.99998 (:mod:`embeddings.training.quantization` says what it avoids).
+CPUs every runtime was measured capped to AVX2 in one run: PyTorch and oneDNN by
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``, ONNX Runtime by a copy whose
+MLAS takes its AVX2 branch (``bench/ort_avx2.py``, bit-identical to an emulated
+AVX2-only CPU), OpenVINO fp32 (not a dependency) by the same oneDNN cap. Of the
+exact paths there, ONNX Runtime fp32 was slower than PyTorch fp32 channels-last
+(0.86-0.94x, medians of paired rounds) and OpenVINO fp32 not shown faster (0.9-1.2x in a
+spread of +-50 % on a loaded machine); ONNX Runtime int8 was 1.6-1.9x faster but
+still reorders near-tied neighbours (93 % / 90 %), as on AVX-512. Its int8 model
+was run on an emulated AVX2-only CPU and agreed with this CPU's answers to cosine
+0.99998 (:mod:`embeddings.training.quantization` says what it avoids).
 
 This module imports nothing heavy: the CLI reads :data:`PRECISIONS` at start-up.
 """
@@ -116,6 +122,7 @@ def choose_path(
         return PathChoice(
             "fp32", f"auto: PyTorch fp32, the reference (nothing measured on {machine})"
         )
-    # Measured (bench/inference.py): of the paths that agree with fp32, none beat
-    # PyTorch fp32 on one thread, with or without AVX-512; so flags change only the words.
+    # Measured (bench/inference.py, all runtimes capped to AVX2 for the AVX2 figures):
+    # of the paths that agree with fp32, none beat PyTorch fp32 on one thread, with or
+    # without AVX-512; so flags change only the words.
     return PathChoice("fp32", f"auto: the fastest path that agrees with fp32 on {cpu_isa(flags)}")

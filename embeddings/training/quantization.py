@@ -42,18 +42,32 @@ from embeddings.onnx_runtime import INPUT, export_onnx, int8_model_path
 CALIBRATION_BATCH = 16
 
 
-def _fp32_node_names(model_path: Path) -> list[str]:
-    """Nodes kept in fp32: the stem convolution, the pooling and the head."""
+def _fp32_node_names(model_path: Path, also: tuple[str, ...] = ()) -> list[str]:
+    """Nodes kept in fp32: the stem convolution, the pooling and the head.
+
+    ``also``: more nodes to keep, by a part of their names (``layer4`` keeps the
+    last stage); ``bench/int8_variants.py`` measures what such mixes buy.
+    """
     import onnx
 
     graph = onnx.load(str(model_path)).graph
     stem = next(n.name for n in graph.node if n.op_type == "Conv")
     tail = [n.name for n in graph.node if n.op_type in ("GlobalAveragePool", "Flatten", "Gemm")]
-    return [stem, *tail, *(n.name for n in graph.node if n.op_type == "Softmax")]
+    extra = [n.name for n in graph.node if any(part in n.name for part in also)]
+    return [stem, *tail, *(n.name for n in graph.node if n.op_type == "Softmax"), *extra]
 
 
-def quantize_int8(model: GenreModel, calibration: np.ndarray) -> bytes:
-    """A static int8 ONNX model of ``model`` calibrated on (n, n_mels, frames) features."""
+def quantize_int8(
+    model: GenreModel,
+    calibration: np.ndarray,
+    keep_fp32: tuple[str, ...] = (),
+    method: str = "MinMax",
+) -> bytes:
+    """A static int8 ONNX model of ``model`` calibrated on (n, n_mels, frames) features.
+
+    ``keep_fp32`` names more nodes to leave in fp32 (see :func:`_fp32_node_names`);
+    ``method`` is ONNX Runtime's calibration method (MinMax, Entropy, Percentile).
+    """
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -87,8 +101,8 @@ def quantize_int8(model: GenreModel, calibration: np.ndarray) -> bytes:
         quantize_static(
             str(prepared), str(int8), Reader(), quant_format=QuantFormat.QOperator,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8, per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=_fp32_node_names(prepared),
+            calibrate_method=CalibrationMethod[method],
+            nodes_to_exclude=_fp32_node_names(prepared, keep_fp32),
         )  # fmt: skip
         quantized = onnx.load(str(int8))
     onnx.helper.set_model_props(
