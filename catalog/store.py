@@ -90,6 +90,7 @@ class Catalog:
         self.engine, self.sessions = open_database(self.paths.database, self.url)
         self.is_postgres = is_postgres(self.engine)
         self._index: VectorIndex | None = None
+        self.compact_ivf = True  # bench/query.py turns it off to keep exact ground truth
         self._index_file_stat: tuple[int, int, int] | None = None
         self.index_repaired = False
         # The meta cache: every catalog_meta row, as of ``PRAGMA data_version`` below.
@@ -240,6 +241,8 @@ class Catalog:
         if self._index is None:
             self._index = self._load_or_rebuild_index()
             self._index_file_stat = self._file_stat()
+        # once IVF is built it is the only copy of the vectors (catalog.index's doc)
+        self._index.compact_ivf = self.compact_ivf
         if self.is_postgres and self._index.ann_builder is None:
             # at IVF sizes, build from the database in batches instead of a copy in memory
             from catalog.index_builds import build_ann_from_database
