@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from catalog.claims import rows_by_path
 from catalog.store import Catalog
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.windows import describe_analysis
@@ -36,6 +37,7 @@ from ingest.pipeline import (
     IngestRun,
     IngestSummary,
     ProgressSink,
+    _done,
     _facts_without_hash,
     _TrackState,
 )
@@ -157,7 +159,8 @@ class DistributedIngestRun(IngestRun):
 
         On PostgreSQL another ingest, local or on Ray, may be working on the same
         catalog: each file is claimed as a local run claims it (``IngestRun._claim``:
-        an advisory lock on the path, then the row read again), and one held
+        an advisory lock on the path, then the row read again, here in batches of
+        ``catalog.claims.CLAIM_CHUNK`` files), and one held
         elsewhere or finished meanwhile is left out. A local run claims a file just
         before a decoder takes it; a Ray Data dataset is fixed when it is built, so
         here the whole plan is claimed before the actors start, and the claims are
@@ -165,12 +168,23 @@ class DistributedIngestRun(IngestRun):
         that plans later therefore finds these files claimed and skips them; one that
         started earlier keeps the files it had claimed.
         """
+        if not self.claims.shared:
+            return tasks
+        granted = self.claims.paths([t.path for t in tasks])  # few round trips, not one a file
+        mine = [t for t, ok in zip(tasks, granted, strict=True) if ok]
+        self.summary.claimed_elsewhere += len(tasks) - len(mine)
+        rows = rows_by_path(self.catalog, [t.path for t in mine])
         kept = []
-        for task in tasks:
-            if self._claim(task):
-                kept.append(task)
-            else:
-                self.progress.advance(0.0)
+        for task in mine:  # as IngestRun._claim does for one file
+            row = rows.get(task.path)
+            if row is not None and _done(row, Path(task.path), self.model.model_id):
+                self.summary.skipped += 1
+                continue
+            if row is not None:  # a row another ingest added since the plan
+                self.plan.task_rows.setdefault(task.task_id, row.id)
+            kept.append(task)
+        for _ in range(len(tasks) - len(kept)):
+            self.progress.advance(0.0)
         return kept
 
     def _run_round(self, ray, model_ref, tasks: list[Task], retries: _Retries) -> None:
