@@ -497,7 +497,9 @@ class VectorIndex:
     def ensure_ann(self, background: bool = True) -> None:
         """Build the approximate index if the size calls for one and none is ready."""
         status = self.ann_status()
-        if status["wanted"] == "flat" or status["searching_with"] == status["wanted"]:
+        if status["wanted"] == "flat":
+            return
+        if status["searching_with"] == status["wanted"] and not self._ivf_outgrown():
             return
         if not background:
             self.build_ann()
@@ -509,6 +511,14 @@ class VectorIndex:
                 target=self.build_ann, name="sonic-ann-build", daemon=True
             )
             self._building.start()
+
+    def _ivf_outgrown(self) -> bool:
+        """A kept IVF (which follows every change) built for a quarter of today's size.
+
+        Lists are about 2 sqrt(n): once the library has grown fourfold since the
+        build, twice the lists are due and the old ones are long and slow to scan.
+        """
+        return self._compact and ivf_lists(len(self)) > int(self.index.nlist)
 
     def vector(self, track_id: int) -> np.ndarray | None:
         try:

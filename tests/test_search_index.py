@@ -178,6 +178,15 @@ def test_a_catalog_index_keeps_ivf_alone_once_built(tmp_path, monkeypatch):
     np.testing.assert_array_equal(loaded.ids(), index.ids())
     loaded.remove(np.array([ids[2]]))
     assert loaded.vector(ids[2]) is None
+    nlist = loaded.index.nlist
+    loaded.ensure_ann(background=False)  # not outgrown: nothing is built again
+    assert loaded.index.nlist == nlist and not loaded._ivf_outgrown()
+    with monkeypatch.context() as m:  # as if the library had grown fourfold since the build
+        m.setattr(vi, "ivf_lists", lambda n: 2 * nlist)
+        assert loaded._ivf_outgrown()
+        loaded.ensure_ann(background=False)
+        assert loaded.index.nlist == 2 * nlist and not loaded.ann_status()["exact_index_kept"]
+    assert len(loaded) == 2999 and loaded.vector(ids[2]) is None
 
     loaded.remove(ids[10:2600])  # shrunk below IVF sizes: the exact index comes back
     assert loaded.kind == "flat"
