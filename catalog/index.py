@@ -498,6 +498,8 @@ class VectorIndex:
         """Build the approximate index if the size calls for one and none is ready."""
         status = self.ann_status()
         if status["wanted"] == "flat":
+            if self._compact:  # shrunk to exact-search size: the exact index again
+                self.build_ann("flat")
             return
         if status["searching_with"] == status["wanted"] and not self._ivf_outgrown():
             return
