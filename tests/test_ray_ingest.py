@@ -398,9 +398,9 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
     assert local.returncode == 0, err
     here = json.loads(out)
 
+    assert not remote.failed and not here["failed"], (remote.failed, here["failed"])
     assert remote.analysed + here["analysed"] == count, (remote, here)  # each file once
     assert remote.analysed > 0 and here["analysed"] > 0, "the two runs should split the work"
-    assert not remote.failed and not here["failed"]
     with engine.connect() as conn:
         rows = conn.execute(select(Track.id, Track.path, Track.status, Track.n_segments)).all()
         segments = dict(
@@ -424,7 +424,7 @@ def test_ray_gpus_runs_on_the_gpu_node_and_falls_back_to_the_cpu_without_cuda(
     says so and analyses on the CPU, with the results of a CPU run. The GPU node has
     one CPU: a GPU actor asking for more CPUs than its node has would never start.
     """
-    count = 4
+    count = 2
     library = _library(tmp_path / "music", count)
     local = run_ingest([library], tmp_path / "local", model)
     gpu_node = cluster.add_node(**NODE, num_gpus=1)
@@ -443,7 +443,7 @@ def test_ray_gpus_runs_on_the_gpu_node_and_falls_back_to_the_cpu_without_cuda(
     thread = threading.Thread(target=on_the_gpu)
     try:
         thread.start()
-        thread.join(timeout=400)
+        thread.join(timeout=900)  # an actor's start-up takes minutes on a loaded 2-core box
         assert not thread.is_alive(), "the GPU actor was never scheduled"
     finally:
         cluster.remove_node(gpu_node)
