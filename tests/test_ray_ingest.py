@@ -356,12 +356,14 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
 ):
     """The Ray driver claims its files as a local run does (``catalog.claims``).
 
-    A local ``sonic ingest`` is mid-run (it holds the claims of the files its decoder
-    has) when a Ray ingest of the same library on the same PostgreSQL catalog plans:
-    the Ray run leaves the local run's files to it, the local run leaves the Ray
-    run's, and the analysed counts add up to the library.
+    A local ``sonic ingest`` is mid-run, holding the claims of the files its decoder
+    has, when a Ray ingest of the same library on the same PostgreSQL catalog runs.
+    To make the overlap certain the local run is stopped (SIGSTOP, between two
+    commits) while the Ray ingest runs whole: its claims stay held, since its
+    connection stays open. The Ray run must leave those files to it, and the local
+    run, continued, must leave the Ray run's files alone: every file once.
     """
-    from sqlalchemy import create_engine, func
+    from sqlalchemy import create_engine, func, text
 
     from catalog.schema import Segment, Track
 
@@ -369,7 +371,7 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
     monkeypatch.setenv("SONIC_DATABASE_URL", url)
     count = 12
     library = _library(tmp_path / "music", count)
-    engine = create_engine(url)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
 
     def committed() -> int:
         try:
@@ -378,6 +380,15 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
                 return conn.execute(query).scalar_one()
         except Exception:  # the schema is not there yet
             return 0
+
+    def mid_transaction() -> int:
+        """Other sessions inside a transaction (the local run committing a track)."""
+        busy = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+        )
+        with engine.connect() as conn:
+            return conn.execute(busy).scalar_one()
 
     local = _sonic(
         "ingest", str(library), "--data-dir", str(tmp_path / "local"), "--workers", "1",
@@ -389,10 +400,19 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
             assert local.poll() is None, local.communicate()
             assert time.monotonic() < deadline, "the local ingest made no progress"
             time.sleep(0.05)
+        while True:  # stopped between commits, so it holds no lock a commit would wait on
+            os.killpg(local.pid, signal.SIGSTOP)
+            if not mid_transaction():
+                break
+            os.killpg(local.pid, signal.SIGCONT)
+            time.sleep(0.1)
+        assert committed() < count, "the local run finished before the Ray run could start"
         remote = _on_ray([library], tmp_path / "ray", model, cluster.address, files_per_batch=1)
+        os.killpg(local.pid, signal.SIGCONT)
         out, err = local.communicate(timeout=600)
     finally:
         if local.poll() is None:
+            os.killpg(local.pid, signal.SIGCONT)
             local.kill()
             local.wait()
     assert local.returncode == 0, err
@@ -400,6 +420,7 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
 
     assert not remote.failed and not here["failed"], (remote.failed, here["failed"])
     assert remote.analysed + here["analysed"] == count, (remote, here)  # each file once
+    assert remote.claimed_elsewhere > 0, "the local run's claims were not seen"
     assert remote.analysed > 0 and here["analysed"] > 0, "the two runs should split the work"
     with engine.connect() as conn:
         rows = conn.execute(select(Track.id, Track.path, Track.status, Track.n_segments)).all()
