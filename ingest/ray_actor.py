@@ -162,6 +162,18 @@ class TrackAnalyser:
         heatmaps_dir: str,
         moved_hashes: frozenset[str],
     ) -> None:
+
+        # Every decode process is started from one thread that lives as long as the
+        # actor: the kernel's parent-death signal (PR_SET_PDEATHSIG, ingest.worker)
+        # follows the *thread* that started a process, and Ray may run an actor's
+        # constructor and calls on threads that end, killing decoders mid-file
+        # ("decoder process died before starting this file").
+        self._home = ThreadPoolExecutor(1, thread_name_prefix="sonic-node")
+        self._home.submit(self._setup, model_ref, options, heatmaps_dir, moved_hashes).result()
+
+    def _setup(
+        self, model_ref: list, options: dict, heatmaps_dir: str, moved_hashes: frozenset[str]
+    ) -> None:
         import ray
 
         from embeddings.inference import Predictor, op_threads
@@ -182,6 +194,9 @@ class TrackAnalyser:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._home.submit(self._analyse, batch).result()
+
+    def _analyse(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         run = self.run
         run.outcomes = []
         for blob in batch["task"]:
