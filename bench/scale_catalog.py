@@ -147,6 +147,79 @@ def similar_latency(catalog: Catalog, n_queries: int) -> dict:
             "ann_build_s": round(build, 1), **percentiles(times)}  # fmt: skip
 
 
+def similar_side_by_side(size: int, n_queries: int, rounds: int,
+                         database_url: str | None = None) -> dict:  # fmt: skip
+    """``similar`` on SQLite and on PostgreSQL, and on PostgreSQL with its reads in a
+    transaction (the old way) and in autocommit (``catalog.read_deadline.READ_AUTOCOMMIT``),
+    the three alternating in one run, ``rounds`` times ``n_queries`` calls each.
+
+    Each call is timed whole and split: the index part (the query's vector and the
+    FAISS search, timed on their own just before) and the rest (the row lookup of the
+    neighbours: pool checkout, the SQL, returning the connection). The statements
+    each call sends are counted (SQLAlchemy's ``before_cursor_execute``), to show
+    whether the neighbours' rows come in one query or one per neighbour.
+    """
+    from sqlalchemy import event
+
+    import catalog.read_deadline as read_deadline
+
+    vectors, labels = synthetic(size, seed=0)
+    times: dict[str, dict[str, list[float]]] = {}
+    statements: dict[str, list[int]] = {}
+    with postgres(database_url) as url, tempfile.TemporaryDirectory() as tmp:
+        catalogs = {}
+        for name, backend_url in (("sqlite", None), ("postgresql", url)):
+            catalog = Catalog(Path(tmp) / name, backend_url)
+            catalog.activate_model(MODEL_ID, GENRES, DIM)
+            bulk_load(catalog, vectors, labels, 1)
+            catalog.index().ensure_ann(background=False)
+            catalogs[name] = catalog
+        count = {"n": 0}
+
+        def counted(*_args) -> None:
+            count["n"] += 1
+
+        for catalog in catalogs.values():
+            event.listen(catalog.engine, "before_cursor_execute", counted)
+        runs = (("sqlite", "sqlite", True), ("postgresql, transaction", "postgresql", False),
+                ("postgresql, autocommit", "postgresql", True))  # fmt: skip
+        rng = np.random.default_rng(4)
+        try:
+            for _ in range(rounds):
+                for label, name, autocommit in runs:
+                    catalog = catalogs[name]
+                    read_deadline.READ_AUTOCOMMIT = autocommit
+                    index = catalog.index()
+                    bucket = times.setdefault(label, {"total": [], "index": [], "rows": []})
+                    for track_id in rng.choice(index.ids(), n_queries, replace=False):
+                        t = time.perf_counter()
+                        vector = index.vector(int(track_id))
+                        index.search(vector, 11)
+                        t_index = time.perf_counter() - t
+                        before = count["n"]
+                        t = time.perf_counter()
+                        similar(catalog, int(track_id), k=10)
+                        total = time.perf_counter() - t
+                        statements.setdefault(label, []).append(count["n"] - before)
+                        bucket["total"].append(total)
+                        bucket["index"].append(t_index)
+                        bucket["rows"].append(max(0.0, total - t_index))
+        finally:
+            read_deadline.READ_AUTOCOMMIT = True
+            for catalog in catalogs.values():
+                catalog.close()
+    return {
+        "size": size, "queries_per_round": n_queries, "rounds": rounds, "cpu": _cpu(),
+        "load_average": os.getloadavg(),
+        "structure": "flat" if size <= 25_000 else "hnsw",
+        "results": {
+            label: {part: percentiles(v) for part, v in parts.items()}
+            | {"statements_per_call": sorted(set(statements[label]))}
+            for label, parts in times.items()
+        },
+    }  # fmt: skip
+
+
 def _rss_mib() -> float:
     """This process's resident set now (``/proc/self/statm``), in MiB."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -180,10 +253,12 @@ def _ivf_child(data_dir: str, url: str | None, source: str, out) -> None:
         os.environ.pop("SONIC_DATABASE_URL", None)
     with Catalog(Path(data_dir)) as catalog:
         assert catalog.active_model_id  # connect and read meta before the baseline
+        # "... exact kept": the catalog before the IVF was kept alone (both indexes held)
+        catalog.compact_ivf = not source.endswith("exact kept")
         base = _rss_mib()
         index = catalog.index()
         loaded = _rss_mib()
-        if source == "memory":
+        if source.startswith("memory"):
             index.ann_builder = None  # the copy-in-memory build, as on SQLite
         started = time.perf_counter()
         with _PeakRss() as peak:
@@ -195,6 +270,8 @@ def _ivf_child(data_dir: str, url: str | None, source: str, out) -> None:
             "exact_index_mib": round(loaded - base),
             "build_peak_over_exact_mib": round(peak.peak - loaded),
             "ivf_kept_mib": round(after - loaded),
+            "held_after_build_mib": round(after - base),
+            "exact_index_kept": index.ann_status()["exact_index_kept"],
             "params": index.ann_status()["params"],
         })  # fmt: skip
 
@@ -219,8 +296,9 @@ def ivf_only(size: int, database_url: str | None = None) -> dict:
             bulk_load(catalog, vectors, labels, 1)
             catalog.index()
         del vectors
+        sources = ("database", "memory", "database, exact kept")
         return {"size": size, "ivf": [ivf_memory(Path(tmp), url, source)
-                                      for source in ("database", "memory")]}  # fmt: skip
+                                      for source in sources]}  # fmt: skip
 
 
 def run_backend(name: str, url: str | None, size: int, record: int, queries: int,
@@ -299,7 +377,17 @@ def main() -> None:
     parser.add_argument("--storage", type=int, default=0, metavar="N")
     parser.add_argument("--ivf-only", action="store_true",
                         help="only the IVF build's memory on PostgreSQL, at --size")  # fmt: skip
+    parser.add_argument(
+        "--similar-only",
+        action="store_true",
+        help="only `similar`, SQLite vs PostgreSQL side by side, at --size",
+    )
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.similar_only:
+        print(json.dumps(similar_side_by_side(args.size, args.queries, args.rounds,
+                                              args.database_url), indent=2))  # fmt: skip
+        return
     if args.ivf_only:
         print(json.dumps(ivf_only(args.size, args.database_url), indent=2))
         return

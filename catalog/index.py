@@ -13,6 +13,14 @@ index is derived data: it is never written to disk (the file format is
 unchanged), it is built on demand, possibly in a background thread, and until it
 is ready, or after a change it cannot follow (a removal or a replaced vector),
 searches are answered exactly.
+
+IVF is the exception to "beside the exact one" where the owner allows it
+(``VectorIndex.compact_ivf``, which the catalog sets): an ``IndexIVFFlat`` keeps
+every vector itself and, with a direct map, can reconstruct, replace and remove
+any of them, and answer exactly by probing every list. Once it is built the exact
+index is therefore let go and the IVF is the only copy (about 2 GB less at 1M
+tracks, docs/scaling.md); it is what :meth:`VectorIndex.save` writes then, so a
+restart does not build it again.
 """
 
 from __future__ import annotations
@@ -59,14 +67,35 @@ def read_header(path: Path) -> IndexHeader:
             raise ValueError(f"{path} has a damaged header: {exc}") from exc
 
 
-def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int):
+def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int, params=None):
     """``index.search`` with ``SEARCH_THREADS`` OpenMP threads in this thread only."""
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(SEARCH_THREADS)
     try:
-        return index.search(queries, k)
+        return index.search(queries, k, params=params)
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def _ivf_ids(ivf: faiss.Index) -> np.ndarray:
+    """Every id an IVF index holds, sorted (read from its inverted lists)."""
+    invlists = ivf.invlists
+    parts = [
+        np.array(faiss.rev_swig_ptr(invlists.get_ids(i), size), dtype=np.int64)
+        for i in range(ivf.nlist)
+        if (size := invlists.list_size(i))
+    ]
+    return np.sort(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap back to the OS (glibc keeps large freed blocks otherwise)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 class VectorIndex:
@@ -81,6 +110,10 @@ class VectorIndex:
         self.model_id = model_id
         self.version = version
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # Keep IVF alone once built, without the exact index (see the module's doc).
+        # Off by default so that a bare VectorIndex keeps the exact index it was given.
+        self.compact_ivf = False
+        self._compact = False  # self.index is that IVF (and self._ann the same object)
         self._ann: faiss.Index | None = None
         self._ann_kind: str | None = None
         self._ann_info: dict = {}
@@ -102,6 +135,8 @@ class VectorIndex:
     def _ids(self) -> np.ndarray:
         if len(self) == 0:
             return np.zeros(0, dtype=np.int64)
+        if self._compact:
+            return _ivf_ids(self.index)
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -112,7 +147,8 @@ class VectorIndex:
             self._remove(ids)
             self.index.add_with_ids(vectors, ids)
             with self._ann_lock:
-                if self._ann is not None:  # new ids only (replaced ones dropped it in remove)
+                # new ids only (replaced ones dropped it in remove); compact: it is self.index
+                if self._ann is not None and not self._compact:
                     self._ann.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> None:
@@ -122,8 +158,15 @@ class VectorIndex:
     def _remove(self, ids: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if len(ids) and len(self):
-            if self.index.remove_ids(ids):
-                self._drop_ann()
+            # IVF's direct map removes by an explicit id array only (not the id batch
+            # faiss's wrapper makes of an array)
+            which = faiss.IDSelectorArray(len(ids), faiss.swig_ptr(ids)) if self._compact else ids
+            if self.index.remove_ids(which):
+                if self._compact:  # the IVF follows; a build under way must not be kept
+                    with self._ann_lock:
+                        self._generation += 1
+                else:
+                    self._drop_ann()
 
     # -- the approximate index --------------------------------------------------------
 
@@ -135,13 +178,18 @@ class VectorIndex:
     def ann_status(self) -> dict:
         """Which structure answers searches now, and which one the size calls for."""
         with self._ann_lock:
-            ready = self._ann is not None and self._ann.ntotal == len(self)
+            if self._compact:
+                ready, kind = True, "ivf"
+            else:
+                ready = self._ann is not None and self._ann.ntotal == len(self)
+                kind = self._ann_kind
             return {
                 "vectors": len(self),
                 "wanted": self.kind,
-                "searching_with": self._ann_kind if ready else "flat",
+                "searching_with": kind if ready else "flat",
                 "params": dict(self._ann_info) if ready else {},
                 "building": self._building is not None and self._building.is_alive(),
+                "exact_index_kept": not self._compact,
             }
 
     def _drop_ann(self) -> None:
@@ -162,6 +210,9 @@ class VectorIndex:
         n = len(self)
         if n == 0:
             return np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), dtype=np.float32)
+        if self._compact:
+            ids = self._ids()
+            return ids, self.index.reconstruct_batch(ids)
         flat = faiss.downcast_index(self.index.index)
         data = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim)
         return self._ids(), np.array(data, dtype=np.float32).reshape(n, self.dim)
@@ -173,6 +224,8 @@ class VectorIndex:
         index so that every search is exact.
         """
         kind = kind or self.kind
+        if self._compact and kind != "ivf":
+            self._expand()  # the library shrank below IVF sizes: the exact index again
         if kind == "flat":
             self._drop_ann()
             return kind
@@ -190,12 +243,49 @@ class VectorIndex:
         with self._ann_lock:
             if generation == self._generation and ann.ntotal == len(self):
                 self._ann, self._ann_kind, self._ann_info = ann, kind, info
+            else:
+                return kind
+        if kind == "ivf" and (self.compact_ivf or self._compact):
+            self._keep_ivf_alone(ann)
         return kind
+
+    def _keep_ivf_alone(self, ann: faiss.Index) -> None:
+        """Make the IVF just built the only copy of the vectors (see the module's doc).
+
+        The direct map (id to list and offset, about 50 bytes a vector) is what lets
+        the IVF reconstruct, replace and remove vectors by id as the exact index did.
+        Done under the write lock, and only if no change came in since the build.
+        """
+        with self._rw.write():
+            with self._ann_lock:
+                if self._ann is not ann or ann.ntotal != len(self):
+                    return
+                ann.set_direct_map_type(faiss.DirectMap.Hashtable)
+                self.index = ann  # the exact index's storage is freed here
+                self._compact = True
+        _return_freed_memory()
+
+    def _expand(self) -> None:
+        """The exact index again, from the IVF's vectors (a library that shrank)."""
+        with self._rw.write():
+            if not self._compact:
+                return
+            ids = self._ids()
+            exact = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            if len(ids):
+                exact.add_with_ids(self.index.reconstruct_batch(ids), ids)
+            self.index = exact
+            self._compact = False
+            self._drop_ann()
 
     def ensure_ann(self, background: bool = True) -> None:
         """Build the approximate index if the size calls for one and none is ready."""
         status = self.ann_status()
-        if status["wanted"] == "flat" or status["searching_with"] == status["wanted"]:
+        if status["wanted"] == "flat":
+            if self._compact:  # shrunk to exact-search size: the exact index again
+                self.build_ann("flat")
+            return
+        if status["searching_with"] == status["wanted"] and not self._ivf_outgrown():
             return
         if not background:
             self.build_ann()
@@ -207,6 +297,14 @@ class VectorIndex:
                 target=self.build_ann, name="sonic-ann-build", daemon=True
             )
             self._building.start()
+
+    def _ivf_outgrown(self) -> bool:
+        """A kept IVF (which follows every change) built for a quarter of today's size.
+
+        Lists are about 2 sqrt(n): once the library has grown fourfold since the
+        build, twice the lists are due and the old ones are long and slow to scan.
+        """
+        return self._compact and approximate.ivf_lists(len(self)) > int(self.index.nlist)
 
     def vector(self, track_id: int) -> np.ndarray | None:
         try:
@@ -233,10 +331,14 @@ class VectorIndex:
         ann = None
         if not exact:
             with self._ann_lock:
-                if self._ann is not None and self._ann.ntotal == len(self):
+                if self._ann is not None and self._ann.ntotal == len(self) and not self._compact:
                     ann = self._ann
         with self._rw.read():
-            scores, ids = _search_single_threaded(ann if ann is not None else self.index, q, k)
+            if self._compact and exact:  # every list probed: IVF-Flat's answer is exact
+                params = faiss.SearchParametersIVF(nprobe=int(self.index.nlist))
+                scores, ids = _search_single_threaded(self.index, q, k, params)
+            else:
+                scores, ids = _search_single_threaded(ann if ann is not None else self.index, q, k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def save(self, path: Path) -> None:
@@ -271,5 +373,9 @@ class VectorIndex:
         except Exception as exc:  # a truncated or corrupt file: the caller rebuilds
             raise ValueError(f"{path} is damaged: {exc}") from exc
         out = cls(header.dim, header.model_id, header.version)
+        if isinstance(index, faiss.IndexIVF):  # saved by a catalog that kept IVF alone
+            index.set_direct_map_type(faiss.DirectMap.Hashtable)
+            out._ann, out._ann_kind, out._compact = index, "ivf", True
+            out._ann_info = {"nprobe": int(index.nprobe), "loaded": True}
         out.index = index
         return out

@@ -38,6 +38,8 @@ class IndexKeeper(MetaStore):
         if self._index is None:
             self._index = self._load_or_rebuild_index()
             self._index_file_stat = self._file_stat()
+        # once IVF is built it is the only copy of the vectors (catalog.index's doc)
+        self._index.compact_ivf = self.compact_ivf
         if self.is_postgres and self._index.ann_builder is None:
             # at IVF sizes, build from the database in batches instead of a copy in memory
             from catalog.index_builds import build_ann_from_database

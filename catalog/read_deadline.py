@@ -45,12 +45,24 @@ def time_limit(seconds: float) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+# PostgreSQL: a hot read with no deadline runs in autocommit. In a transaction it
+# costs three round trips to the server (BEGIN, the query, the ROLLBACK that returns
+# the connection to the pool), in autocommit one; each waits for the server process
+# to be scheduled, which on a loaded machine is most of a `similar` call (see
+# docs/benchmarks.md, "PostgreSQL catalog"). Nothing is lost: at PostgreSQL's READ
+# COMMITTED every statement takes its own snapshot inside a transaction as well.
+# bench/scale_catalog.py --similar-only turns it off to time the old way beside it.
+READ_AUTOCOMMIT = True
+
+
 @contextmanager
 def reading(catalog: Catalog) -> Iterator[Connection]:
     """A pooled connection for a read; SQLite interrupts it at the context's deadline."""
     deadline = _DEADLINE.get()
     with catalog.engine.connect() as conn:
         if deadline is None:
+            if READ_AUTOCOMMIT and catalog.is_postgres:
+                conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn
             return
         if catalog.is_postgres:

@@ -27,14 +27,17 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from catalog.claims import rows_by_path
 from catalog.store import Catalog
 from embeddings.model_handle import LazyModel, loaded
+from embeddings.windows import describe_analysis
 from ingest.lock import HeldLock
 from ingest.pipeline import (
     IngestOptions,
     IngestRun,
     IngestSummary,
     ProgressSink,
+    _done,
     _facts_without_hash,
     _TrackState,
 )
@@ -109,11 +112,15 @@ class DistributedIngestRun(IngestRun):
         self.ray_options = ray_options or RayOptions()
         self.nodes: Counter[str] = Counter()
         self.unanswered = 0
+        self.notes: list[str] = []  # what the actors said about themselves (a CPU fallback)
 
     def _analyse(self, tasks: list[Task]) -> None:
         ray = connect(self.ray_options.address)
         self.model = loaded(self.model)
-        model_ref = ray.put(self.model)
+        self.summary.analysis = describe_analysis(self.options.analysis_seconds)
+        # the analysis budget travels in each task, as in a local run: without it the
+        # nodes would decode whole tracks and their embeddings differ from a local run's
+        tasks = [replace(t, analysis_s=self.options.analysis_seconds) for t in tasks]
         self.progress.start(len(tasks))
         if self.summary.previous_model_id:
             self.progress.note(
@@ -121,6 +128,11 @@ class DistributedIngestRun(IngestRun):
                 f"{self.model.model_id}: tracks analysed with the old one are analysed again"
             )
         self._note_unreadable_folders()
+        tasks = self._claimed(tasks)
+        if not tasks:  # another ingest holds or has done every file: no actor to start
+            self.progress.close()
+            return
+        model_ref = ray.put(self.model)
         try:
             pending = tasks
             while pending:  # a second round only for copies of a move another copy claimed
@@ -141,6 +153,39 @@ class DistributedIngestRun(IngestRun):
             self.progress.close()
             self.summary.nodes = dict(self.nodes)
             self.states.clear()
+
+    def _claimed(self, tasks: list[Task]) -> list[Task]:
+        """The tasks this run may analyse, claimed (all of them on SQLite).
+
+        On PostgreSQL another ingest, local or on Ray, may be working on the same
+        catalog: each file is claimed as a local run claims it (``IngestRun._claim``:
+        an advisory lock on the path, then the row read again, here in batches of
+        ``catalog.claims.CLAIM_CHUNK`` files), and one held
+        elsewhere or finished meanwhile is left out. A local run claims a file just
+        before a decoder takes it; a Ray Data dataset is fixed when it is built, so
+        here the whole plan is claimed before the actors start, and the claims are
+        held until the run ends (``Claims`` closes with the run). A concurrent ingest
+        that plans later therefore finds these files claimed and skips them; one that
+        started earlier keeps the files it had claimed.
+        """
+        if not self.claims.shared:
+            return tasks
+        granted = self.claims.paths([t.path for t in tasks])  # few round trips, not one a file
+        mine = [t for t, ok in zip(tasks, granted, strict=True) if ok]
+        self.summary.claimed_elsewhere += len(tasks) - len(mine)
+        rows = rows_by_path(self.catalog, [t.path for t in mine])
+        kept = []
+        for task in mine:  # as IngestRun._claim does for one file
+            row = rows.get(task.path)
+            if row is not None and _done(row, Path(task.path), self.model.model_id):
+                self.summary.skipped += 1
+                continue
+            if row is not None:  # a row another ingest added since the plan
+                self.plan.task_rows.setdefault(task.task_id, row.id)
+            kept.append(task)
+        for _ in range(len(tasks) - len(kept)):
+            self.progress.advance(0.0)
+        return kept
 
     def _run_round(self, ray, model_ref, tasks: list[Task], retries: _Retries) -> None:
         from ray.data import ActorPoolStrategy
@@ -185,8 +230,9 @@ class DistributedIngestRun(IngestRun):
                     f"--ray-gpus {self.ray_options.gpus}: the Ray cluster has {have} GPU(s)"
                 )
             device = self.options.device if self.options.device not in (None, "auto") else "cuda"
-            options = replace(base, workers=GPU_ACTOR_DECODERS, device=device)
-            return self.ray_options.gpus, float(GPU_ACTOR_DECODERS), 1.0, options
+            cpus = _cpus_beside_each_gpu(ray.nodes())
+            options = replace(base, workers=max(1, int(cpus)), device=device)
+            return self.ray_options.gpus, cpus, 1.0, options
         cpus = int(resources.get("CPU", 0))
         if cpus < 1:
             raise DistributedIngestError("the Ray cluster has no CPU to run analysis on")
@@ -202,6 +248,9 @@ class DistributedIngestRun(IngestRun):
         self.nodes[outcome.node] += 1
         if outcome.inference and not self.summary.inference:
             self.summary.inference = outcome.inference
+        if outcome.note and outcome.note not in self.notes:  # once per actor, not per file
+            self.notes.append(outcome.note)
+            self.progress.note(outcome.note)
         state.facts, state.tags = outcome.facts, outcome.tags
         if outcome.kind == "ok":
             del self.states[outcome.task_id]
@@ -220,6 +269,24 @@ class DistributedIngestRun(IngestRun):
             )
         else:
             self._fail(outcome.task_id, outcome.reason or "analysis failed", outcome.audio)
+
+
+def _cpus_beside_each_gpu(nodes: list[dict]) -> float:
+    """The CPUs a GPU actor holds: ``GPU_ACTOR_DECODERS``, or fewer where a GPU node has fewer.
+
+    Each GPU actor runs one decode process per CPU it holds. Asking for more CPUs
+    than the GPU nodes have per GPU would leave the actors unscheduled for good (the
+    run would hang, not fail), so the ask is capped at the smallest share of CPUs per
+    GPU among the alive GPU nodes.
+    """
+    shares = [
+        node["Resources"].get("CPU", 0.0) / node["Resources"]["GPU"]
+        for node in nodes
+        if node.get("Alive") and node.get("Resources", {}).get("GPU", 0) > 0
+    ]
+    if not shares:
+        return float(GPU_ACTOR_DECODERS)
+    return float(min(GPU_ACTOR_DECODERS, math.floor(min(shares))))
 
 
 def ingest_on_ray(

@@ -51,6 +51,7 @@ class Outcome:
     # the node could not see the path at all: the library is not mounted there
     node_unreadable: bool = False
     inference: str | None = None  # the path the network ran on, in words
+    note: str | None = None  # what the driver should say once about this actor (a fallback)
 
 
 def node_name() -> str:
@@ -65,6 +66,32 @@ def node_name() -> str:
     address = ray.util.get_node_ip_address()
     node_id = ray.get_runtime_context().get_node_id()
     return f"{host} ({address}, node {node_id[:8]})"
+
+
+def usable_device(requested: str | None, node: str) -> tuple[str | None, str | None]:
+    """The device this actor can run on, and a note when it is not the one asked for.
+
+    A GPU actor is placed by Ray's bookkeeping of GPUs, which a node declares
+    (``ray start --num-gpus``) whether or not it has a working CUDA: a driver
+    missing, a CPU-only torch, ``CUDA_VISIBLE_DEVICES`` hiding the card. Rather
+    than failing every file (or the actor, which Ray would restart for ever), the
+    actor analyses on the CPU, where the results are the same, and says so.
+    """
+    if not requested or not requested.startswith("cuda"):
+        return requested, None
+    import torch
+
+    if torch.cuda.is_available():
+        return requested, None
+    if torch.version.cuda is None:
+        why = "this node's torch is built without CUDA"
+    else:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        why = f"torch sees no CUDA device (CUDA_VISIBLE_DEVICES={visible!r})"
+    return "cpu", (
+        f"node {node}: Ray gave this actor a GPU but CUDA is not usable there ({why}); "
+        "it analyses on the CPU instead (same results, slower)"
+    )
 
 
 class NodeRun(IngestRun):
@@ -135,6 +162,18 @@ class TrackAnalyser:
         heatmaps_dir: str,
         moved_hashes: frozenset[str],
     ) -> None:
+
+        # Every decode process is started from one thread that lives as long as the
+        # actor: the kernel's parent-death signal (PR_SET_PDEATHSIG, ingest.worker)
+        # follows the *thread* that started a process, and Ray may run an actor's
+        # constructor and calls on threads that end, killing decoders mid-file
+        # ("decoder process died before starting this file").
+        self._home = ThreadPoolExecutor(1, thread_name_prefix="sonic-node")
+        self._home.submit(self._setup, model_ref, options, heatmaps_dir, moved_hashes).result()
+
+    def _setup(
+        self, model_ref: list, options: dict, heatmaps_dir: str, moved_hashes: frozenset[str]
+    ) -> None:
         import ray
 
         from embeddings.inference import Predictor, op_threads
@@ -142,7 +181,8 @@ class TrackAnalyser:
         model = ray.get(model_ref[0])  # wrapped in a list so Ray does not resolve it early
         opts = IngestOptions(**options)
         run = NodeRun(model, opts, Path(heatmaps_dir))
-        run.predictor = Predictor(model, opts.device, opts.precision)
+        device, self.note = usable_device(opts.device, run.node)
+        run.predictor = Predictor(model, device, opts.precision)
         run.threads = max(1, opts.inference_threads)
         run.executor = ThreadPoolExecutor(run.threads, thread_name_prefix="sonic-infer")
         if run.threads > 1:
@@ -154,6 +194,9 @@ class TrackAnalyser:
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._home.submit(self._analyse, batch).result()
+
+    def _analyse(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         run = self.run
         run.outcomes = []
         for blob in batch["task"]:
@@ -164,7 +207,7 @@ class TrackAnalyser:
         # says so) rather than marking the batch's files failed for good.
         run._drain(self.pool)
         for outcome in run.outcomes:
-            outcome.inference = self.inference
+            outcome.inference, outcome.note = self.inference, self.note
         return {
             "task_id": np.array([o.task_id for o in run.outcomes], dtype=np.int64),
             "outcome": np.array([pickle.dumps(o) for o in run.outcomes], dtype=object),

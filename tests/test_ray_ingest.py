@@ -7,6 +7,7 @@ that need a third node add it and take it away again.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,7 +27,7 @@ from catalog.schema import TrackGenre
 from catalog.store import Catalog
 from helpers import assert_index_consistent, run_ingest, tracks_by_path
 from ingest.distributed import DistributedIngestError, RayOptions, ingest_on_ray
-from ingest.pipeline import IngestOptions
+from ingest.pipeline import IngestOptions, ProgressSink
 
 ray = pytest.importorskip("ray", reason="Ray is in the scale extra: pip install -e '.[scale]'")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -68,12 +69,22 @@ def _library(root: Path, count: int, seconds: float = 7.0) -> Path:
     return root
 
 
-def _on_ray(roots, data_dir: Path, model, address: str, **ray_options):
+def _on_ray(roots, data_dir: Path, model, address: str, progress=None, **ray_options):
     with Catalog(data_dir) as catalog:
         return ingest_on_ray(
-            list(roots), catalog, model, IngestOptions(), None, None,
+            list(roots), catalog, model, IngestOptions(), progress, None,
             RayOptions(address=address, **ray_options),
         )  # fmt: skip
+
+
+class _Notes(ProgressSink):
+    """A progress sink that keeps the notes a run shows the user."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
 
 
 def _committed(database: Path) -> int:
@@ -338,3 +349,159 @@ def test_a_node_without_the_shared_mount_fails_its_files_clearly_and_a_rerun_ret
     rerun = _on_ray([library], data_dir, model, cluster.address)
     assert (rerun.analysed, rerun.failed) == (len(summary.failed), [])
     _assert_complete(data_dir, library, count)
+
+
+def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_file_once(
+    cluster, tmp_path, model, postgres_server, monkeypatch
+):
+    """The Ray driver claims its files as a local run does (``catalog.claims``).
+
+    A local ``sonic ingest`` is mid-run, holding the claims of the files its decoder
+    has, when a Ray ingest of the same library on the same PostgreSQL catalog runs.
+    To make the overlap certain the local run is stopped (SIGSTOP, between two
+    commits) while the Ray ingest runs whole: its claims stay held, since its
+    connection stays open. The Ray run must leave those files to it, and the local
+    run, continued, must leave the Ray run's files alone: every file once.
+    """
+    from sqlalchemy import create_engine, func, text
+
+    from catalog.schema import Segment, Track
+
+    url = postgres_server.new_database("rayshare")
+    monkeypatch.setenv("SONIC_DATABASE_URL", url)
+    count = 12
+    library = _library(tmp_path / "music", count)
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+
+    def committed() -> int:
+        try:
+            with engine.connect() as conn:
+                query = select(func.count()).select_from(Track).where(Track.status == "ok")
+                return conn.execute(query).scalar_one()
+        except Exception:  # the schema is not there yet
+            return 0
+
+    def mid_transaction() -> int:
+        """Other sessions inside a transaction (the local run committing a track)."""
+        busy = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+        )
+        with engine.connect() as conn:
+            return conn.execute(busy).scalar_one()
+
+    local = _sonic(
+        "ingest", str(library), "--data-dir", str(tmp_path / "local"), "--workers", "1",
+        "--inference-threads", "1", "--no-heatmaps", "--no-progress", "--json",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while committed() < 1:  # the local run is under way and holds claims
+            assert local.poll() is None, local.communicate()
+            assert time.monotonic() < deadline, "the local ingest made no progress"
+            time.sleep(0.05)
+        while True:  # stopped between commits, so it holds no lock a commit would wait on
+            os.killpg(local.pid, signal.SIGSTOP)
+            if not mid_transaction():
+                break
+            os.killpg(local.pid, signal.SIGCONT)
+            time.sleep(0.1)
+        assert committed() < count, "the local run finished before the Ray run could start"
+        remote = _on_ray([library], tmp_path / "ray", model, cluster.address, files_per_batch=1)
+        os.killpg(local.pid, signal.SIGCONT)
+        out, err = local.communicate(timeout=600)
+    finally:
+        if local.poll() is None:
+            os.killpg(local.pid, signal.SIGCONT)
+            local.kill()
+            local.wait()
+    assert local.returncode == 0, err
+    here = json.loads(out)
+
+    # each file handled by one run only (analysed, or failed by a node), none twice
+    handled = remote.analysed + len(remote.failed) + here["analysed"] + len(here["failed"])
+    assert handled == count, (remote, here)
+    assert remote.claimed_elsewhere > 0, "the local run's claims were not seen"
+    assert not remote.failed and not here["failed"], (remote.failed, here["failed"])
+    assert remote.analysed > 0 and here["analysed"] > 0, "the two runs should split the work"
+    with engine.connect() as conn:
+        rows = conn.execute(select(Track.id, Track.path, Track.status, Track.n_segments)).all()
+        segments = dict(
+            conn.execute(select(Segment.track_id, func.count()).group_by(Segment.track_id)).all()
+        )
+    engine.dispose()
+    assert len(rows) == count and len({r.path for r in rows}) == count
+    assert {r.status for r in rows} == {"ok"}
+    assert all(segments[r.id] == r.n_segments for r in rows)
+    with Catalog(tmp_path / "ray") as catalog:  # the Ray driver's index caught up as well
+        assert set(catalog.index().ids().tolist()) == {r.id for r in rows}
+
+
+def test_ray_gpus_runs_on_the_gpu_node_and_falls_back_to_the_cpu_without_cuda(
+    cluster, tmp_path, model
+):
+    """``--ray-gpus 1`` on a cluster whose third node declares one (logical) GPU.
+
+    The GPU actor must be placed on that node, and only there (``--ray-gpus`` runs
+    GPU actors only: the CPU nodes get no files); the node has no CUDA, so the actor
+    says so and analyses on the CPU, with the results of a CPU run. The GPU node has
+    one CPU: a GPU actor asking for more CPUs than its node has would never start.
+    """
+    count = 2
+    library = _library(tmp_path / "music", count)
+    local = run_ingest([library], tmp_path / "local", model)
+    gpu_node = cluster.add_node(**NODE, num_gpus=1)
+    cluster.wait_for_nodes()
+    outcome: dict = {}
+    notes = _Notes()
+
+    def on_the_gpu() -> None:
+        try:
+            outcome["summary"] = _on_ray(
+                [library], tmp_path / "gpu", model, cluster.address, notes, gpus=1
+            )
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=on_the_gpu)
+    try:
+        thread.start()
+        thread.join(timeout=900)  # an actor's start-up takes minutes on a loaded 2-core box
+        assert not thread.is_alive(), "the GPU actor was never scheduled"
+    finally:
+        cluster.remove_node(gpu_node)
+    assert "summary" in outcome, outcome
+    summary = outcome["summary"]
+    assert summary.analysed == local.analysed == count and not summary.failed
+    (node,) = summary.nodes  # one node analysed everything: the one with the GPU
+    assert f"node {gpu_node.node_id[:8]})" in node, (node, gpu_node.node_id)
+    (note,) = notes.notes
+    assert "CUDA is not usable" in note and "analyses on the CPU" in note and node in note
+    assert " on cuda" not in summary.inference  # the network ran on the CPU
+
+    here, there = tracks_by_path(tmp_path / "local"), tracks_by_path(tmp_path / "gpu")
+    assert sorted(here) == sorted(there)
+    local_probs, gpu_probs = (
+        _genre_probabilities(tmp_path / "local"),
+        _genre_probabilities(tmp_path / "gpu"),
+    )
+    for path, a in here.items():
+        b = there[path]
+        assert (a.genre, a.n_segments, a.content_hash) == (b.genre, b.n_segments, b.content_hash)
+        va, vb = (np.frombuffer(t.embedding, dtype=np.float32) for t in (a, b))
+        assert float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb)) >= 0.999
+        for genre in model.genres:
+            assert gpu_probs[(b.id, genre)] == pytest.approx(local_probs[(a.id, genre)], abs=1e-3)
+
+
+def test_gpu_actors_ask_for_no_more_cpus_than_a_gpu_node_has():
+    """The CPUs each GPU actor holds follow the GPU nodes' CPUs per GPU (capped at 4)."""
+    from ingest.distributed import GPU_ACTOR_DECODERS, _cpus_beside_each_gpu
+
+    def node(cpus: float, gpus: float, alive: bool = True) -> dict:
+        return {"Alive": alive, "Resources": {"CPU": cpus, "GPU": gpus} if gpus else {"CPU": cpus}}
+
+    assert _cpus_beside_each_gpu([node(16, 0), node(32, 2)]) == GPU_ACTOR_DECODERS
+    assert _cpus_beside_each_gpu([node(16, 0), node(8, 4), node(64, 1)]) == 2
+    assert _cpus_beside_each_gpu([node(1, 1), node(2, 0)]) == 1
+    assert _cpus_beside_each_gpu([node(0.5, 1, alive=False), node(12, 2)]) == 4

@@ -139,3 +139,60 @@ def test_searches_run_safely_while_another_thread_changes_the_index():
         t.join(timeout=120)
     assert not errors, errors
     assert len(index) == n + 150 * 50
+
+
+def test_a_catalog_index_keeps_ivf_alone_once_built(tmp_path, monkeypatch):
+    """compact_ivf: the IVF becomes the only copy, and still does all the exact index did."""
+    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 500)
+    monkeypatch.setattr(vi, "HNSW_MAX_VECTORS", 1000)
+    monkeypatch.setattr(vi, "IVF_TRAIN_PER_LIST", 10)
+    x = clustered(3000)
+    ids = np.arange(100, 3100)
+    index = VectorIndex(64, "m", 1)
+    index.compact_ivf = True
+    index.upsert(ids, x)
+    index.ensure_ann(background=False)
+    status = index.ann_status()
+    assert status["searching_with"] == "ivf" and not status["exact_index_kept"]
+    assert index.index is index._ann  # one copy of the vectors, not two
+
+    brute = x @ x[7]
+    assert [i for i, _ in index.search(x[7], 10, exact=True)] == list(ids[np.argsort(-brute)[:10]])
+    assert index.search(x[7], 1)[0][0] == ids[7]
+    np.testing.assert_array_equal(index.ids(), ids)
+    np.testing.assert_allclose(index.vector(ids[3]), x[3])
+    np.testing.assert_allclose(index.vectors_of([int(ids[4]), int(ids[5])]), x[4:6])
+
+    new = clustered(1, seed=9)
+    index.upsert(np.array([ids[0]]), new)  # a replaced vector: the IVF follows, nothing dropped
+    index.upsert(np.array([9000]), clustered(1, seed=8))
+    index.remove(np.array([ids[1], 123456]))  # one absent id: ignored
+    assert len(index) == 3000 and index.ann_status()["searching_with"] == "ivf"
+    assert index.search(new[0], 1, exact=True)[0][0] == ids[0]
+    np.testing.assert_allclose(index.vector(ids[0]), new[0])
+    assert index.vector(ids[1]) is None and 9000 in set(index.ids().tolist())
+
+    index.save(tmp_path / "index.faiss")  # the IVF is saved: a restart need not build it
+    loaded = VectorIndex.load(tmp_path / "index.faiss")
+    assert loaded.ann_status()["searching_with"] == "ivf" and len(loaded) == 3000
+    assert read_header(tmp_path / "index.faiss").version == 1
+    np.testing.assert_array_equal(loaded.ids(), index.ids())
+    loaded.remove(np.array([ids[2]]))
+    assert loaded.vector(ids[2]) is None
+    nlist = loaded.index.nlist
+    loaded.ensure_ann(background=False)  # not outgrown: nothing is built again
+    assert loaded.index.nlist == nlist and not loaded._ivf_outgrown()
+    with monkeypatch.context() as m:  # as if the library had grown fourfold since the build
+        m.setattr(vi, "ivf_lists", lambda n: 2 * nlist)
+        assert loaded._ivf_outgrown()
+        loaded.ensure_ann(background=False)
+        assert loaded.index.nlist == 2 * nlist and not loaded.ann_status()["exact_index_kept"]
+    assert len(loaded) == 2999 and loaded.vector(ids[2]) is None
+
+    loaded.remove(ids[10:2600])  # shrunk below IVF sizes: the exact index comes back
+    assert loaded.kind == "flat"
+    loaded.ensure_ann(background=False)
+    status = loaded.ann_status()
+    assert status["searching_with"] == "flat" and status["exact_index_kept"]
+    assert len(loaded.ids()) == len(loaded) == 3000 - 1 - 2590  # ids[2] and ids[10:2600] went
+    np.testing.assert_allclose(loaded.vector(ids[3]), x[3])
