@@ -143,9 +143,9 @@ def test_searches_run_safely_while_another_thread_changes_the_index():
 
 def test_a_catalog_index_keeps_ivf_alone_once_built(tmp_path, monkeypatch):
     """compact_ivf: the IVF becomes the only copy, and still does all the exact index did."""
-    monkeypatch.setattr(vi, "EXACT_MAX_VECTORS", 500)
-    monkeypatch.setattr(vi, "HNSW_MAX_VECTORS", 1000)
-    monkeypatch.setattr(vi, "IVF_TRAIN_PER_LIST", 10)
+    monkeypatch.setattr(approximate, "EXACT_MAX_VECTORS", 500)
+    monkeypatch.setattr(approximate, "HNSW_MAX_VECTORS", 1000)
+    monkeypatch.setattr(approximate, "IVF_TRAIN_PER_LIST", 10)
     x = clustered(3000)
     ids = np.arange(100, 3100)
     index = VectorIndex(64, "m", 1)
@@ -183,7 +183,7 @@ def test_a_catalog_index_keeps_ivf_alone_once_built(tmp_path, monkeypatch):
     loaded.ensure_ann(background=False)  # not outgrown: nothing is built again
     assert loaded.index.nlist == nlist and not loaded._ivf_outgrown()
     with monkeypatch.context() as m:  # as if the library had grown fourfold since the build
-        m.setattr(vi, "ivf_lists", lambda n: 2 * nlist)
+        m.setattr(approximate, "ivf_lists", lambda n: 2 * nlist)
         assert loaded._ivf_outgrown()
         loaded.ensure_ann(background=False)
         assert loaded.index.nlist == 2 * nlist and not loaded.ann_status()["exact_index_kept"]

@@ -47,7 +47,7 @@ class Job(Doc):
     status: Literal["queued", "running", "done", "failed", "cancelled"]
     progress: float | None = Field(description="0..1 when known.")
     detail: str | None = Field(description='Progress in words ("chunk 12 / 80").')
-    chunks_done: int | None = Field(description="Chunks separated so far, for work that counts them.")
+    chunks_done: int | None = Field(description="Chunks separated so far (work that counts).")
     chunks_total: int | None = Field(description="Chunks in all (null until known).")
     result: StemsResult | None = Field(description="When done.")
     error: str | None = Field(description="When failed.")
