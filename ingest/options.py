@@ -55,6 +55,9 @@ class IngestSummary:
     model_id: str = ""
     model_trained: bool = True
     inference: str | None = None  # the path the network ran on (Predictor.describe), if it ran
+    # PyTorch's kernel set in this process (torch.backends.cpu.get_cpu_capability(), e.g.
+    # "AVX2" under ATEN_CPU_CAPABILITY=avx2): the CPU's flags alone do not show a cap
+    cpu_capability: str | None = None
     analysis: str | None = None  # how much of each track was analysed (describe_analysis)
     # PostgreSQL: files another ingest running at the same time was analysing (its work)
     claimed_elsewhere: int = 0
@@ -83,6 +86,7 @@ class IngestSummary:
             "model_id": self.model_id,
             "model_trained": self.model_trained,
             "inference": self.inference,
+            "cpu_capability": self.cpu_capability,
             "analysis": self.analysis,
             "previous_model_id": self.previous_model_id,
             "other_model_tracks": self.other_model_tracks,

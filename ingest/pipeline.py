@@ -138,6 +138,7 @@ class IngestRun(Planning, Batching, Recording):
         self.model = loaded(self.model)  # torch and the network, now that there is work
         self.predictor = Predictor(self.model, self.options.device, self.options.precision)
         self.summary.inference = self.predictor.describe()
+        self.summary.cpu_capability = _cpu_capability()
         self.summary.analysis = describe_analysis(self.options.analysis_seconds)
         tasks = [replace(t, analysis_s=self.options.analysis_seconds) for t in tasks]
         threads = max(1, self.options.inference_threads)
@@ -272,6 +273,14 @@ class IngestRun(Planning, Batching, Recording):
         if time.monotonic() - self._last_save >= INDEX_SAVE_SECONDS:
             self.catalog.save_index()
             self._last_save = time.monotonic()
+
+
+def _cpu_capability() -> str | None:
+    """The vector kernels PyTorch dispatches to in this process (None on old versions)."""
+    import torch
+
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return str(get()) if callable(get) else None
 
 
 def _empty(q) -> bool:
