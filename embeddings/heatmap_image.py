@@ -13,7 +13,6 @@ costs a few milliseconds.
 from __future__ import annotations
 
 import io
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -21,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from embeddings.bands import HIGH_HZ, LOW_HZ
 from embeddings.frontend import FrontendConfig
 from embeddings.gradcam import mel_band_centres
+from embeddings.inferno import inferno_table
 
 HZ_TICKS = (60, 125, 250, 500, 1000, 2000, 4000, 8000)
 ROW_SCALE = 3  # pixels per mel band
@@ -28,12 +28,9 @@ COL_SCALE = 2  # pixels per frame
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 24, 34
 
 
-@lru_cache(maxsize=1)
 def _inferno() -> np.ndarray:
     """matplotlib's perceptually uniform 'inferno' colour map as a 256 x 3 table."""
-    from matplotlib import colormaps
-
-    return (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    return inferno_table()
 
 
 def _font() -> ImageFont.ImageFont:

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models import resnet18
+
+from embeddings.resnet import resnet18
 
 
 class GenreResNet18(nn.Module):
