@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import importlib.abc
+import inspect
 import json
 import os
 import resource
@@ -94,8 +95,13 @@ def _wrap(function, stage: str):
 def _patch(module) -> None:
     for path, stage in TARGETS.get(module.__name__, []):
         owner, _, name = path.rpartition(".")
-        holder = getattr(module, owner) if owner else module
-        raw = holder.__dict__[name] if owner else getattr(module, name)
+        holder = getattr(module, owner, None) if owner else module
+        if holder is None:
+            continue
+        try:  # a method may live on a base class (a mixin): wrap it where it is looked up
+            raw = inspect.getattr_static(holder, name)
+        except AttributeError:
+            continue
         if isinstance(raw, classmethod):
             setattr(holder, name, classmethod(_wrap(raw.__func__, stage)))
         else:
