@@ -125,22 +125,37 @@ AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
 BLISS_PYTHON = Path("/work/venvs/bliss/bin/python")
 
 
-def _ours(folder: Path, extra: list[str], env: dict) -> dict:
+def _ours(folder: Path, extra: list[str], env: dict, tree: Path = REPO) -> dict:
     """``sonic ingest`` with its defaults, but at the peer's CPU priority (``--nice 0``).
 
     Its default ``--nice 10`` yields the CPU to everything else, the peer included,
     which on a shared machine would measure the other work rather than the ingest.
+    ``tree``: the source tree to run (``--baseline-tree``: another checkout, imported
+    through PYTHONPATH). Every process of the ingest's tree is checked for the
+    ``--avx2`` caps in its environment, and the ingest reports PyTorch's own
+    kernel choice (``cpu_capability``), so a cap that did not arrive shows.
     """
+    env = {**env, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryDirectory(prefix="sonic-bench-") as data_dir:
         cmd = [sys.executable, "-m", "ui.cli", "ingest", str(folder), "--data-dir", data_dir,
                "--json", "--no-progress", "--nice", "0", *extra]  # fmt: skip
-        run = run_measured(cmd, cwd=REPO, env=env)
+        run = run_measured(cmd, cwd=tree, env=env, env_keys=tuple(AVX2_ENV))
     if run.returncode != 0:
         raise SystemExit(f"ingest failed ({run.returncode}): {run.stderr[-2000:]}")
     summary = json.loads(run.stdout)
+    capped = sum(all(e.get(k) == v for k, v in AVX2_ENV.items()) for e in run.environments.values())
     return {"wall_s": run.wall_s, "cpu_s": run.cpu_s, "peak_rss_bytes": run.peak_rss_bytes,
             "analysed": summary["analysed"], "audio_min": summary["audio_hours"] * 60,
-            "inference": summary["inference"], "analysis": summary.get("analysis")}  # fmt: skip
+            "inference": summary["inference"], "analysis": summary.get("analysis"),
+            "cpu_capability": summary.get("cpu_capability"),
+            "processes_seen": len(run.environments), "processes_capped": capped}  # fmt: skip
+
+
+def torch_capability(env: dict) -> str:
+    """``torch.backends.cpu.get_cpu_capability()`` in a fresh process with ``env``."""
+    probe = "import torch; print(torch.backends.cpu.get_cpu_capability())"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    return out.stdout.strip() or f"unknown ({out.stderr.strip()[-200:]})"
 
 
 def _bliss(files: list[Path], python: Path, processes: int) -> dict:
@@ -160,37 +175,68 @@ def _bliss(files: list[Path], python: Path, processes: int) -> dict:
 def peer_comparison(folder: Path, files: list[Path], args) -> dict:
     """Ours and bliss on the same files, alternating, ``args.repeats`` times; medians."""
     env = {**os.environ, **(AVX2_ENV if args.avx2 else {})}
-    runs: dict[str, list[dict]] = {"ours": [], "bliss": []}
+    contenders = ["ours", "bliss"] + (["base"] if args.baseline_tree else [])
+    runs: dict[str, list[dict]] = {who: [] for who in contenders}
     for r in range(args.repeats):
-        order = ("ours", "bliss") if r % 2 == 0 else ("bliss", "ours")
-        for who in order:
+        k = r % len(contenders)
+        order = contenders[k:] + contenders[:k]  # each goes first in turn
+        for who in order if r % 2 == 0 else order[::-1]:
             if who == "ours":
                 runs["ours"].append(_ours(folder, args.ingest_arg, env))
+            elif who == "base":
+                runs["base"].append(_ours(folder, args.ingest_arg, env, args.baseline_tree))
             else:
                 runs["bliss"].append(_bliss(files, args.bliss_python, args.bliss_processes))
     med = {who: {k: float(np.median([x[k] for x in rs])) for k in ("wall_s", "cpu_s",
                  "peak_rss_bytes")} for who, rs in runs.items()}  # fmt: skip
     audio_min = runs["ours"][0]["audio_min"]
-    return {
+    result = {
         "peer": "bliss-audio 0.1.6", "repeats": args.repeats, "avx2_only": args.avx2,
         "ingest_args": args.ingest_arg, "files": len(files), "audio_min": audio_min,
         "inference": runs["ours"][0]["inference"], "analysis": runs["ours"][0]["analysis"],
+        "torch_capability_fresh_process": torch_capability(env),
         "ours": med["ours"], "bliss": med["bliss"], "runs": runs,
         "throughput_ratio": med["bliss"]["wall_s"] / med["ours"]["wall_s"],
+        "cpu_ratio": med["bliss"]["cpu_s"] / med["ours"]["cpu_s"],
     }  # fmt: skip
+    if args.baseline_tree:
+        result.update(base=med["base"], baseline_tree=str(args.baseline_tree),
+                      base_throughput_ratio=med["bliss"]["wall_s"] / med["base"]["wall_s"],
+                      base_cpu_ratio=med["bliss"]["cpu_s"] / med["base"]["cpu_s"])  # fmt: skip
+    if args.avx2:
+        uncapped = [(who, r["cpu_capability"], r["processes_seen"] - r["processes_capped"])
+                    for who in ("ours", "base") for r in runs.get(who, [])
+                    if r["cpu_capability"] not in (None, "AVX2")
+                    or r["processes_capped"] < r["processes_seen"]]  # fmt: skip
+        if uncapped:
+            print(f"warning: --avx2 did not cap every run (who, capability, uncapped): {uncapped}",
+                  file=sys.stderr)  # fmt: skip
+    return result
 
 
 def print_peer(result: dict) -> None:
     print(f"{result['files']} files, {result['audio_min']:.1f} audio-min; median of "
           f"{result['repeats']}, alternating; AVX2 only: {result['avx2_only']}")  # fmt: skip
     print(f"ours: {result['inference']}; analysis: {result['analysis']}")
-    for who in ("ours", "bliss"):
+    first = result["runs"]["ours"][0]
+    print(f"PyTorch kernels: {first['cpu_capability']} in the ingest, "
+          f"{result['torch_capability_fresh_process']} in a fresh process; AVX2 caps in the "
+          f"environment of {first['processes_capped']} of {first['processes_seen']} "
+          "processes of the ingest's tree")  # fmt: skip
+    for who in ("ours", "base", "bliss"):
+        if who not in result:
+            continue
         m = result[who]
         print(
             f"{who:>6}: wall {m['wall_s']:6.1f} s  {result['audio_min'] / (m['wall_s'] / 60):6.0f} "
             f"audio-min/min  CPU {m['cpu_s']:6.1f} s  peak RSS {m['peak_rss_bytes'] / 1e9:.2f} GB"
         )
-    print(f"throughput ours / bliss: {result['throughput_ratio']:.2f}x")
+    print(f"throughput ours / bliss: {result['throughput_ratio']:.2f}x by wall time, "
+          f"{result['cpu_ratio']:.2f}x by CPU seconds")  # fmt: skip
+    if "base" in result:
+        print(f"baseline tree {result['baseline_tree']} / bliss: "
+              f"{result['base_throughput_ratio']:.2f}x by wall, "
+              f"{result['base_cpu_ratio']:.2f}x by CPU")  # fmt: skip
 
 
 def main() -> None:
@@ -205,6 +251,9 @@ def main() -> None:
     parser.add_argument("--bliss-python", type=Path, default=BLISS_PYTHON)
     parser.add_argument("--bliss-processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--avx2", action="store_true", help="hold our ingest to AVX2 kernels")
+    parser.add_argument("--baseline-tree", type=Path, default=None,
+                        help="with --peer: also run this checkout's ingest (e.g. /work/main), "
+                        "alternating with ours and the peer")  # fmt: skip
     parser.add_argument("--ingest-arg", action="append", default=[],
                         help="extra argument for sonic ingest (repeatable)")  # fmt: skip
     args = parser.parse_args()

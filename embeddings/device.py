@@ -1,9 +1,10 @@
 """Which torch device to run on: the GPU when present unless the caller asks otherwise.
 
 Its own module, importing torch alone, so that ``sonic stems`` (Demucs) shares the
-rule without importing :mod:`embeddings.inference`, which loads torchvision and
+rule without importing :mod:`embeddings.inference`, which loaded torchvision and
 with it torch._dynamo, sympy and triton: about 190 MB of RSS and seconds of
-start-up in every stems process, cache hits included.
+start-up in every stems process, cache hits included. (The network no longer
+needs torchvision, :mod:`embeddings.resnet`; inference still loads the model code.)
 """
 
 from __future__ import annotations

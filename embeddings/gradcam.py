@@ -1,8 +1,10 @@
 """Grad-CAM over the last convolutional stage, and where in frequency it looks.
 
-Ingest runs it once per track on a short window of its most confident segments:
-one batched forward pass over those few segments and a backward pass through the
-layers after the cam layer only (for ResNet18: pooling and one linear layer). The
+Ingest runs it once per track on a short window of its most confident segments.
+For the ResNet18 (global average pooling, then one linear layer) Grad-CAM is exactly
+the class activation map, computed from one forward pass and the head's weights
+(:func:`class_activation_map`); otherwise one batched forward pass over those few
+segments and a backward pass through the layers after the cam layer only. The
 map is upsampled to the mel grid (128 x 130 per segment), so it lines up with the
 spectrogram it explains.
 
@@ -60,6 +62,43 @@ def grad_cam(network: nn.Module, features: np.ndarray, target: int) -> np.ndarra
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * act.detach()).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam.float(), size=tuple(features.shape[1:]), mode="bilinear")
+    return cam[:, 0].cpu().numpy()
+
+
+def exact_cam(network: nn.Module) -> bool:
+    """Whether Grad-CAM of ``network`` equals its class activation map (CAM).
+
+    True when the network exposes its cam layer's maps (``cam_activations``) and the
+    embedding is their spatial mean fed to one linear layer (the ResNet18 here:
+    ``embed`` is global average pooling of ``layer4``, ``classify`` is ``fc``).
+    Then the target logit is ``sum_c w_c * mean(A_c) + b``, its gradient at every
+    position of ``A_c`` is ``w_c / (h * w)``, Grad-CAM's channel weight (the spatial
+    mean of that gradient) is the same, and the map is ``relu(sum_c w_c A_c) / (h w)``.
+    """
+    return callable(getattr(network, "cam_activations", None)) and isinstance(
+        getattr(network, "classifier", None), nn.Linear
+    )
+
+
+def class_activation_map(network: nn.Module, features: np.ndarray, target: int) -> np.ndarray:
+    """:func:`grad_cam` without a backward pass, for networks where :func:`exact_cam` holds.
+
+    One forward pass to the cam layer, no autograd: the channel weights are the head's
+    row for ``target`` (see :func:`exact_cam`). Ingest runs it on its folded inference
+    copy, which has no hooks and so may run beside concurrent inference calls.
+    """
+    if not exact_cam(network):
+        raise ValueError(f"{type(network).__name__} has no exact CAM; use grad_cam")
+    parameter = next(network.parameters())
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)).unsqueeze(1)
+    x = x.to(parameter.device)
+    if parameter.dim() == 4 and parameter.is_contiguous(memory_format=torch.channels_last):
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        act = network.cam_activations(x)
+        weights = network.classifier.weight[target].to(act.dtype) / (act.shape[2] * act.shape[3])
+        cam = F.relu(torch.einsum("nchw,c->nhw", act, weights)).unsqueeze(1)
+        cam = F.interpolate(cam.float(), size=tuple(features.shape[1:]), mode="bilinear")
     return cam[:, 0].cpu().numpy()
 
 

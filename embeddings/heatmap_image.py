@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 from embeddings.bands import HIGH_HZ, LOW_HZ
 from embeddings.frontend import FrontendConfig
 from embeddings.gradcam import mel_band_centres
+from embeddings.inferno import inferno_table
 
 # Preferred first: the band edges, then the octaves that spread the axis.
 HZ_TICKS = (250, 4000, 1000, 8000, 500, 2000, 125, 60)
@@ -43,12 +44,9 @@ TIME_STEPS = (0.5, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0)
 MAX_TIME_LABELS = 7
 
 
-@lru_cache(maxsize=1)
 def _inferno() -> np.ndarray:
     """matplotlib's perceptually uniform 'inferno' colour map as a 256 x 3 table."""
-    from matplotlib import colormaps
-
-    return (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    return inferno_table()
 
 
 @lru_cache(maxsize=4)

@@ -24,7 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
-from torchvision.models import resnet18
+
+from embeddings.resnet import resnet18
 
 
 class GenreResNet18(nn.Module):
@@ -46,11 +47,20 @@ class GenreResNet18(nn.Module):
     def classifier(self) -> nn.Module:
         return self.net.fc
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def cam_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """The cam layer's output (batch, 512, h, w): what :meth:`embed` averages.
+
+        Because the embedding is the plain spatial mean of these maps and the head
+        one linear layer on it, Grad-CAM's channel weights are exactly the head's
+        weights divided by ``h * w``, so the map needs no backward pass
+        (:func:`embeddings.gradcam.class_activation_map`).
+        """
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        return torch.flatten(n.avgpool(x), 1)
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.net.avgpool(self.cam_activations(x)), 1)
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         return self.net.fc(embedding)

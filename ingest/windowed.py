@@ -21,6 +21,8 @@ import numpy as np
 
 from embeddings.audio import AudioInfo, DecodeError, open_audio, silent_peak
 from embeddings.audio.checks import SampleCleaning
+from embeddings.audio.seeking import VorbisWindows
+from embeddings.audio.stream import FFMPEG_SOXR, decoder_for
 from embeddings.frontend import FrontendConfig, StreamingSegmenter
 from embeddings.windows import Window
 
@@ -70,42 +72,111 @@ def read_windows(
     """Decode and segment each of ``windows`` of ``path``; stops at the first that comes short."""
     reading = WindowedReading(info=info)
     rate = config.sample_rate
-    for window in windows:
-        want = int(round(window.length_s * rate))
-        try:
-            stream = open_audio(path, rate, start_s=window.start_s, seek=True)
-        except (DecodeError, OSError) as exc:
-            reading.stopped_early = f"cannot decode from {window.start_s:.1f} s: {exc}"
-            break
-        # A window ends on a segment boundary, so no padded tail is cut from it;
-        # one cut short by damage keeps its last part like a track's tail.
-        segmenter = StreamingSegmenter(config)
-        got = kept = 0
-        try:
-            for block in stream.blocks:
-                alive()
-                block = block[: want - got]
-                got += len(block)
-                if len(block):
-                    reading.peak = max(reading.peak, float(np.max(np.abs(block))))
-                kept += _keep(reading, segmenter.push(block), window.start_s, kept, config)
-                if got >= want:
-                    break
-        finally:
-            stream.blocks.close()
-        _keep(reading, segmenter.finish(), window.start_s, kept, config)
-        _add_cleaning(reading.cleaning, stream.cleaning)
-        reading.frames_decoded += round(got * info.sample_rate / rate)
-        if got:
-            reading.end_s = window.start_s + got / rate
-        if got < want:
-            why = stream.stopped_early or (
-                f"no audio from {window.start_s + got / rate:.1f} s on, though the "
-                f"header declares {info.duration_s or 0:.1f} s"
-            )
-            reading.stopped_early = why
-            break
+    fast = _one_open_file(path, rate, info)
+    try:
+        for window in windows:
+            if fast is not None:
+                try:
+                    if _read_fast(fast, reading, window, config, alive):
+                        continue
+                    break  # the file ended inside this window
+                except Exception:  # anything unusual: this window and the rest, the usual way
+                    fast.close()
+                    fast = None
+            if not _read_one(path, reading, window, config, info, alive):
+                break
+    finally:
+        if fast is not None:
+            fast.close()
     return reading
+
+
+def _one_open_file(path: Path, rate: int, info: AudioInfo) -> VorbisWindows | None:
+    """The file opened once for all its windows, where that path applies (Vorbis)."""
+    if info.decoder != "ffmpeg/vorbis" or decoder_for(path) != FFMPEG_SOXR:
+        return None
+    try:
+        return VorbisWindows(path, rate)
+    except Exception:
+        return None
+
+
+def _read_fast(
+    fast: VorbisWindows,
+    reading: WindowedReading,
+    window: Window,
+    config: FrontendConfig,
+    alive: Callable[[], None],
+) -> bool:
+    """One window from the open file; False when the file ended inside it."""
+    rate = config.sample_rate
+    want = int(round(window.length_s * rate))
+    samples, cleaning, _ = fast.read(window.start_s, window.length_s)
+    alive()
+    got = len(samples)
+    segmenter = StreamingSegmenter(config)
+    if got:
+        reading.peak = max(reading.peak, float(np.max(np.abs(samples))))
+    kept = _keep(reading, segmenter.push(samples), window.start_s, 0, config)
+    _keep(reading, segmenter.finish(), window.start_s, kept, config)
+    _add_cleaning(reading.cleaning, cleaning)
+    reading.frames_decoded += round(got * reading.info.sample_rate / rate)
+    if got:
+        reading.end_s = window.start_s + got / rate
+    if got < want:
+        reading.stopped_early = (
+            f"no audio from {window.start_s + got / rate:.1f} s on, though the "
+            f"header declares {reading.info.duration_s or 0:.1f} s"
+        )
+        return False
+    return True
+
+
+def _read_one(
+    path: Path,
+    reading: WindowedReading,
+    window: Window,
+    config: FrontendConfig,
+    info: AudioInfo,
+    alive: Callable[[], None],
+) -> bool:
+    """One window as a stream of its own; False when it came short (reading stops)."""
+    rate = config.sample_rate
+    want = int(round(window.length_s * rate))
+    try:
+        stream = open_audio(path, rate, start_s=window.start_s, seek=True)
+    except (DecodeError, OSError) as exc:
+        reading.stopped_early = f"cannot decode from {window.start_s:.1f} s: {exc}"
+        return False
+    # A window ends on a segment boundary, so no padded tail is cut from it;
+    # one cut short by damage keeps its last part like a track's tail.
+    segmenter = StreamingSegmenter(config)
+    got = kept = 0
+    try:
+        for block in stream.blocks:
+            alive()
+            block = block[: want - got]
+            got += len(block)
+            if len(block):
+                reading.peak = max(reading.peak, float(np.max(np.abs(block))))
+            kept += _keep(reading, segmenter.push(block), window.start_s, kept, config)
+            if got >= want:
+                break
+    finally:
+        stream.blocks.close()
+    _keep(reading, segmenter.finish(), window.start_s, kept, config)
+    _add_cleaning(reading.cleaning, stream.cleaning)
+    reading.frames_decoded += round(got * info.sample_rate / rate)
+    if got:
+        reading.end_s = window.start_s + got / rate
+    if got < want:
+        why = stream.stopped_early or (
+            f"no audio from {window.start_s + got / rate:.1f} s on, though the "
+            f"header declares {info.duration_s or 0:.1f} s"
+        )
+        reading.stopped_early = why
+        return False
+    return True
 
 
 def _keep(reading: WindowedReading, segments: np.ndarray, start_s: float, kept: int, config) -> int:

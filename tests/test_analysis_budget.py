@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import soxr
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -81,6 +83,48 @@ def test_only_the_windows_are_decoded_and_they_are_the_tracks_samples(tmp_path, 
         same = whole[at : at + len(segment)]
         # the resampler starts afresh at a window: equal away from its first samples
         np.testing.assert_allclose(segment[2000:], same[2000:], atol=2e-3)
+
+
+@pytest.mark.parametrize("seconds", [100.0, 40.0])  # 40 s: windows past a lying header's end
+def test_vorbis_windows_read_through_one_open_file_are_the_per_window_streams(
+    tmp_path, monkeypatch, seconds
+):
+    """One open demuxer for all windows (embeddings/audio/seeking.py) gives the same
+    segments, starts, counts and reasons as one stream per window, on 44.1 kHz stereo."""
+    import ingest.windowed as windowed
+
+    left, right = _music(seconds), np.roll(_music(seconds), 5000)
+    stereo = soxr.resample(np.stack([left, right], axis=1), SR, 44_100).astype(np.float32)
+    path = write(tmp_path / "long.ogg", stereo, 44_100)
+    config = FrontendConfig()
+    info = open_audio(path, SR).info
+    assert info.decoder == "ffmpeg/vorbis" and info.channels == 2
+    # 100 s: ten 3-s windows; 40 s: a header claiming 100 s puts the last windows past the end
+    declared = replace(info, duration_s=100.0)
+    windows = analysis_windows(declared.duration_s, 30.0)
+    per_window = []
+    monkeypatch.setattr(windowed, "_read_one", _counting(windowed._read_one, per_window))
+    fast = read_windows(path, config, windows, declared)
+    assert per_window == []  # every window came from the one open file
+    monkeypatch.setattr(windowed, "_one_open_file", lambda *a: None)
+    slow = read_windows(path, config, windows, declared)
+    assert per_window  # and these from a stream each
+    assert fast.n_segments == slow.n_segments == (10 if seconds == 100 else 4)
+    np.testing.assert_allclose(np.concatenate(fast.segments), np.concatenate(slow.segments),
+                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(np.concatenate(fast.starts), np.concatenate(slow.starts))
+    assert fast.frames_decoded == slow.frames_decoded and fast.peak == slow.peak
+    assert fast.end_s == pytest.approx(slow.end_s)
+    assert fast.stopped_early == slow.stopped_early
+    assert (fast.stopped_early is None) == (seconds == 100)
+
+
+def _counting(function, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return function(*args, **kwargs)
+
+    return counted
 
 
 def test_the_heatmap_window_never_spans_a_gap():

@@ -18,8 +18,9 @@ from catalog.store import Catalog
 from catalog.why_similar import why_similar
 from embeddings.attributions import integrated_gradients, occlusion
 from embeddings.frontend import FrontendConfig, batch_features, split_segments
-from embeddings.gradcam import band_focus, grad_cam
+from embeddings.gradcam import band_focus, class_activation_map, exact_cam, grad_cam
 from embeddings.inference import Predictor
+from embeddings.model import GenreResNet18, build_seeded_model, inference_copy
 from helpers import run_ingest, tracks_by_path
 from ingest.explain import ExplainError, explain_track
 from ui.cli import app
@@ -100,6 +101,33 @@ def test_bf16_gradcam_at_ingest_agrees_with_fp32(model):
     assert cam.shape == reference.shape and np.isfinite(cam).all()
     assert np.corrcoef(cam.ravel(), reference.ravel())[0, 1] > 0.99
     np.testing.assert_allclose(cam, reference, atol=0.05 * float(reference.max()))
+
+
+@pytest.mark.parametrize("which", ["shipped", "random"])
+def test_cam_without_backward_equals_autograd_grad_cam_for_the_resnet(model, which):
+    """Global average pooling + one linear head: Grad-CAM is the CAM, exactly.
+
+    Ingest draws its maps from the folded inference copy without a backward pass;
+    they must be the autograd Grad-CAM of the network as trained, for every genre.
+    """
+    network = model.network if which == "shipped" else build_seeded_model("resnet18", 10, 3)
+    assert isinstance(network, GenreResNet18) and exact_cam(network)
+    features = batch_features(split_segments(chord((220, 277, 330), 12.0), CONFIG), CONFIG)
+    folded = inference_copy(network).to(memory_format=torch.channels_last)
+    for target in range(network.classifier.out_features):
+        reference = grad_cam(network, features, target)
+        cam = class_activation_map(folded, features, target)
+        assert cam.shape == reference.shape == features.shape
+        scale = max(float(reference.max()), 1e-6)
+        np.testing.assert_allclose(cam, reference, atol=1e-4 * scale, rtol=1e-3)
+        np.testing.assert_allclose(class_activation_map(network, features, target),
+                                   reference, atol=1e-5 * scale, rtol=1e-4)  # fmt: skip
+
+
+def test_networks_without_a_linear_pooled_head_keep_autograd_grad_cam():
+    assert not exact_cam(TinyCNN())
+    with pytest.raises(ValueError, match="no exact CAM"):
+        class_activation_map(TinyCNN(), np.zeros((1, 128, 130), np.float32), 0)
 
 
 def test_band_focus_maps_mel_rows_to_their_frequencies():

@@ -151,3 +151,12 @@ def test_streaming_segmenter_equals_whole_file_split():
     parts = [segmenter.push(audio[i : i + 10_000]) for i in range(0, len(audio), 10_000)]
     parts.append(segmenter.finish())
     np.testing.assert_array_equal(np.concatenate(parts), split_segments(audio, CONFIG))
+
+
+def test_the_heatmap_colour_table_is_matplotlibs_inferno():
+    from matplotlib import colormaps
+
+    from embeddings.inferno import inferno_table
+
+    expected = (colormaps["inferno"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.float32)
+    np.testing.assert_array_equal(inferno_table(), expected)

@@ -121,3 +121,34 @@ def test_the_shipped_model_hears_a_44k_file_as_the_22k_file_it_was_made_from(tmp
     (p_clip, e_clip), (p_copy, e_copy) = (track(decode_all(f, 22_050)) for f in (native, copy))
     assert float(e_clip @ e_copy) > 0.999
     np.testing.assert_allclose(p_clip, p_copy, atol=0.01)
+
+
+@pytest.mark.parametrize("n_genres", [10, 0])
+def test_our_resnet18_is_torchvisions_module_for_module(n_genres):
+    """embeddings/resnet.py stands in for torchvision's: same keys, same seeded weights."""
+    import warnings
+
+    from torchvision.models import resnet18 as torchvision_resnet18
+
+    from embeddings.resnet import resnet18
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # an empty head: init is a no-op
+        torch.manual_seed(5)
+        ours = resnet18(num_classes=n_genres).state_dict()
+        torch.manual_seed(5)
+        theirs = torchvision_resnet18(weights=None, num_classes=n_genres).state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_loading_the_model_does_not_import_torchvision():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, embeddings.model, embeddings.inference, ingest.pipeline;"
+        "print('torchvision' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -87,7 +87,13 @@ class FfmpegSource:
     decoder: str
     stream_index: int
 
-    def blocks(self, channels: int, rate: int | None, seek_s: float = 0.0) -> Iterator[np.ndarray]:
+    def blocks(
+        self,
+        channels: int,
+        rate: int | None,
+        seek_s: float = 0.0,
+        frame_samples: int = GRAPH_FRAMES,
+    ) -> Iterator[np.ndarray]:
         """float32 (n, ``channels``) blocks at ``rate`` (None: the file's own), resampled by FFmpeg.
 
         ``seek_s``: start there by seeking (the analysis windows of a long track),
@@ -96,14 +102,15 @@ class FfmpegSource:
         (:data:`SEEK_PREROLL_S`), and the first frame's timestamp says how many
         samples to drop, so the blocks begin within a few samples of ``seek_s``.
         Yields everything that decodes, then raises the decoder's error if it
-        stopped on damaged data.
+        stopped on damaged data. ``frame_samples``: the size of the graph's frames
+        (smaller for a window of a few seconds, so no more is decoded than it needs).
         """
         out_rate = rate or self.sample_rate
         target = int(round(seek_s * out_rate))
         delivered = 0
         if _utf8(str(self.path)) and _has_amovie():
             try:
-                graph = _Graph(self, channels, rate, source=None, seek_s=seek_s)
+                graph = _Graph(self, channels, rate, None, seek_s, frame_samples)
             except Exception:  # an FFmpeg without the filter's options: feed it from Python
                 graph = None
             if graph is not None:
@@ -159,7 +166,13 @@ class _Graph:
     """source -> [aformat=float -> pan] -> [aresample] -> aformat=flt -> asetnsamples -> sink."""
 
     def __init__(
-        self, src: FfmpegSource, channels: int, rate: int | None, source, seek_s: float = 0.0
+        self,
+        src: FfmpegSource,
+        channels: int,
+        rate: int | None,
+        source,
+        seek_s: float = 0.0,
+        frame_samples: int = GRAPH_FRAMES,
     ) -> None:
         import av
 
@@ -187,7 +200,7 @@ class _Graph:
         if rate is not None and rate != src.sample_rate:
             chain.append(graph.add("aresample", str(rate)))
         chain.append(graph.add("aformat", "sample_fmts=flt"))
-        chain.append(graph.add("asetnsamples", f"n={GRAPH_FRAMES}:p=0"))
+        chain.append(graph.add("asetnsamples", f"n={frame_samples}:p=0"))
         self.sink = graph.add("abuffersink")
         chain.append(self.sink)
         for a, b in zip(chain, chain[1:], strict=False):

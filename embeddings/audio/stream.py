@@ -31,9 +31,9 @@ import numpy as np
 from embeddings.audio.channels import convert_channels, downmix
 from embeddings.audio.checks import NO_FINITE_SAMPLES, HeaderRefused, SampleCleaning
 from embeddings.audio.errors import DecodeError, short_reason, unreadable
-from embeddings.audio.ffmpeg import probe
+from embeddings.audio.ffmpeg import GRAPH_FRAMES, probe
 from embeddings.audio.resample import Resampler
-from embeddings.audio.sndfile import open_sndfile
+from embeddings.audio.sndfile import BLOCK_FRAMES, open_sndfile
 
 # The decoders, by what does the work (bench/decode.py measures each per format).
 LIBSNDFILE = "libsndfile"  # libsndfile decodes; numpy downmix; soxr HQ on 64k-frame blocks
@@ -72,6 +72,10 @@ DECODER_BY_EXTENSION: dict[str, str] = {
     # FLAC (libsndfile 732 vs FFmpeg 621) and WAV, AIFF and AU (libsndfile 2,120 vs
     # FFmpeg 653) stay on libsndfile too: the default below.
 }
+# Frames per block when seeking to an analysis window (a few seconds): with 64k-frame
+# blocks a 3-s window at 44.1 kHz decoded and resampled 4.5 s (three blocks) for
+# 3.25 s used; 8k-frame blocks waste at most 0.2 s, for a few more calls into C.
+SEEK_BLOCK_FRAMES = 1 << 13
 DEFAULT_DECODER = LIBSNDFILE  # any other extension: libsndfile first, as before
 FFMPEG_FALLBACK = DECODER_BY_EXTENSION[".m4a"]  # what reads a file libsndfile cannot open
 
@@ -148,7 +152,8 @@ def open_audio(
     ``seek``: then FFmpeg seeks too and drops up to ``start_s`` by the decoded
     frames' timestamps (an analysis window of a long track: the same samples but
     for a few at the start, at the cost of a seek rather than of decoding
-    everything before). ``decoder`` overrides the per-format choice (benchmarks,
+    everything before; blocks are then :data:`SEEK_BLOCK_FRAMES` source frames, since
+    a window is short). ``decoder`` overrides the per-format choice (benchmarks,
     equivalence checks).
     Raises :class:`DecodeError` (both decoders' reasons when neither opens it) or
     OSError when the file cannot be read at all.
@@ -187,11 +192,12 @@ def open_audio(
 def _open_with(
     name: str, path: Path, sample_rate: int | None, channels: int, start_s: float, seek: bool
 ) -> DecodedStream:
+    block = SEEK_BLOCK_FRAMES if seek else None
     if name in _LIBSNDFILE_FAMILY:
         native = name == LIBSNDFILE_OPUS_NATIVE
-        return _sndfile_stream(path, sample_rate, channels, start_s, opus_native=native)
+        return _sndfile_stream(path, sample_rate, channels, start_s, native, block)
     in_graph = name == FFMPEG
-    return _ffmpeg_stream(path, sample_rate, channels, start_s, in_graph, seek)
+    return _ffmpeg_stream(path, sample_rate, channels, start_s, in_graph, seek, block)
 
 
 def _prime(stream: DecodedStream) -> None:
@@ -220,7 +226,12 @@ def _empty(channels: int) -> np.ndarray:
 
 
 def _sndfile_stream(
-    path: Path, sample_rate: int | None, channels: int, start_s: float, opus_native: bool
+    path: Path,
+    sample_rate: int | None,
+    channels: int,
+    start_s: float,
+    opus_native: bool,
+    block: int | None = None,
 ) -> DecodedStream:
     source = open_sndfile(path, opus_rate_for=sample_rate if opus_native else None)
     rate = sample_rate or source.sample_rate
@@ -234,20 +245,22 @@ def _sndfile_stream(
             source.close()
             raise
 
+    read_size = block or BLOCK_FRAMES
+
     def blocks() -> Iterator[np.ndarray]:
         resample = Resampler(source.sample_rate, rate, channels)
         try:
             while True:
-                block, problem = source.read()
-                if len(block):
-                    stream.frames_decoded += len(block)
-                    out = resample(_to_channels(stream.cleaning.clean(block), channels))
+                frames, problem = source.read(read_size)
+                if len(frames):
+                    stream.frames_decoded += len(frames)
+                    out = resample(_to_channels(stream.cleaning.clean(frames), channels))
                     if len(out):
                         yield out
                 if problem is not None:  # a damaged frame deep inside the file
                     stream.stop(problem)
                     break
-                if len(block) == 0:
+                if len(frames) == 0:
                     break
             tail = resample(_empty(channels), last=True)
             if len(tail):
@@ -266,6 +279,7 @@ def _ffmpeg_stream(
     start_s: float,
     in_graph: bool,
     seek: bool = False,
+    frame_samples: int | None = None,
 ) -> DecodedStream:
     source = probe(path)
     rate = sample_rate or source.sample_rate
@@ -278,7 +292,8 @@ def _ffmpeg_stream(
         # blocks of source frames, cleaned first (as libsndfile's are).
         resample = None if in_graph else Resampler(source.sample_rate, rate, channels)
         delivered = 0
-        decoded = source.blocks(channels, rate if in_graph else None, start_s if seek else 0.0)
+        seek_s, frames = (start_s if seek else 0.0), frame_samples or GRAPH_FRAMES
+        decoded = source.blocks(channels, rate if in_graph else None, seek_s, frames)
         try:
             try:
                 for block in decoded:
