@@ -171,8 +171,10 @@ class _WorkerPool:
         frontend: dict,
         moved_hashes: frozenset[str],
         stall_seconds: float = 120.0,
+        busy_dir: Path | None = None,
     ) -> None:
         self.ctx = mp.get_context("spawn")  # torch in the parent makes fork unsafe
+        self.busy_dir = str(busy_dir) if busy_dir is not None else None  # workers yield too
         self.tasks = self.ctx.Queue()
         self.results = self.ctx.Queue(maxsize=max(4, 4 * count))
         self.frontend = frontend
@@ -195,7 +197,8 @@ class _WorkerPool:
             proc = self.ctx.Process(
                 target=worker_main,
                 args=(worker_id, self.frontend, self.moved_hashes, self.tasks, self.results),
-                kwargs={"parent_pid": os.getpid()},  # workers end when this process does
+                # workers end when this process does, and yield to the service too
+                kwargs={"parent_pid": os.getpid(), "busy_dir": self.busy_dir},
                 daemon=True,
                 name=f"sonic-decode-{worker_id}",
             )
@@ -365,6 +368,7 @@ class IngestRun:
             self.model.frontend.to_dict(),
             self.plan.moved_hashes,
             self.options.stall_seconds,
+            self.catalog.paths.root if self.options.yield_to_service else None,
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
         self.threads = threads
@@ -586,7 +590,7 @@ class IngestRun:
         """
         while len(self.inflight) > self.threads:
             self._collect(block=True)
-        batch = self._take(self.options.batch_size)
+        batch = self._take(self.yielder.batch_limit(self.options.batch_size))
         features = np.concatenate([f for _, _, f in batch])
         self.inflight.append((batch, self.executor.submit(self._predict, features)))
 
