@@ -73,10 +73,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sonic(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ui.cli", *args], cwd=REPO, env=env or dict(os.environ), **kwargs
-    )
+def sonic(*args: str, env: dict | None = None, repo: Path = REPO, **kwargs) -> subprocess.Popen:
+    """``sonic ARGS`` from ``repo`` (another checkout: the code a variant is compared with)."""
+    env = dict(env or os.environ)
+    if repo != REPO:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(repo), *[p for p in env.get("PYTHONPATH", "").split(os.pathsep)
+                          if p and Path(p).resolve() != REPO]]
+        )  # fmt: skip
+    return subprocess.Popen([sys.executable, "-m", "ui.cli", *args], cwd=repo, env=env, **kwargs)
 
 
 def percentiles(samples: list[float]) -> dict:
@@ -447,13 +452,15 @@ def _wait_ready(
     raise RuntimeError("sonic serve did not get ready in time")
 
 
-def _start_ingest(folder: Path, label: str, env: dict, nice: int, yielding: bool):
+def _start_ingest(folder: Path, label: str, env: dict, nice: int, yielding: bool,
+                  repo: Path = REPO):  # fmt: skip
     """``sonic ingest`` of a fresh copy of ``folder`` (files already catalogued are skipped)."""
     copy = folder.with_name(f"{folder.name}-{label}")
     shutil.copytree(folder, copy)
     flag = "--yield-to-service" if yielding else "--no-yield-to-service"
     return sonic("ingest", str(copy), "--no-progress", "--json", "--nice", str(nice), flag,
-                 env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+                 env=env, repo=repo, stdout=subprocess.PIPE,
+                 stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def _ingest_result(ingest: subprocess.Popen, started: float) -> dict:
@@ -469,10 +476,10 @@ def _ingest_result(ingest: subprocess.Popen, started: float) -> dict:
 
 def _during_ingest(base: str, ids: list[int], clients: int, seconds: float, folder: Path,
                    env: dict, nice: int, yielding: bool, server: int,
-                   label: str) -> dict:  # fmt: skip
+                   label: str, repo: Path = REPO) -> dict:  # fmt: skip
     """Client load while ``sonic ingest --nice NICE`` analyses ``folder`` into the catalog."""
     started = time.monotonic()
-    ingest = _start_ingest(folder, label, env, nice, yielding)
+    ingest = _start_ingest(folder, label, env, nice, yielding, repo)
     # Into the analysis: its decode workers (and multiprocessing's resource tracker)
     # start once the model is loaded, which takes a while on a busy machine.
     deadline = time.monotonic() + 300
@@ -485,15 +492,30 @@ def _during_ingest(base: str, ids: list[int], clients: int, seconds: float, fold
     return load
 
 
+def _start_server(env: dict, variant: str) -> tuple[subprocess.Popen, str]:
+    """``sonic serve`` with the HTTP parser and event loop ``variant`` names (HTTP:LOOP)."""
+    http, _, loop = variant.partition(":")
+    port = free_port()
+    server = sonic("serve", "--port", str(port), "--http", http, "--loop", loop or "auto",
+                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    return server, f"http://127.0.0.1:{port}"
+
+
 def section_serve(work: Path, clients: int, seconds: float, ingest_tracks: int,
                   nices: list[int], yields: list[bool], alone: bool,
-                  rounds: int = 1) -> dict:  # fmt: skip
+                  rounds: int = 1, servers: tuple[str, ...] = ("auto:auto",),
+                  codes: tuple[tuple[str, Path], ...] = (("this", REPO),),
+                  ingest_servers: tuple[str, ...] | None = None) -> dict:  # fmt: skip
     """Serve a catalog to ``clients`` with and without an ingest writing to it.
 
     Each ingest analyses the same files into its own copy; with ``alone``, one more
     runs without any clients first, the reference for how much the load slows it.
     ``rounds`` repeats the phases in turn (idle, then each ingest), so a change in
-    the machine's other load falls on every phase alike.
+    the machine's other load falls on every phase alike. ``servers`` are ``sonic
+    serve`` variants (``--http HTTP --loop LOOP``), all serving the same catalog
+    from the start, one under load at a time; ``codes`` are checkouts the ingest
+    runs from (label, repository), to compare this code's yield with another's in
+    one run; ingest phases run against each of ``ingest_servers`` (default: all).
     """
     import httpx
 
@@ -506,40 +528,106 @@ def section_serve(work: Path, clients: int, seconds: float, ingest_tracks: int,
     seed = sonic("ingest", str(seed_dir), "--no-progress", env=env, stdout=subprocess.DEVNULL)
     if seed.wait() != 0:
         raise RuntimeError("seeding the catalog failed")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = sonic("serve", "--port", str(port), env=env, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)  # fmt: skip
+    running = {variant: _start_server(env, variant) for variant in servers}
     result: dict = {"clients": clients, "seconds": seconds, "ingest_tracks": ingest_tracks,
-                    "ingest_audio_minutes": ingest_tracks * 3}  # fmt: skip
+                    "ingest_audio_minutes": ingest_tracks * 3, "servers": list(servers),
+                    "codes": {label: str(repo) for label, repo in codes},
+                    "phases": []}  # fmt: skip
     try:
-        _wait_ready(base, server)
-        ids = [t["id"] for t in httpx.get(f"{base}/tracks?limit=500").json()["tracks"]]
+        for server, base in running.values():
+            _wait_ready(base, server)
+        first_server, first_base = next(iter(running.values()))
+        ids = [t["id"] for t in httpx.get(f"{first_base}/tracks?limit=500").json()["tracks"]]
         if alone:
             print("serve: the ingest alone, no clients", flush=True)
             started = time.monotonic()
             result["ingest_alone"] = _ingest_result(
-                _start_ingest(new_dir, "alone", env, nices[0], True), started
+                _start_ingest(new_dir, "alone", env, nices[0], True, codes[0][1]), started
             )
             print(f"  {result['ingest_alone']}", flush=True)
         for round_ in range(rounds):
-            tail = f"_round_{round_ + 1}" if rounds > 1 else ""
-            print(f"serve: {clients} clients for {seconds:.0f} s, no ingest{tail}", flush=True)
-            result[f"idle{tail}"] = _measured_load(base, ids, clients, seconds, server.pid)
-            print(f"  {result[f'idle{tail}']}", flush=True)
-            for nice in nices:
-                for yielding in yields:
-                    key = f"ingest_nice_{nice}_{'yield' if yielding else 'no_yield'}{tail}"
-                    print(f"serve: {clients} clients, {seconds:.0f} s, {key}", flush=True)
-                    result[key] = _during_ingest(
-                        base, ids, clients, seconds, new_dir, env, nice, yielding, server.pid,
-                        key,
-                    )  # fmt: skip
-                    print(f"  {result[key]}", flush=True)
+            for variant, (server, base) in running.items():
+                key = f"idle|{variant}|round {round_ + 1}"
+                print(f"serve: {clients} clients for {seconds:.0f} s, {key}", flush=True)
+                phase = _measured_load(base, ids, clients, seconds, server.pid)
+                result["phases"].append({"phase": "no ingest", "server": variant,
+                                         "round": round_ + 1, **phase})  # fmt: skip
+                print(f"  {phase}", flush=True)
+            for variant in ingest_servers or servers:
+                server, base = running[variant]
+                for label, repo in codes:
+                    for nice in nices:
+                        for yielding in yields:
+                            mode = "yield" if yielding else "no yield"
+                            name = f"ingest {label} nice {nice} {mode}"
+                            key = f"{name}|{variant}|round {round_ + 1}"
+                            print(f"serve: {clients} clients, {seconds:.0f} s, {key}", flush=True)
+                            folder_label = "-".join(
+                                "".join(c if c.isalnum() else "_" for c in part)
+                                for part in key.split("|")
+                            )  # fmt: skip
+                            phase = _during_ingest(
+                                base, ids, clients, seconds, new_dir, env, nice, yielding,
+                                server.pid, folder_label, repo,
+                            )  # fmt: skip
+                            result["phases"].append({"phase": name, "server": variant,
+                                                     "round": round_ + 1, **phase})  # fmt: skip
+                            print(f"  {phase}", flush=True)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        for server, _ in running.values():
+            server.terminate()
+        for server, _ in running.values():
+            server.wait(timeout=60)
+    result["medians"] = serve_medians(result["phases"])
+    print(serve_table(result["medians"]), flush=True)
     return result
+
+
+MEDIAN_KEYS = ("requests_per_s", "errors", "p50_ms", "p99_ms", "max_ms",
+               "server_cpu_ms_per_request", "ingest_cpu_s_during_load")  # fmt: skip
+
+
+def serve_medians(phases: list[dict]) -> list[dict]:
+    """Per (phase, server): the median over rounds of each figure, and every round's p99."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for phase in phases:
+        groups.setdefault((phase["phase"], phase["server"]), []).append(phase)
+    rows = []
+    for (name, server), runs in groups.items():
+        row: dict = {"phase": name, "server": server, "rounds": len(runs)}
+        for key in MEDIAN_KEYS:
+            values = [r[key] for r in runs if r.get(key) is not None]
+            row[key] = round(float(np.median(values)), 2) if values else None
+        row["p99_each_ms"] = [r["p99_ms"] for r in runs]
+        walls = [r["ingest"]["wall_s"] for r in runs if "ingest" in r]
+        row["ingest_wall_s"] = round(float(np.median(walls)), 1) if walls else None
+        row["ingest_all_finished"] = all(
+            r["ingest"]["exit_code"] == 0 for r in runs if "ingest" in r
+        )
+        rows.append(row)
+    return rows
+
+
+def serve_table(rows: list[dict]) -> str:
+    """The medians as a Markdown table, for docs/benchmarks.md."""
+    lines = [
+        "| phase | server (http:loop) | rounds | req/s | errors | p50 | p99 (median) | p99 each "
+        "round | max | server CPU / request | ingest CPU during load | ingest wall |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+    ]
+
+    def fmt(value, unit=""):
+        return "" if value is None else f"{value:g}{unit}"
+
+    for r in rows:
+        each = " / ".join(f"{p:g}" for p in r["p99_each_ms"] if p is not None)
+        lines.append(
+            f"| {r['phase']} | {r['server']} | {r['rounds']} | {fmt(r['requests_per_s'])} | "
+            f"{fmt(r['errors'])} | {fmt(r['p50_ms'], ' ms')} | {fmt(r['p99_ms'], ' ms')} | "
+            f"{each} | {fmt(r['max_ms'], ' ms')} | {fmt(r['server_cpu_ms_per_request'], ' ms')} | "
+            f"{fmt(r['ingest_cpu_s_during_load'], ' s')} | {fmt(r['ingest_wall_s'], ' s')} |"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -564,6 +652,23 @@ def main() -> None:
         help="ingests with --no-yield-to-service (off) and --yield-to-service (on)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the phases in turn")
+    parser.add_argument(
+        "--servers",
+        default="auto:auto",
+        help="comma-separated `sonic serve` variants HTTP:LOOP (--http, --loop), e.g. "
+        "h11:asyncio,httptools:uvloop; each serves the catalog, one under load at a time",
+    )
+    parser.add_argument(
+        "--ingest-servers",
+        default=None,
+        help="the server variants the ingest phases run against (default: all of --servers)",
+    )
+    parser.add_argument(
+        "--ingest-code",
+        default=f"this={REPO}",
+        help="comma-separated LABEL=CHECKOUT the ingest runs from, e.g. "
+        "this=.,base=/tmp/base (a `git archive` of the commit to compare with)",
+    )
     parser.add_argument(
         "--ingest-alone",
         action="store_true",
@@ -593,6 +698,14 @@ def main() -> None:
                     [{"on": True, "off": False}[m] for m in args.yield_modes.split(",")],
                     args.ingest_alone,
                     args.rounds,
+                    tuple(args.servers.split(",")),
+                    tuple(
+                        (label, Path(path).resolve())
+                        for label, _, path in (
+                            c.partition("=") for c in args.ingest_code.split(",")
+                        )
+                    ),  # fmt: skip
+                    tuple(args.ingest_servers.split(",")) if args.ingest_servers else None,
                 )
             else:
                 parser.error(f"unknown section {section!r}")

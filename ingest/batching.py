@@ -48,7 +48,7 @@ class Batching:
         """
         while len(self.inflight) > self.threads:
             self._collect(block=True)
-        batch = self._take(self.options.batch_size)
+        batch = self._take(self.yielder.batch_limit(self.options.batch_size))
         features = np.concatenate([f for _, _, f in batch])
         self.inflight.append((batch, self.executor.submit(self._predict, features)))
 

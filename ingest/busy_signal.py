@@ -22,6 +22,16 @@ The yield (:class:`Yielder`): while the service was active in the last
 and rests between calls so that it uses about ``duty`` of one core; its decode
 workers then block on their full queue and sleep too. It never stops entirely,
 so an ingest under permanent load still finishes, more slowly.
+
+What sets a reader's latency is less the CPU the ingest takes than how long it holds
+a core in one go: 50 closed-loop clients keep the service's one event-loop thread
+runnable all the time, and while an ingest thread shares its core (nice does not act
+across autogroups or cgroups) the service runs at half speed for as long as that
+burst lasts. So while the service is busy every part of the ingest works in short
+bursts: network calls take at most ``BUSY_BATCH`` segments (a few milliseconds each
+instead of one long call), and the decode workers, which the network's rests do not
+reach while they hash, decode and compute features ahead of a full queue, pace
+themselves with a :class:`Pacer` (``QUANTUM_S`` of CPU, then a rest).
 """
 
 from __future__ import annotations
@@ -38,6 +48,9 @@ HOLD_S = 0.5  # the service counts as busy for this long after its last request
 DUTY = 0.25  # share of one core the ingest's network calls keep while yielding
 MAX_REST_S = 2.0  # longest rest between two calls, however slow a call was
 REOPEN_S = 2.0  # how often an ingest looks for the file when no service has made it
+BUSY_BATCH = 4  # segments per network call while the service is busy (short bursts)
+QUANTUM_S = 0.01  # CPU a decode worker may use in one go while the service is busy
+WORKER_DUTY = 0.2  # share of one core each decode worker keeps while the service is busy
 
 
 def _open_map(path: Path, create: bool) -> mmap.mmap | None:
@@ -135,6 +148,14 @@ class Yielder:
         """
         return 1 if self.busy() else self.threads + 1
 
+    def batch_limit(self, batch_size: int) -> int:
+        """Segments the next network call may take: few while the service is busy.
+
+        A call is one uninterrupted burst on one core; short calls with rests in
+        between cost the service's event loop a few milliseconds at a time.
+        """
+        return min(batch_size, BUSY_BATCH) if self.busy() else batch_size
+
     def may_start(self, running: int) -> bool:
         """Whether a new call may start with ``running`` calls under way."""
         if running >= self.slots():
@@ -149,6 +170,52 @@ class Yielder:
         self.yielded_calls += 1
         rest = min(MAX_REST_S, call_seconds * (1 - self.duty) / self.duty)
         self.next_call_at = time.monotonic() + rest
+
+    def close(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+
+
+class Pacer:
+    """A loop's yield to the service, for ingest work that is not a network call.
+
+    Call it often (a decode worker calls it after each decoded block, hashed
+    megabyte and feature chunk). While the service is busy, after each
+    ``quantum_s`` of this process's CPU it rests long enough to keep about ``duty``
+    of one core, at most ``MAX_REST_S`` at a time, so it never stops: an ingest
+    under permanent load still finishes. CPU time rather than wall time, because on
+    a loaded machine wall time counts the waits for a core too. While the service
+    is quiet the cost is one ``process_time()`` call.
+    """
+
+    def __init__(
+        self, watch: BusyWatch | None, duty: float = WORKER_DUTY, quantum_s: float = QUANTUM_S
+    ) -> None:
+        self.watch = watch
+        self.duty = min(1.0, max(0.01, duty))
+        self.quantum_s = quantum_s
+        self._cpu = time.process_time()
+        self.rested_s = 0.0  # time this loop held back for the service
+        self.rests = 0
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path | str | None) -> Pacer:
+        """The pacer of a decode worker of an ingest into ``data_dir`` (None: never yields)."""
+        return cls(BusyWatch(Path(data_dir)) if data_dir is not None else None)
+
+    def __call__(self) -> None:
+        if self.watch is None:
+            return
+        cpu = time.process_time()
+        used = cpu - self._cpu
+        if used < self.quantum_s:
+            return
+        if self.watch.busy():
+            rest = min(MAX_REST_S, used * (1 - self.duty) / self.duty)
+            time.sleep(rest)
+            self.rested_s += rest
+            self.rests += 1
+        self._cpu = time.process_time()
 
     def close(self) -> None:
         if self.watch is not None:

@@ -147,6 +147,7 @@ class IngestRun(Planning, Batching, Recording):
             self.model.frontend.to_dict(),
             self.plan.moved_hashes,
             self.options.stall_seconds,
+            self.catalog.paths.root if self.options.yield_to_service else None,
         )
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
         self.threads = threads

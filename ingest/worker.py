@@ -25,8 +25,9 @@ import numpy as np
 
 from catalog.records import AudioFacts, FileFacts
 from embeddings.audio import NO_FINITE_SAMPLES, DecodeError, open_audio, silent_peak
-from embeddings.frontend import FrontendConfig, StreamingSegmenter, batch_features
+from embeddings.frontend import FrontendConfig, StreamingSegmenter, segment_features
 from embeddings.windows import analysis_windows
+from ingest.busy_signal import Pacer
 from ingest.hashing import NotRegularFile, content_hash, file_kind
 from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta
 from ingest.moves import reuses_analysis
@@ -117,11 +118,15 @@ def analyse_file(
     config: FrontendConfig,
     send: Callable[[Message], None],
     moved_hashes: frozenset[str] = frozenset(),
+    pace: Callable[[], None] = lambda: None,
 ) -> None:
     """Run one task, reporting through ``send``; never raises for a bad file.
 
     ``moved_hashes`` are the content hashes of catalogued tracks whose files have
     vanished: a new path with one of them is a move, and needs no decoding.
+    ``pace`` is called between short steps (a hashed megabyte, a decoded block, a
+    feature chunk): a :class:`~ingest.busy_signal.Pacer` rests there while a
+    ``sonic serve`` on the catalog is busy.
     """
     path = Path(task.path)
     st, problem = inspect_path(path)
@@ -130,7 +135,12 @@ def analyse_file(
             send(Hashed(task.task_id, _facts(path, st, None), False))
         send(Fail(task.task_id, problem))
         return
-    alive = _throttled(ALIVE_SECONDS, lambda: send(Alive(task.task_id)))
+    say_alive = _throttled(ALIVE_SECONDS, lambda: send(Alive(task.task_id)))
+
+    def alive() -> None:
+        say_alive()
+        pace()
+
     try:
         facts = _facts(path, st, content_hash(path, alive))
     except OSError as exc:
@@ -154,7 +164,7 @@ def analyse_file(
         stream.blocks.close()
         reading = read_windows(path, config, windows, stream.info, alive)
         if reading.usable:
-            _send_windows(task, config, send, reading)
+            _send_windows(task, config, send, reading, pace)
             return
         # The windows found no usable audio: see whether the whole track has some.
         try:
@@ -174,9 +184,10 @@ def analyse_file(
             stacked = np.concatenate(pending)
             chunk, rest = stacked[:CHUNK_SEGMENTS], stacked[CHUNK_SEGMENTS:]
             pending = [rest] if len(rest) else []
-            features = batch_features(chunk, config).astype(np.float16)
+            features = _features(chunk, config, pace)
             send(Chunk(task.task_id, sent, features))
             sent += len(chunk)
+            pace()
 
     for block in stream.blocks:
         alive()
@@ -211,18 +222,34 @@ def analyse_file(
         send(Done(task.task_id, audio, sent, peak, warning, encode(overview.finish())))
 
 
+def _features(segments: np.ndarray, config: FrontendConfig, pace: Callable[[], None]) -> np.ndarray:
+    """``batch_features`` of a chunk as float16, with ``pace()`` after each segment.
+
+    The same numbers as one ``batch_features`` call, but a chunk's 32 log-mel
+    spectrograms are tens of milliseconds of CPU in one go; segment by segment, a
+    worker yielding to a busy service rests after a few milliseconds instead.
+    """
+    out = np.empty((len(segments), *config.shape), dtype=np.float16)
+    for i, segment in enumerate(segments):
+        out[i] = segment_features(segment, config)
+        pace()
+    return out
+
+
 def _send_windows(
     task: Task,
     config: FrontendConfig,
     send: Callable[[Message], None],
     reading: WindowedReading,
+    pace: Callable[[], None] = lambda: None,
 ) -> None:
     """Send a budgeted track's segments (with where each starts) and its ending."""
     segments, starts = np.concatenate(reading.segments), np.concatenate(reading.starts)
     for first in range(0, len(segments), CHUNK_SEGMENTS):
         chunk = segments[first : first + CHUNK_SEGMENTS]
-        features = batch_features(chunk, config).astype(np.float16)
+        features = _features(chunk, config, pace)
         send(Chunk(task.task_id, first, features, starts[first : first + CHUNK_SEGMENTS]))
+        pace()
     audio = AudioFacts(
         duration_s=reading.duration_s(),
         sample_rate=reading.info.sample_rate,
@@ -307,19 +334,27 @@ def worker_main(
     tasks,
     results,
     parent_pid: int | None = None,
+    busy_dir: str | None = None,
 ) -> None:
-    """Process entry point: take tasks until a ``None`` arrives."""
+    """Process entry point: take tasks until a ``None`` arrives.
+
+    ``busy_dir``: the data directory whose ``sonic serve`` this worker yields to
+    (``ingest.busy_signal``); None never yields (``--no-yield-to-service``). The
+    network's rests alone do not reach a worker: it decodes at full speed until
+    its results queue is full, in bursts as long as a whole track's features.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     if parent_pid is not None:
         die_with_parent(parent_pid)
     frontend = FrontendConfig.from_dict(config)
+    pace = Pacer.for_data_dir(busy_dir)
     while True:
         task = tasks.get()
         if task is None:
             return
         results.put(Begin(task.task_id, worker_id))
         try:
-            analyse_file(task, frontend, results.put, moved_hashes)
+            analyse_file(task, frontend, results.put, moved_hashes, pace)
         except Exception as exc:  # a bug or a decoder surprise: record it, keep going
             detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
             results.put(Fail(task.task_id, f"analysis error: {detail}"))

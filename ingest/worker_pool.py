@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from pathlib import Path
 
 from ingest.worker import Task, single_thread_env, worker_main
 
@@ -24,8 +25,10 @@ class WorkerPool:
         frontend: dict,
         moved_hashes: frozenset[str],
         stall_seconds: float = 120.0,
+        busy_dir: Path | None = None,
     ) -> None:
         self.ctx = mp.get_context("spawn")  # torch in the parent makes fork unsafe
+        self.busy_dir = str(busy_dir) if busy_dir is not None else None  # workers yield too
         self.tasks = self.ctx.Queue()
         self.results = self.ctx.Queue(maxsize=max(4, 4 * count))
         self.frontend = frontend
@@ -48,7 +51,8 @@ class WorkerPool:
             proc = self.ctx.Process(
                 target=worker_main,
                 args=(worker_id, self.frontend, self.moved_hashes, self.tasks, self.results),
-                kwargs={"parent_pid": os.getpid()},  # workers end when this process does
+                # workers end when this process does, and yield to the service too
+                kwargs={"parent_pid": os.getpid(), "busy_dir": self.busy_dir},
                 daemon=True,
                 name=f"sonic-decode-{worker_id}",
             )

@@ -126,3 +126,122 @@ def test_an_ingest_rests_while_the_service_is_busy_and_stores_the_same(tmp_path,
     for name, (status, embedding) in calm_rows.items():
         assert busy_rows[name][0] == status == "ok"
         np.testing.assert_allclose(busy_rows[name][1], embedding, atol=1e-5)
+
+
+# -- every part of the ingest yields: short network calls, pacing decode workers ----------
+
+
+class _Toucher:
+    """What a service under steady load does to the map: a touch every 20 ms, in a thread."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.beacon, self.stop = BusyBeacon(data_dir), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.beacon.touch()
+            time.sleep(0.02)
+
+    def __enter__(self) -> _Toucher:
+        self.beacon.touch()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.beacon.close()
+
+
+def test_network_calls_take_few_segments_only_while_the_service_is_busy(tmp_path):
+    quiet = Yielder(BusyWatch(tmp_path / "elsewhere"), threads=2)
+    assert quiet.batch_limit(32) == 32
+    with _Toucher(tmp_path):
+        busy = Yielder(BusyWatch(tmp_path, hold_s=60), threads=2)
+        assert busy.batch_limit(32) == busy_signal.BUSY_BATCH < 32
+        assert busy.batch_limit(2) == 2  # never more than asked for
+    assert Yielder(None, threads=2).batch_limit(32) == 32  # --no-yield-to-service
+
+
+def _spin(pace: busy_signal.Pacer, cpu_s: float) -> None:
+    """Burn ``cpu_s`` of CPU in small steps, calling ``pace`` between them."""
+    end = time.process_time() + cpu_s
+    while time.process_time() < end:
+        sum(range(2000))
+        pace()
+
+
+def test_a_pacer_rests_in_proportion_only_while_busy(tmp_path):
+    never = busy_signal.Pacer(None)
+    _spin(never, 0.05)
+    assert never.rests == 0
+    quiet = busy_signal.Pacer(BusyWatch(tmp_path, hold_s=60), quantum_s=0.005)
+    _spin(quiet, 0.05)  # no service has ever touched the map
+    assert quiet.rests == 0 and quiet.rested_s == 0.0
+    with _Toucher(tmp_path):
+        pacer = busy_signal.Pacer(BusyWatch(tmp_path, hold_s=60), duty=0.5, quantum_s=0.005)
+        _spin(pacer, 0.05)
+    assert pacer.rests >= 5  # one rest per 5 ms quantum of the 50 ms of work
+    # at half duty it rests about as long as it worked; never longer than MAX_REST_S a time
+    assert 0.04 <= pacer.rested_s <= pacer.rests * busy_signal.MAX_REST_S
+
+
+def test_a_decode_worker_rests_while_the_service_is_busy_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(busy_signal, "REOPEN_S", 0.0)
+    from embeddings.frontend import FrontendConfig
+    from ingest.messages import Chunk, Done
+    from ingest.worker import Task, analyse_file
+
+    path = write(tmp_path / "long.wav", chord([220.0, 330.0], 60.0), SR)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    def analyse(pace) -> tuple[int, Done]:
+        sent: list = []
+        analyse_file(Task(0, str(path)), FrontendConfig(), sent.append, pace=pace)
+        segments = sum(len(m.features) for m in sent if isinstance(m, Chunk))
+        return segments, sent[-1]
+
+    alone_segments, alone = analyse(lambda: None)
+    pacer = busy_signal.Pacer(BusyWatch(data_dir, hold_s=0.3), quantum_s=0.002)
+    with _Toucher(data_dir):
+        busy_segments, busy = analyse(pacer)
+    assert pacer.rests > 0 and pacer.rested_s > 0  # it stood aside while the service worked
+    assert isinstance(busy, Done) and busy_segments == alone_segments == busy.n_segments
+    assert busy.peak == alone.peak  # the same analysis, only slower
+    time.sleep(0.4)  # the service has been quiet for longer than hold_s
+    rests = pacer.rests
+    again_segments, again = analyse(pacer)
+    assert isinstance(again, Done) and again_segments == alone_segments
+    assert pacer.rests == rests  # back to full speed: no rest once the service is quiet
+
+
+def test_a_decode_worker_process_yields_under_permanent_load_and_still_finishes(tmp_path):
+    import multiprocessing as mp
+
+    from embeddings.frontend import FrontendConfig
+    from ingest.messages import Done
+    from ingest.worker import Task, worker_main
+
+    path = write(tmp_path / "t.wav", chord([220.0, 330.0], 20.0), SR)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ctx = mp.get_context("spawn")
+    tasks, results = ctx.Queue(), ctx.Queue()
+    with _Toucher(data_dir):
+        proc = ctx.Process(
+            target=worker_main,
+            args=(0, FrontendConfig().to_dict(), frozenset(), tasks, results),
+            kwargs={"busy_dir": str(data_dir)},
+            daemon=True,
+        )
+        proc.start()
+        tasks.put(Task(1, str(path)))
+        tasks.put(None)
+        messages = []
+        while not messages or not isinstance(messages[-1], Done):
+            messages.append(results.get(timeout=120))
+        proc.join(timeout=30)
+    assert proc.exitcode == 0
+    assert messages[-1].n_segments > 0

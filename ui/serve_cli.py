@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -11,6 +11,20 @@ from catalog.paths import default_data_dir
 from ui.options import DatabaseUrl, DataDir, JsonFlag, checkpoint_argument, command, fail
 
 WILDCARD_BINDS = ("0.0.0.0", "::", "")  # bind every interface; not a name anyone uses
+HTTP_IMPLEMENTATIONS = ("auto", "httptools", "h11")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
+
+
+def _check_installed(kind: str, choice: str) -> None:
+    """A clear error for ``--http httptools`` or ``--loop uvloop`` where it is missing.
+
+    uvicorn would fail later with an ImportError traceback; ``auto`` falls back to
+    h11 and asyncio by itself.
+    """
+    import importlib.util
+
+    if choice not in ("auto", "h11", "asyncio") and importlib.util.find_spec(choice) is None:
+        fail(f"--{kind} {choice}: the {choice} package is not installed (pip install {choice})")
 
 
 def serve(
@@ -56,6 +70,19 @@ def serve(
             "load the log line cost about as much as a catalog read."
         ),
     ] = False,
+    http: Annotated[
+        Literal[HTTP_IMPLEMENTATIONS],
+        typer.Option(
+            help="HTTP parser: httptools (C, the faster), h11 (pure Python) or auto "
+            "(httptools when installed).",
+        ),
+    ] = "auto",
+    loop: Annotated[
+        Literal[EVENT_LOOPS],
+        typer.Option(
+            help="Event loop: uvloop (libuv, the faster), asyncio or auto (uvloop when installed).",
+        ),
+    ] = "auto",
     as_json: JsonFlag = False,
 ) -> None:
     """Serve the REST API (docs at /docs) and the web UI (/ui) on the catalog.
@@ -71,6 +98,8 @@ def serve(
 
     import uvicorn
 
+    _check_installed("http", http)
+    _check_installed("loop", loop)
     from ui.service import create_app
     from ui.state import TOKEN_ENV, Settings, allowed_hosts_from_env
 
@@ -125,7 +154,7 @@ def serve(
     # requests allocate.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, access_log=access_log)
+    uvicorn.run(app, host=host, port=port, access_log=access_log, http=http, loop=loop)
 
 
 def register(app: typer.Typer) -> None:
