@@ -18,6 +18,10 @@ Which decoder reads which format was decided by measurement: see
 :data:`DECODER_BY_EXTENSION`. Whatever the preferred decoder cannot open, or opens
 but gets no audio out of, is tried with the other, so a file that decoded before
 still does.
+
+It stays one module of about 400 lines on purpose: the block stream, the fallback
+between the two decoders and the damage policy are one contract, and split apart
+each half would have to re-state the other's rules.
 """
 
 from __future__ import annotations
