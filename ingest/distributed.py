@@ -37,10 +37,10 @@ from ingest.pipeline import (
     IngestRun,
     IngestSummary,
     ProgressSink,
-    _done,
     _facts_without_hash,
     _TrackState,
 )
+from ingest.planning import done as _done
 from ingest.worker import Task
 
 if TYPE_CHECKING:
