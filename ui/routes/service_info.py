@@ -29,6 +29,10 @@ class SearchStatus(Doc):
     searching_with: str = Field(description="The structure answering now.")
     params: AnnParams
     building: bool = Field(description="An approximate index is being built.")
+    exact_index_kept: bool = Field(
+        description="The exact index is held beside the approximate one (false once an "
+        "IVF index is the only copy of the vectors)."
+    )
 
 
 class Health(Doc):
