@@ -87,6 +87,24 @@ def cpu_isa(flags: frozenset[str]) -> str:
     return "no AVX2" if flags else "unknown CPU"
 
 
+def kernel_flags(flags: frozenset[str], capability: str) -> frozenset[str]:
+    """``flags`` less what PyTorch's kernels are not allowed to use on this process.
+
+    ``capability`` is ``torch.backends.cpu.get_cpu_capability()`` ("AVX512", "AVX2",
+    "DEFAULT", ...). Under ``ATEN_CPU_CAPABILITY=avx2`` on a CPU whose flags say
+    AVX-512, PyTorch runs its AVX2 kernels: messages must name those, not the flags,
+    or a run held to AVX2 says "on AVX-512" (as the ingest summary did). Pure, so it
+    can be tested with any CPU's flags and any capability.
+    """
+    capability = capability.upper()
+    if capability.startswith("AVX512"):
+        return flags
+    kept = frozenset(f for f in flags if not f.startswith(("avx512", "amx")))
+    if capability.startswith("AVX2"):
+        return kept
+    return frozenset(f for f in kept if f != "avx2")  # DEFAULT: no vector kernels
+
+
 def onnx_available() -> bool:
     """True when ONNX Runtime can run a model and ``onnx`` can export one from torch."""
     return all(importlib.util.find_spec(name) is not None for name in ("onnxruntime", "onnx"))

@@ -8,6 +8,9 @@ issue 22 (``embeddings/agreement.py``). The full measurement on real clips is
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from embeddings.agreement import agreement, probe_features
 from embeddings.checkpoint import GenreModel
 from embeddings.frontend import FrontendConfig
 from embeddings.inference import Predictor
-from embeddings.inference_paths import AGREEING_PATHS, PRECISIONS, choose_path
+from embeddings.inference_paths import AGREEING_PATHS, PRECISIONS, choose_path, kernel_flags
 from embeddings.model import build_seeded_model
 from embeddings.onnx_runtime import int8_model_path
 
@@ -95,6 +98,38 @@ def test_bad_requests_are_refused_with_reasons() -> None:
         choose_path("int8", "cuda", frozenset(), onnx_ok=True)
     with pytest.raises(ValueError, match="pip install onnxruntime"):
         choose_path("onnx-fp32", "cpu", AVX2_HOME_SERVER, onnx_ok=False)
+
+
+def test_messages_name_the_kernels_pytorch_may_use_not_the_cpu_flags() -> None:
+    amx_cpu = AVX512_BF16 | {"amx_tile", "amx_bf16"}
+    assert kernel_flags(amx_cpu, "AVX512") == amx_cpu
+    capped = kernel_flags(amx_cpu, "AVX2")  # ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU
+    assert capped == AVX2_HOME_SERVER
+    choice = choose_path("auto", "cpu", capped, onnx_ok=True, machine="x86_64")
+    assert choice.reason.endswith("on AVX2")
+    assert "avx2" not in kernel_flags(amx_cpu, "DEFAULT")
+
+
+def test_describe_says_avx2_when_the_kernels_are_held_to_avx2() -> None:
+    # a fresh process: the capability is fixed when torch starts
+    code = (
+        "from embeddings.checkpoint import GenreModel\n"
+        "from embeddings.frontend import FrontendConfig\n"
+        "from embeddings.inference import Predictor\n"
+        "from embeddings.model import build_seeded_model\n"
+        "m = GenreModel(network=build_seeded_model('resnet18', 10, seed=3), arch='resnet18',"
+        " genres=[f'g{i}' for i in range(10)], frontend=FrontendConfig(), model_id='t',"
+        " trained=False)\n"
+        "print(Predictor(m, device='cpu').describe())\n"
+    )
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert out.returncode == 0, out.stderr
+    assert "AVX-512" not in out.stdout
+    assert "on AVX2" in out.stdout or "no AVX2" in out.stdout
 
 
 def test_gpu_keeps_its_autocast_paths() -> None:
