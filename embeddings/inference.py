@@ -100,8 +100,11 @@ class Predictor:
         self.model = model
         self.device = pick_device(device)
         on_cpu = self.device.type == "cpu"
-        flags = kernel_flags(cpu_flags(), torch.backends.cpu.get_cpu_capability())
-        choice = choose_path(precision, self.device.type, flags, on_cpu and onnx_available())
+        # the kernels PyTorch may use here (ATEN_CPU_CAPABILITY), for the choice and describe()
+        self._kernel_flags = kernel_flags(cpu_flags(), torch.backends.cpu.get_cpu_capability())
+        choice = choose_path(
+            precision, self.device.type, self._kernel_flags, on_cpu and onnx_available()
+        )
         # Grad-CAM keeps its own rule (bf16 where native): its maps are not part of the
         # agreement rules, and bf16 halves their cost (bench/gradcam.py).
         torch_precision = precision if precision in ("fp32", "bf16") else "auto"
@@ -130,11 +133,7 @@ class Predictor:
 
     def describe(self) -> str:
         """The path :meth:`predict` runs, in words: ``pytorch fp32 on AVX2; auto: ...``."""
-        isa = (
-            cpu_isa(kernel_flags(cpu_flags(), torch.backends.cpu.get_cpu_capability()))
-            if self.device.type == "cpu"
-            else str(self.device)
-        )
+        isa = cpu_isa(self._kernel_flags) if self.device.type == "cpu" else str(self.device)
         engine = {
             "onnx-fp32": "onnxruntime fp32",
             "int8": "onnxruntime int8 (static, calibrated)",
