@@ -52,6 +52,7 @@ class IndexHeader:
 
 # One query is a few ms of work: OpenMP threads only add start-up and contention.
 SEARCH_THREADS = 1
+_IO_CHUNK = 1 << 20  # bytes per write or read when the index file is streamed
 
 
 def read_header(path: Path) -> IndexHeader:
@@ -346,36 +347,53 @@ class VectorIndex:
         header = json.dumps(
             {"version": self.version, "model_id": self.model_id, "dim": self.dim}
         ).encode()
-        with self._rw.read():
-            body = faiss.serialize_index(self.index)
 
         def write(fh) -> None:
             fh.write(MAGIC)
             fh.write(_HEADER_LEN.pack(len(header)))
             fh.write(header)
-            fh.write(body.tobytes())
+            # streamed to the file a chunk at a time: serialize_index and tobytes()
+            # would hold two whole copies of the index (2.6 GB each at 1M) meanwhile
+            with self._rw.read():
+                faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write, _IO_CHUNK))
 
         atomic_write(Path(path), write, durable=True)
 
     @classmethod
     def load(cls, path: Path) -> VectorIndex:
         """Read an index saved by :meth:`save`; raises ``ValueError`` if unreadable."""
-        data = Path(path).read_bytes()
-        if not data.startswith(MAGIC):
-            raise ValueError(f"{path} is not a Sonic Catalog index file")
-        offset = len(MAGIC)
-        (length,) = _HEADER_LEN.unpack_from(data, offset)
-        offset += _HEADER_LEN.size
-        try:
-            header = IndexHeader(**json.loads(data[offset : offset + length]))
-            body = np.frombuffer(data, dtype=np.uint8, offset=offset + length)
-            index = faiss.deserialize_index(body.copy())
-        except Exception as exc:  # a truncated or corrupt file: the caller rebuilds
-            raise ValueError(f"{path} is damaged: {exc}") from exc
-        out = cls(header.dim, header.model_id, header.version)
+        with open(path, "rb") as fh:
+            head = fh.read(len(MAGIC) + _HEADER_LEN.size)
+            if not head.startswith(MAGIC) or len(head) < len(MAGIC) + _HEADER_LEN.size:
+                raise ValueError(f"{path} is not a Sonic Catalog index file")
+            (length,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+            try:
+                header = IndexHeader(**json.loads(fh.read(length)))
+                # read straight into the index, a chunk at a time: the file's bytes in
+                # memory and a copy to deserialise would be two more whole copies
+                index = faiss.read_index(faiss.PyCallbackIOReader(fh.read, _IO_CHUNK))
+            except Exception as exc:  # a truncated or corrupt file: the caller rebuilds
+                raise ValueError(f"{path} is damaged: {exc}") from exc
         if isinstance(index, faiss.IndexIVF):  # saved by a catalog that kept IVF alone
-            index.set_direct_map_type(faiss.DirectMap.Hashtable)
-            out._ann, out._ann_kind, out._compact = index, "ivf", True
-            out._ann_info = {"nprobe": int(index.nprobe), "loaded": True}
+            info = {"nprobe": int(index.nprobe), "loaded": True}
+            return cls.of_ivf(index, header.model_id, header.version, info)
+        out = cls(header.dim, header.model_id, header.version)
         out.index = index
+        return out
+
+    @classmethod
+    def of_ivf(
+        cls, ivf: faiss.IndexIVF, model_id: str | None, version: int, info: dict
+    ) -> VectorIndex:
+        """An index whose only copy of the vectors is this IVF (see the module's doc).
+
+        For an IVF loaded from its file or built straight from the database: no
+        exact index is made first. The direct map lets it reconstruct, replace and
+        remove vectors by id.
+        """
+        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        out = cls(int(ivf.d), model_id, version)
+        out.compact_ivf = True
+        out._ann, out._ann_kind, out._ann_info, out._compact = ivf, "ivf", dict(info), True
+        out.index = ivf  # the empty exact index made by __init__ is dropped
         return out

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = 5_000  # 10 MB of float32 vectors (plus as much again as bytes) per batch
 ID_CHUNK = 5_000  # ids per "WHERE id IN (...)" when fetching the training sample
+ID_BATCH_ROWS = 100_000  # ids per batch when only the ids are read
 
 
 def stream_indexable(catalog: Catalog, dim: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -71,34 +72,62 @@ def vectors_by_id(
     return np.array(found_ids, dtype=np.int64), vectors
 
 
+def indexable_ids(catalog: Catalog) -> np.ndarray:
+    """The ids of every indexable track, streamed (8 bytes each: 8 MB at 1M)."""
+    query = catalog._indexable().with_only_columns(Track.id)
+    parts: list[np.ndarray] = []
+    with catalog.sessions() as s:
+        for part in s.execute(query.execution_options(yield_per=ID_BATCH_ROWS)).partitions():
+            parts.append(np.fromiter((row[0] for row in part), dtype=np.int64, count=len(part)))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def build_ann_from_database(
     catalog: Catalog, index: VectorIndex, kind: str
 ) -> tuple[faiss.Index, dict]:
     """An IVF index over the catalog's indexable tracks, read from the database.
 
-    ``index`` (the exact one in memory) only provides the ids to sample from and
-    the count; its vectors are never copied. Returns the index and its tuning.
+    ``index`` (the one in memory) only provides the ids to sample from and the
+    count; its vectors are never copied. Returns the index and its tuning.
     """
     if kind != "ivf":
         raise ValueError(f"the batched build makes IVF indexes, not {kind!r}")
-    all_ids = index.ids()
+    return _ivf_from_database(catalog, index.ids(), index.dim)
+
+
+def ivf_index_from_database(
+    catalog: Catalog, dim: int, model_id: str | None, version: int
+) -> VectorIndex:
+    """The catalog's index built as IVF straight from the database: no exact index first.
+
+    What a PostgreSQL catalog at IVF sizes rebuilds (``IndexKeeper.rebuild_index``):
+    the ids are read first (to size the lists and draw the training sample), then
+    the vectors stream into the IVF a batch at a time. The exact index that used
+    to be filled first, only to be let go once the IVF was complete, is never made,
+    so the peak is the IVF alone plus the sample and one batch.
+    """
+    ann, info = _ivf_from_database(catalog, indexable_ids(catalog), dim)
+    return VectorIndex.of_ivf(ann, model_id, version, info)
+
+
+def _ivf_from_database(catalog: Catalog, all_ids: np.ndarray, dim: int) -> tuple[faiss.Index, dict]:
     n = len(all_ids)
     rng = np.random.default_rng(0)
     n_train = min(n, ivf_lists(n) * IVF_TRAIN_PER_LIST)
     sample_ids, sample = vectors_by_id(
-        catalog, np.sort(rng.choice(all_ids, n_train, replace=False)), index.dim
+        catalog, np.sort(rng.choice(all_ids, n_train, replace=False)), dim
     )
     pick = np.sort(rng.choice(len(sample_ids), min(TUNE_QUERIES, len(sample_ids)), replace=False))
     truth = ExactTopK(sample[pick], sample_ids[pick])
 
     def batches() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for ids, vectors in stream_indexable(catalog, index.dim):
+        for ids, vectors in stream_indexable(catalog, dim):
             truth.push(ids, vectors)
             yield ids, vectors
 
     ann = build_ivf_batched(sample, batches(), n)
-    del sample
-    info = tune_ann(ann, kind, truth.queries, truth.query_ids, truth=truth.truth())
+    del sample, all_ids
+    info = tune_ann(ann, "ivf", truth.queries, truth.query_ids, truth=truth.truth())
     info["built_from"] = "database"
     _return_freed_memory()
     return ann, info

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import func, select
 
+from catalog.ann import choose_kind
 from catalog.index import VectorIndex, read_header
 from catalog.meta_store import EMBEDDING_DIM, MetaStore
 from catalog.schema import Track, TrackStatus
@@ -154,7 +155,20 @@ class IndexKeeper(MetaStore):
         return rebuilt
 
     def rebuild_index(self, dim: int, model_id: str | None, version: int) -> VectorIndex:
-        """Rebuild the index from SQLite's embedding blobs and write it to disk."""
+        """Rebuild the index from the database's embedding blobs and write it to disk.
+
+        A PostgreSQL catalog at IVF sizes (``catalog.ann.choose_kind``) that keeps IVF
+        alone builds the IVF straight from the database (``catalog.index_builds``):
+        filling the exact index first would hold every vector twice while the IVF
+        is built, only to let the exact copy go afterwards. Everything else (SQLite,
+        smaller catalogs) fills the exact index, as always.
+        """
+        if self.is_postgres and self.compact_ivf and self._ivf_due():
+            from catalog.index_builds import ivf_index_from_database
+
+            index = ivf_index_from_database(self, dim, model_id, version)
+            index.save(self.paths.index)
+            return index
         index = VectorIndex(dim, model_id, version)
         ids: list[int] = []
         vectors: list[np.ndarray] = []
@@ -174,6 +188,10 @@ class IndexKeeper(MetaStore):
             index.upsert(np.array(ids), np.stack(vectors))
         index.save(self.paths.index)
         return index
+
+    def _ivf_due(self) -> bool:
+        """Whether the indexable tracks are many enough for IVF (one count query)."""
+        return choose_kind(self._count_indexable()) == "ivf"
 
     def sync_index(self) -> bool:
         """Catch the index in memory up with the database's commits since its version.
