@@ -15,7 +15,13 @@ one; fsync and synchronous commit on, as the SQLite catalog's WAL commits), in o
   5. with ``--ivf``: the IVF build in a child process each, from the database in
      batches (``catalog.index_builds``) and from a copy in memory (the SQLite path),
      with the child's peak RSS, which is what the 1M arithmetic in docs/scaling.md
-     scales from.
+     scales from;
+  6. with ``--build-memory N,N,...`` (alone): the whole index build from a PostgreSQL
+     catalog of N synthetic tracks as a server does it (``Catalog.index()``, the
+     approximate index, the save) and the reload of what it saved, each in a fresh
+     process whose peak RSS is its ``VmHWM`` (``/proc/self/status``), the old code
+     (``--old-ref``, a ``git archive`` of it: the exact index first, then IVF beside
+     it) and this tree's (IVF straight from the database) alternating.
 
 Vectors: the clustered low-rank mixture of ``bench/query.py``. ``--storage N``
 only records N tracks into PostgreSQL and prints each table's bytes per track
@@ -24,6 +30,7 @@ only records N tracks into PostgreSQL and prints each table's bytes per track
     python bench/scale_catalog.py                       # 100k tracks, both backends
     python bench/scale_catalog.py --size 20000 --record 300   # quick look
     python bench/scale_catalog.py --storage 400               # disk per track on PostgreSQL
+    python bench/scale_catalog.py --build-memory 100000,200000 --rounds 2  # old vs new peak
 
 ``catalog_section()`` returns the figures as a dict, for ``bench/scale.py`` to print
 beside the Ray figures.
@@ -301,6 +308,129 @@ def ivf_only(size: int, database_url: str | None = None) -> dict:
                                       for source in sources]}  # fmt: skip
 
 
+# The child of --build-memory: a fresh interpreter per measurement, importing the
+# catalog from REPO (this tree, or a `git archive` of the old commit), so VmHWM
+# is that one build's peak. Prints one JSON line.
+_BUILD_CHILD = r"""
+import json, os, resource, sys, time
+repo, data_dir, url, ivf_above, mode = sys.argv[1:6]
+sys.path.insert(0, repo)
+os.environ["SONIC_DATABASE_URL"] = url
+from catalog import ann
+ann.HNSW_MAX_VECTORS = min(ann.HNSW_MAX_VECTORS, int(ivf_above))  # IVF at this size
+ann.EXACT_MAX_VECTORS = min(ann.EXACT_MAX_VECTORS, int(ivf_above) // 2)
+from catalog.store import Catalog
+
+def mem():
+    f = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+    return {k: int(f[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
+
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+out = {"mode": mode, "catalog_from": os.path.dirname(os.path.dirname(ann.__file__))}
+with Catalog(data_dir) as catalog:
+    assert catalog.active_model_id
+    out["base"] = mem()
+    c0, t0 = cpu(), time.perf_counter()
+    index = catalog.index()
+    out["after_index"] = mem()
+    if mode == "build":
+        index.ensure_ann(background=False)  # main: the IVF is built here, after the exact index
+        out["after_ann"] = mem()
+        catalog.save_index()
+        out["after_save"] = mem()
+    out["cpu_s"] = round(cpu() - c0, 1)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    status = index.ann_status()
+    out.update(vectors=len(index), searching_with=status["searching_with"],
+               exact_index_kept=status["exact_index_kept"], params=status["params"],
+               repaired=catalog.index_repaired)
+print(json.dumps(out))
+"""
+
+
+def _old_tree(ref: str, where: Path) -> Path:
+    """The catalog as it was at ``ref`` (``git archive``), for the side-by-side."""
+    import subprocess
+
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref], check=True,
+                             capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where
+
+
+def _build_child(repo: Path, data_dir: Path, url: str, ivf_above: int, mode: str) -> dict:
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _BUILD_CHILD, str(repo), str(data_dir), url, str(ivf_above), mode],
+        capture_output=True, text=True, env=env, cwd=str(repo),
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} child in {repo} failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    base = out["base"]["VmRSS"]
+    peak = max(v["VmHWM"] for v in out.values() if isinstance(v, dict) and "VmHWM" in v)
+    out["peak_over_base_mib"] = round(peak - base)
+    last = out.get("after_save") or out["after_index"]
+    out["held_over_base_mib"] = round(last["VmRSS"] - base)
+    return out
+
+
+def build_memory(sizes: list[int], rounds: int, old_ref: str,
+                 database_url: str | None = None) -> dict:  # fmt: skip
+    """Peak RSS (VmHWM) of building the index from a PostgreSQL catalog, old vs new.
+
+    For each size: a PostgreSQL catalog of N synthetic tracks, then, alternating
+    old and new ``rounds`` times, a fresh process on a fresh data directory (no
+    index file) that builds the index as ``sonic serve`` would (``index()``, the
+    approximate index, save) and a fresh process that reloads what it saved. "old"
+    imports the catalog from a ``git archive`` of ``old_ref`` (the exact index
+    first, then IVF from the database beside it); "new" from this tree. IVF is
+    forced at these sizes (``catalog.ann.HNSW_MAX_VECTORS`` set to N/2 in the child).
+    """
+    import shutil
+    import subprocess
+
+    def commit(ref: str) -> str:
+        git = ["git", "-C", str(REPO), "rev-parse", "--short", ref]
+        return subprocess.run(git, check=True, capture_output=True, text=True).stdout.strip()
+
+    results: dict = {
+        "cpu": _cpu(),
+        "old": f"{old_ref} ({commit(old_ref)})",
+        "new": f"this tree (HEAD {commit('HEAD')}, plus any changes)",
+        "sizes": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="sonic-build-mem-") as tmp:
+        (Path(tmp) / "old-tree").mkdir()
+        trees = {"old": _old_tree(old_ref, Path(tmp) / "old-tree"), "new": REPO}
+        for size in sizes:
+            with postgres(database_url) as url:
+                vectors, labels = synthetic(size, seed=0)
+                with Catalog(Path(tmp) / "load", url) as catalog:
+                    catalog.activate_model(MODEL_ID, GENRES, DIM)
+                    load = bulk_load(catalog, vectors, labels, 1)
+                del vectors, labels
+                runs: list[dict] = []
+                for r in range(rounds):
+                    order = ("old", "new") if r % 2 == 0 else ("new", "old")
+                    for which in order:
+                        data_dir = Path(tmp) / f"{which}-{size}-{r}"
+                        data_dir.mkdir()
+                        built = _build_child(trees[which], data_dir, url, size // 2, "build")
+                        loaded = _build_child(trees[which], data_dir, url, size // 2, "reload")
+                        runs.append({"code": which, "round": r, "build": built, "reload": loaded})
+                        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+                        shutil.rmtree(data_dir)
+            results["sizes"].append({"size": size, "bulk_load": load,
+                                     "load_average": os.getloadavg(), "runs": runs})  # fmt: skip
+    return results
+
+
 def run_backend(name: str, url: str | None, size: int, record: int, queries: int,
                 ivf: bool) -> dict:  # fmt: skip
     vectors, labels = synthetic(size + record, seed=0)
@@ -383,10 +513,24 @@ def main() -> None:
         help="only `similar`, SQLite vs PostgreSQL side by side, at --size",
     )
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--build-memory",
+        metavar="N,N,...",
+        default=None,
+        help="peak RSS of building the index from a PostgreSQL catalog of "
+        "each size, old (--old-ref) vs this tree, alternating --rounds",
+    )
+    parser.add_argument("--old-ref", default="main",
+                        help="the commit --build-memory compares against")  # fmt: skip
     args = parser.parse_args()
     if args.similar_only:
         print(json.dumps(similar_side_by_side(args.size, args.queries, args.rounds,
                                               args.database_url), indent=2))  # fmt: skip
+        return
+    if args.build_memory:
+        sizes = [int(n) for n in args.build_memory.split(",")]
+        print(json.dumps(build_memory(sizes, args.rounds, args.old_ref, args.database_url),
+                         indent=2))  # fmt: skip
         return
     if args.ivf_only:
         print(json.dumps(ivf_only(args.size, args.database_url), indent=2))

@@ -20,7 +20,11 @@ every vector itself and, with a direct map, can reconstruct, replace and remove
 any of them, and answer exactly by probing every list. Once it is built the exact
 index is therefore let go and the IVF is the only copy (about 2 GB less at 1M
 tracks, docs/scaling.md); it is what :meth:`VectorIndex.save` writes then, so a
-restart does not build it again.
+restart does not build it again. A PostgreSQL catalog rebuilding its index at IVF
+sizes skips the exact index altogether (:meth:`VectorIndex.of_ivf`,
+``catalog.index_builds``). The file is written and read through FAISS's callback
+writer and reader, a chunk at a time, so saving or loading never holds a second
+whole copy of the index as bytes.
 """
 
 from __future__ import annotations

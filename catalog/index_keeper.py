@@ -166,9 +166,7 @@ class IndexKeeper(MetaStore):
         if self.is_postgres and self.compact_ivf and self._ivf_due():
             from catalog.index_builds import ivf_index_from_database
 
-            index = ivf_index_from_database(self, dim, model_id, version)
-            index.save(self.paths.index)
-            return index
+            return ivf_index_from_database(self, dim, model_id, version, self.paths.index)
         index = VectorIndex(dim, model_id, version)
         ids: list[int] = []
         vectors: list[np.ndarray] = []
