@@ -106,33 +106,53 @@ def _measure(label: str, corpus: Path, work: Path, model, run) -> dict:
     return result
 
 
-def _ray_run(corpus: Path, work: Path, model, nodes: int, cores: int) -> dict:
+def _ray_run(
+    corpus: Path, work: Path, model, nodes: int, cores: int, settings: str = "lean",
+    actors: int | None = None,
+) -> dict:  # fmt: skip
+    """One Ray ingest on a fresh local cluster of ``nodes`` nodes.
+
+    ``settings``: ``lean`` starts the head as docs/scaling.md recommends for ``ray
+    start`` (``ingest.ray_settings``: no dashboard, no log monitor, no metrics, no
+    task events); ``default`` only turns the dashboard off, as this bench did before.
+    ``actors``: passed to ``RayOptions`` (None: one actor per node holding its CPUs).
+    """
     import ray
     from ray.cluster_utils import Cluster
 
     from ingest.distributed import RayOptions, ingest_on_ray
+    from ingest.ray_settings import lean_env, lean_node_args
 
     per_node = cores if nodes == 1 else 1
     node = {"num_cpus": per_node, "object_store_memory": 200 * 2**20}
+    saved = dict(os.environ)
     os.environ["PYTHONPATH"] = str(REPO)  # the cluster's workers import this tree
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    if settings == "lean":
+        os.environ.update(lean_env())
+        head = lean_node_args(node)
+    else:
+        head = {**node, "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     for _ in range(nodes - 1):
-        cluster.add_node(**node)
+        cluster.add_node(**lean_node_args(node, head=False) if settings == "lean" else node)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
+    shape = "1-cpu actors" if actors else "node actors"
     try:
         return _measure(
-            f"ray {nodes} node{'s' if nodes > 1 else ''} x {per_node} cpu",
+            f"ray {nodes}n x {per_node}cpu {settings} {shape}",
             corpus, work, model,
             lambda catalog, clock: ingest_on_ray(
                 [corpus], catalog, model, IngestOptions(), clock, None,
-                RayOptions(address=cluster.address),
+                RayOptions(address=cluster.address, actors=actors),
             ),
         )  # fmt: skip
     finally:
         ray.shutdown()
         cluster.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _ratio(value: float | None, before: float | None, after: float | None) -> float | None:
@@ -142,15 +162,14 @@ def _ratio(value: float | None, before: float | None, after: float | None) -> fl
     return value / ((before + after) / 2)
 
 
-def compare(results: list[dict], nodes: list[int]) -> dict:
-    """Per node count, each Ray run against its neighbouring local runs; medians over repeats."""
-    ratios: dict[int, dict[str, list[float]]] = {}
+def compare(results: list[dict], variants: list[str]) -> dict:
+    """Per Ray variant, each run against its neighbouring local runs; medians over repeats."""
+    ratios: dict[str, dict[str, list[float]]] = {}
     locals_ = [i for i, r in enumerate(results) if r["run"].startswith("local")]
     for before, after in zip(locals_, locals_[1:], strict=False):
         lb, la = results[before], results[after]
         for r in results[before + 1 : after]:
-            n = r["nodes"]
-            out = ratios.setdefault(n, {})
+            out = ratios.setdefault(r["variant"], {})
             pairs = {
                 "wall": (r["wall_s"], lb["wall_s"], la["wall_s"]),
                 "steady_time": tuple(
@@ -171,7 +190,7 @@ def compare(results: list[dict], nodes: list[int]) -> dict:
     return {
         n: {name: {"median": statistics.median(v), "each": [round(x, 3) for x in v]}
             for name, v in ratios.get(n, {}).items()}
-        for n in nodes
+        for n in variants
     }  # fmt: skip
 
 
@@ -180,12 +199,23 @@ def main() -> None:
     parser.add_argument("corpus", type=Path, help="a folder of audio (bench/corpus.py makes one)")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--settings", nargs="+", choices=("lean", "default"), default=["lean"],
+        help="how the cluster is started: lean (docs/scaling.md) and/or Ray's defaults",
+    )  # fmt: skip
+    parser.add_argument(
+        "--actor-shape", nargs="+", choices=("node", "cpu"), default=["node"],
+        help="node: one actor per node holding its CPUs (the default); cpu: one per CPU",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument(
         "--no-catalog", action="store_true", help="do not run bench/scale_catalog.py after"
     )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
+    # every Ray shape, in this order within each round
+    shapes = [(n, st, a) for n in args.nodes for st in args.settings for a in args.actor_shape]
+    variants = [_variant(n, st, a) for n, st, a in shapes]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         model = load_model()
@@ -204,28 +234,31 @@ def main() -> None:
         # that every Ray run has a local run on either side (the load of the machine drifts)
         for repeat in range(args.repeats):
             results.append({**local(f"local {repeat + 1}"), "nodes": 0})
-            for nodes in args.nodes:
-                results.append({**_ray_run(args.corpus, work, model, nodes, cores),
-                                "nodes": nodes})  # fmt: skip
+            for nodes, settings, shape in shapes:
+                actors = nodes * (cores if nodes == 1 else 1) if shape == "cpu" else None
+                run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors)
+                results.append({**run, "nodes": nodes,
+                                "variant": _variant(nodes, settings, shape)})  # fmt: skip
         results.append({**local(f"local {args.repeats + 1}"), "nodes": 0})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary = compare(results, args.nodes)
+    summary = compare(results, variants)
     print(f"\n{cores} cores ({_cpu_flags()}); corpus {args.corpus}; {args.repeats} repeats")
-    print(f"{'run':<24} {'wall s':>7} {'amin/min':>9} {'steady':>8} {'CPU s':>7} "
+    print(f"{'run':<34} {'wall s':>7} {'amin/min':>9} {'steady':>8} {'CPU s':>7} "
           f"{'CPU s/amin':>10} {'steady':>7} {'procs':>6} {'load':>5}")  # fmt: skip
     for r in results:
         steady = r["steady_audio_min_per_min"]
         steady_cpu = r["steady_cpu_s_per_audio_min"]
         print(
-            f"{r['run']:<24} {r['wall_s']:>7.1f} {r['audio_min_per_min']:>9.1f} "
+            f"{r['run']:<34} {r['wall_s']:>7.1f} {r['audio_min_per_min']:>9.1f} "
             f"{'-' if steady is None else f'{steady:.1f}':>8} {r['cpu_s']:>7.1f} "
             f"{r['cpu_s_per_audio_min']:>10.2f} "
             f"{'-' if steady_cpu is None else f'{steady_cpu:.2f}':>7} "
             f"{r['processes']:>6} {r['load_average']:>5.1f}"
         )
     print("\nmedian ratios, Ray / neighbouring local runs (>1: Ray costs more, or is slower)")
-    print(f"{'nodes':<6} {'wall':>7} {'steady time':>12} {'CPU/amin':>9} {'steady CPU/amin':>16}")
+    print(f"{'variant':<22} {'wall':>7} {'steady time':>12} {'CPU/amin':>9} "
+          f"{'steady CPU/amin':>16}")  # fmt: skip
     for n, row in summary.items():
         cells = [
             row.get(k, {}).get("median")
@@ -234,7 +267,7 @@ def main() -> None:
         widths = (7, 12, 9, 16)
         pairs = zip(cells, widths, strict=True)
         text = [f"{'-' if c is None else f'{c:.3f}':>{w}}" for c, w in pairs]
-        print(f"{n:<6} " + " ".join(text))
+        print(f"{n:<22} " + " ".join(text))
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -245,6 +278,11 @@ def main() -> None:
     companion = Path(__file__).with_name("scale_catalog.py")
     if not args.no_catalog and companion.exists():
         subprocess.run([sys.executable, str(companion)], check=True)
+
+
+def _variant(nodes: int, settings: str, shape: str) -> str:
+    """How the summary names one Ray shape: nodes, cluster settings, actor shape."""
+    return f"{nodes}n {settings} {shape}-actors"
 
 
 def _cpu_flags() -> str:

@@ -5,8 +5,8 @@ the analysis happens: it takes the catalog lock, plans (same incremental rules:
 unchanged files skipped unopened, changed ones hashed, moves recognised), restores
 and marks missing exactly as a local run. Only the files the plan says need work
 go to the cluster, through Ray Data: ``map_batches`` over a pool of stateful actors
-(:class:`~ingest.ray_actor.TrackAnalyser`, one per CPU of the cluster, or one per
-GPU with ``gpus``), each loading the model once. Results stream back in batches and
+(:class:`~ingest.ray_actor.TrackAnalyser`, one per node holding all its CPUs, or
+one per GPU with ``gpus``), each loading the model once. Results stream back in batches and
 each finished track is committed here through the local run's own writer, one
 transaction per track. A driver killed or a node lost therefore leaves only whole
 tracks behind, and the next run's plan picks up the rest without duplicates.
@@ -60,8 +60,9 @@ class RayOptions:
     """Where and how the analysis runs: ``address`` as ``ray.init`` takes it, or ``auto``."""
 
     address: str = "auto"
-    gpus: int = 0  # GPU actors, one GPU each; 0: one CPU actor per CPU of the cluster
-    actors: int | None = None  # CPU actors (default: the cluster's CPU count)
+    gpus: int = 0  # GPU actors, one GPU each; 0: CPU actors
+    # CPU actors of one CPU each; default: one actor per node holding all its CPUs
+    actors: int | None = None
     files_per_batch: int = FILES_PER_BATCH
 
 
@@ -192,8 +193,9 @@ class DistributedIngestRun(IngestRun):
 
         from ingest.ray_actor import TrackAnalyser
 
-        per_batch = max(1, self.ray_options.files_per_batch)
         actors, num_cpus, num_gpus, actor_options = self._actor_shape(ray)
+        # a batch keeps each of an actor's decode workers busy with files_per_batch files
+        per_batch = max(1, self.ray_options.files_per_batch) * max(1, int(num_cpus))
         for task in tasks:
             self.states[task.task_id] = _TrackState(task)
         items = [{"task": pickle.dumps(task)} for task in tasks]
@@ -237,8 +239,14 @@ class DistributedIngestRun(IngestRun):
         if cpus < 1:
             raise DistributedIngestError("the Ray cluster has no CPU to run analysis on")
         device = self.options.device if self.options.device not in (None, "auto") else "cpu"
-        options = replace(base, workers=1, device=device)
-        return self.ray_options.actors or cpus, 1.0, 0.0, options
+        if self.ray_options.actors:  # as asked: that many actors of one CPU each
+            options = replace(base, workers=1, device=device)
+            return self.ray_options.actors, 1.0, 0.0, options
+        share, actors = _cpu_actor_shape(ray.nodes())
+        # one actor per node (or per `share` CPUs of a bigger node), shaped as a local
+        # run on that many cores: a decode worker and an inference thread per CPU
+        options = replace(base, workers=share, inference_threads=share, device=device)
+        return actors, float(share), 0.0, options
 
     def _apply_outcome(self, outcome: Outcome, retries: _Retries) -> None:
         """Commit what one node sent, through the local run's writers."""
@@ -269,6 +277,29 @@ class DistributedIngestRun(IngestRun):
             )
         else:
             self._fail(outcome.task_id, outcome.reason or "analysis failed", outcome.audio)
+
+
+def _cpu_actor_shape(nodes: list[dict]) -> tuple[int, int]:
+    """The CPUs each CPU actor holds, and how many such actors the cluster has room for.
+
+    Each actor pays a fixed start-up before its first file: a Ray worker process
+    importing Ray Data, torch and this project, unpickling the model and building
+    the predictor (about 6 CPU-seconds on the 2-core benchmark machine,
+    docs/benchmarks.md). One actor per CPU paid that once per CPU; an actor that
+    holds a whole node's CPUs, with a decode worker and an inference thread per CPU
+    as a local run on that node would have, pays it once per node. Ray Data's pool
+    has actors of one size, so the size is the smallest whole CPU count among the
+    alive nodes (a bigger node runs several), and the count is how many of them fit.
+    """
+    counts = [
+        int(node["Resources"].get("CPU", 0.0))
+        for node in nodes
+        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0.0) >= 1
+    ]
+    if not counts:
+        return 1, 1
+    share = min(counts)
+    return share, sum(c // share for c in counts)
 
 
 def _cpus_beside_each_gpu(nodes: list[dict]) -> float:

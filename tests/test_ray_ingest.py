@@ -505,3 +505,53 @@ def test_gpu_actors_ask_for_no_more_cpus_than_a_gpu_node_has():
     assert _cpus_beside_each_gpu([node(16, 0), node(8, 4), node(64, 1)]) == 2
     assert _cpus_beside_each_gpu([node(1, 1), node(2, 0)]) == 1
     assert _cpus_beside_each_gpu([node(0.5, 1, alive=False), node(12, 2)]) == 4
+
+
+def test_cpu_actors_hold_a_whole_node_and_bigger_nodes_run_several():
+    """One actor per node pays the actor start-up once per node, not once per CPU."""
+    from ingest.distributed import _cpu_actor_shape
+
+    def node(cpus: float, alive: bool = True) -> dict:
+        return {"Alive": alive, "Resources": {"CPU": cpus}}
+
+    assert _cpu_actor_shape([node(2)]) == (2, 1)  # one node: one actor with both CPUs
+    assert _cpu_actor_shape([node(1), node(1), node(1)]) == (1, 3)
+    assert _cpu_actor_shape([node(4), node(8), node(9)]) == (4, 1 + 2 + 2)
+    assert _cpu_actor_shape([node(16, alive=False), node(0.5), node(6)]) == (6, 1)
+    assert _cpu_actor_shape([]) == (1, 1)
+
+
+def test_the_lean_head_settings_start_a_cluster_that_runs_an_ingest(tmp_path, model):
+    """What docs/scaling.md recommends for `ray start` is accepted by this Ray and works.
+
+    A config key Ray does not know stops the GCS at start-up (it did for
+    ``enable_task_events``), so the lean settings are started for real here, on a
+    cluster of their own, with one two-CPU node: the one-actor-per-node shape.
+    """
+    from ingest.ray_settings import RAY_START_HEAD, lean_env, lean_node_args
+
+    assert "--include-dashboard=false" in RAY_START_HEAD and "--system-config=" in RAY_START_HEAD
+    saved = dict(os.environ)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved.get("PYTHONPATH")) if p)
+    os.environ.update(lean_env())
+    # the module's cluster, when an earlier test connected to it: this test needs its own
+    module_cluster = ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+    ray.shutdown()
+    lean = Cluster(
+        initialize_head=True,
+        head_node_args=lean_node_args({"num_cpus": 2, "object_store_memory": 150 * 2**20}),
+    )
+    try:
+        lean.wait_for_nodes()
+        ray.init(address=lean.address, log_to_driver=False)
+        library = _library(tmp_path / "music", 3)
+        summary = _on_ray([library], tmp_path / "data", model, lean.address)
+        assert (summary.analysed, summary.failed, len(summary.nodes)) == (3, [], 1)
+        _assert_complete(tmp_path / "data", library, 3)
+    finally:
+        ray.shutdown()
+        lean.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+        if module_cluster:
+            ray.init(address=module_cluster, log_to_driver=False)
