@@ -5,11 +5,14 @@ the analysis happens: it takes the catalog lock, plans (same incremental rules:
 unchanged files skipped unopened, changed ones hashed, moves recognised), restores
 and marks missing exactly as a local run. Only the files the plan says need work
 go to the cluster, through Ray Data: ``map_batches`` over a pool of stateful actors
-(:class:`~ingest.ray_actor.TrackAnalyser`, one per node holding all its CPUs, or
-one per GPU with ``gpus``), each loading the model once. Results stream back in batches and
-each finished track is committed here through the local run's own writer, one
-transaction per track. A driver killed or a node lost therefore leaves only whole
-tracks behind, and the next run's plan picks up the rest without duplicates.
+(:class:`~ingest.ray_actor.TrackAnalyser`), each loading the model once: one
+actor per node holding all its CPUs, or with ``gpus`` two pools, one GPU actor per
+GPU and, on the CPUs those do not hold, one CPU actor per CPU (``cpu_actors=False``:
+GPU actors only); see :meth:`DistributedIngestRun._run_round` for how they share
+the files. Results stream back in batches and each finished track is committed
+here through the local run's own writer, one transaction per track. A driver
+killed or a node lost therefore leaves only whole tracks behind, and the next
+run's plan picks up the rest without duplicates.
 
 Every node must read the library at the same path (a shared mount) and write to
 the same data directory (heatmaps). A file a node cannot see is recorded as a
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import pickle
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
@@ -49,6 +53,9 @@ if TYPE_CHECKING:
 
 FILES_PER_BATCH = 4  # small: results reach the catalog soon, a lost node loses little
 GPU_ACTOR_DECODERS = 4  # decode processes feeding each GPU actor (and the CPUs it holds)
+# How long the GPU actors' CPUs and GPUs may take to be reserved (a placement group)
+# before the run fails rather than waits: on an idle cluster it takes well under a second.
+RESERVE_SECONDS = 300.0
 
 
 class DistributedIngestError(RuntimeError):
@@ -60,10 +67,24 @@ class RayOptions:
     """Where and how the analysis runs: ``address`` as ``ray.init`` takes it, or ``auto``."""
 
     address: str = "auto"
-    gpus: int = 0  # GPU actors, one GPU each; 0: CPU actors
+    gpus: int = 0  # GPU actors, one GPU each; 0: CPU actors only
     # CPU actors of one CPU each; default: one actor per node holding all its CPUs
+    # (with gpus: one per CPU the GPU actors leave)
     actors: int | None = None
     files_per_batch: int = FILES_PER_BATCH
+    # with gpus: CPU actors as well, on the CPUs the GPU actors do not hold (False: GPU only)
+    cpu_actors: bool = True
+
+
+@dataclass
+class _Pool:
+    """One ``map_batches`` worth of actors: how many, what each holds, how each runs."""
+
+    kind: str  # "gpu" or "cpu": the Outcome.actor and the Dispenser's name for the pool
+    size: int
+    num_cpus: float
+    num_gpus: float
+    options: IngestOptions
 
 
 class _Retries:
@@ -112,6 +133,7 @@ class DistributedIngestRun(IngestRun):
         super().__init__(catalog, model, options, progress)
         self.ray_options = ray_options or RayOptions()
         self.nodes: Counter[str] = Counter()
+        self.actor_kinds: Counter[str] = Counter()  # files per kind of actor (gpu, cpu)
         self.unanswered = 0
         self.notes: list[str] = []  # what the actors said about themselves (a CPU fallback)
 
@@ -153,6 +175,7 @@ class DistributedIngestRun(IngestRun):
         finally:
             self.progress.close()
             self.summary.nodes = dict(self.nodes)
+            self.summary.ray_actors = dict(self.actor_kinds)
             self.states.clear()
 
     def _claimed(self, tasks: list[Task]) -> list[Task]:
@@ -189,64 +212,90 @@ class DistributedIngestRun(IngestRun):
         return kept
 
     def _run_round(self, ray, model_ref, tasks: list[Task], retries: _Retries) -> None:
+        """Analyse ``tasks`` on the cluster's actor pools, committing results as they come.
+
+        One pool (CPU actors, or GPU actors only) is one ``map_batches``. A mixed run
+        has two pools with different resources, and ``map_batches`` takes one compute
+        strategy, so each pool gets its own ``map_batches`` over the *whole* plan (the
+        CPU pool's in reverse order) and the two result streams are joined with
+        ``union``, which Ray Data runs as one streaming execution read by one loop here.
+        Which pool analyses a file is decided when an actor reaches it, by a small
+        :class:`~ingest.ray_actor.Dispenser` actor: the first pool there gets it. Why
+        not split the plan in two up front (``split``, or two datasets sized by
+        throughput): a GPU actor's speed against a CPU actor's is not known before the
+        run (a real GPU, a logical one without CUDA, decoding-bound or not), and a
+        wrong guess leaves one pool idle while the other has a queue. Why not a queue
+        of batches fed by the driver to hand-made actors: Ray Data already restarts
+        lost actors and runs their batches again, and that is the node-loss handling
+        the one-pool run relies on; files belong to a pool, so a batch run again goes
+        to the same files. Everything else is as in a one-pool run: claims are taken
+        before (``_claimed``), every result is committed here one track per
+        transaction, and a batch a restarted actor did twice is committed once.
+        """
         from ray.data import ActorPoolStrategy
 
         from ingest.ray_actor import TrackAnalyser
 
-        actors, num_cpus, num_gpus, actor_options = self._actor_shape(ray)
-        # a batch keeps each of an actor's decode workers busy with files_per_batch files
-        per_batch = max(1, self.ray_options.files_per_batch) * max(1, int(num_cpus))
         for task in tasks:
             self.states[task.task_id] = _TrackState(task)
         items = [{"task": pickle.dumps(task)} for task in tasks]
-        dataset = ray.data.from_items(items, override_num_blocks=math.ceil(len(items) / per_batch))
-        results = dataset.map_batches(
-            TrackAnalyser,
-            batch_size=per_batch,
-            batch_format="numpy",
-            compute=ActorPoolStrategy(size=min(actors, math.ceil(len(items) / per_batch))),
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            fn_constructor_kwargs={
-                "model_ref": [model_ref],
-                "options": asdict(actor_options),
-                "heatmaps_dir": str(self._heatmaps_dir().absolute()),
-                "moved_hashes": self.plan.moved_hashes,
-            },
-        )
-        for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-            for blob in batch["outcome"]:
-                self._apply_outcome(pickle.loads(blob), retries)
-            self._maybe_save_index()
+        pools = actor_pools(self.options, self.ray_options, ray.cluster_resources(), ray.nodes())
+        constructor = {
+            "model_ref": [model_ref],
+            "heatmaps_dir": str(self._heatmaps_dir().absolute()),
+            "moved_hashes": self.plan.moved_hashes,
+        }
+        dispenser = _start_dispenser(ray) if len(pools) > 1 else None
+        reserved = None
+        try:
+            streams = []
+            for number, pool in enumerate(pools):
+                remote_args: dict = {}
+                if pool.kind == "gpu" and dispenser is not None:
+                    # CPU actors must not take the CPUs a GPU actor needs on its node
+                    # (it would wait for them for good): reserve those first
+                    reserved = _reserve(ray, pool)
+                    remote_args["scheduling_strategy"] = _in_group(reserved)
+                # a batch keeps each of an actor's decode workers busy with
+                # files_per_batch files; no more actors than batches (an idle actor
+                # still holds its CPUs)
+                per_batch = self.ray_options.files_per_batch * max(1, int(pool.num_cpus))
+                batches = math.ceil(len(items) / max(1, per_batch))
+                ordered = items if number == 0 else items[::-1]
+                dataset = ray.data.from_items(ordered, override_num_blocks=batches)
+                with warnings.catch_warnings():
+                    # Ray 2.60 deprecates ray_remote_args but has no named parameter
+                    # for a scheduling strategy, which the GPU pool needs; pyproject
+                    # keeps Ray below 2.64, where ray_remote_args is to go
+                    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                    mapped = dataset.map_batches(
+                        TrackAnalyser,
+                        batch_size=per_batch,
+                        batch_format="numpy",
+                        compute=ActorPoolStrategy(size=min(pool.size, batches)),
+                        num_cpus=pool.num_cpus,
+                        num_gpus=pool.num_gpus,
+                        fn_constructor_kwargs={
+                            **constructor,
+                            "options": asdict(pool.options),
+                            "kind": pool.kind,
+                            "dispenser": [dispenser] if dispenser is not None else None,
+                        },
+                        **remote_args,
+                    )
+                streams.append(mapped)
+            results = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
+            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                for blob in batch["outcome"]:
+                    self._apply_outcome(pickle.loads(blob), retries)
+                self._maybe_save_index()
+        finally:
+            if reserved is not None:
+                ray.util.remove_placement_group(reserved)
+            if dispenser is not None:
+                ray.kill(dispenser)
         self.unanswered += len(self.states)  # none expected: the next run does them
         self.states.clear()
-
-    def _actor_shape(self, ray) -> tuple[int, float, float, IngestOptions]:
-        """How many actors, the CPUs and GPUs each holds, and the options each runs with."""
-        resources = ray.cluster_resources()
-        base = replace(self.options, inference_threads=1)
-        if self.ray_options.gpus:
-            have = int(resources.get("GPU", 0))
-            if have < self.ray_options.gpus:
-                raise DistributedIngestError(
-                    f"--ray-gpus {self.ray_options.gpus}: the Ray cluster has {have} GPU(s)"
-                )
-            device = self.options.device if self.options.device not in (None, "auto") else "cuda"
-            cpus = _cpus_beside_each_gpu(ray.nodes())
-            options = replace(base, workers=max(1, int(cpus)), device=device)
-            return self.ray_options.gpus, cpus, 1.0, options
-        cpus = int(resources.get("CPU", 0))
-        if cpus < 1:
-            raise DistributedIngestError("the Ray cluster has no CPU to run analysis on")
-        device = self.options.device if self.options.device not in (None, "auto") else "cpu"
-        if self.ray_options.actors:  # as asked: that many actors of one CPU each
-            options = replace(base, workers=1, device=device)
-            return self.ray_options.actors, 1.0, 0.0, options
-        share, actors = _cpu_actor_shape(ray.nodes())
-        # one actor per node (or per `share` CPUs of a bigger node), shaped as a local
-        # run on that many cores: a decode worker and an inference thread per CPU
-        options = replace(base, workers=share, inference_threads=share, device=device)
-        return actors, float(share), 0.0, options
 
     def _apply_outcome(self, outcome: Outcome, retries: _Retries) -> None:
         """Commit what one node sent, through the local run's writers."""
@@ -254,6 +303,7 @@ class DistributedIngestRun(IngestRun):
         if state is None:  # a batch a restarted actor did again: already committed
             return
         self.nodes[outcome.node] += 1
+        self.actor_kinds[outcome.actor] += 1
         if outcome.inference and not self.summary.inference:
             self.summary.inference = outcome.inference
         if outcome.note and outcome.note not in self.notes:  # once per actor, not per file
@@ -277,6 +327,47 @@ class DistributedIngestRun(IngestRun):
             )
         else:
             self._fail(outcome.task_id, outcome.reason or "analysis failed", outcome.audio)
+
+
+def actor_pools(
+    options: IngestOptions, ray_options: RayOptions, resources: dict, nodes: list[dict]
+) -> list[_Pool]:
+    """The actor pools: their size, the CPUs and GPUs each actor holds, its options.
+
+    ``resources`` and ``nodes`` are ``ray.cluster_resources()`` and ``ray.nodes()``.
+    Pools are sized from what the cluster has, never more: Ray waits for ever for an
+    actor no node can hold, so a pool too big would hang the run. Where the GPU
+    actors hold every CPU there is no CPU pool.
+    """
+    base = replace(options, inference_threads=1)
+    cpu_device = options.device if options.device not in (None, "auto") else "cpu"
+    cpu_options = replace(base, workers=1, device=cpu_device)
+    if ray_options.gpus:
+        have = int(resources.get("GPU", 0))
+        if have < ray_options.gpus:
+            raise DistributedIngestError(
+                f"--ray-gpus {ray_options.gpus}: the Ray cluster has {have} GPU(s)"
+            )
+        device = options.device if options.device not in (None, "auto") else "cuda"
+        cpus = _cpus_beside_each_gpu(nodes)
+        gpu_options = replace(base, workers=max(1, int(cpus)), device=device)
+        pools = [_Pool("gpu", ray_options.gpus, cpus, 1.0, gpu_options)]
+        left = _cpus_left(nodes, ray_options.gpus * cpus)
+        if ray_options.cpu_actors and left >= 1:
+            size = min(left, ray_options.actors or left)
+            # a CPU actor always analyses on the CPU: the GPUs are the GPU actors'
+            pools.append(_Pool("cpu", size, 1.0, 0.0, replace(cpu_options, device="cpu")))
+        return pools
+    cpus = int(resources.get("CPU", 0))
+    if cpus < 1:
+        raise DistributedIngestError("the Ray cluster has no CPU to run analysis on")
+    if ray_options.actors:  # as asked: that many actors of one CPU each
+        return [_Pool("cpu", ray_options.actors, 1.0, 0.0, cpu_options)]
+    share, actors = _cpu_actor_shape(nodes)
+    # one actor per node (or per `share` CPUs of a bigger node), shaped as a local
+    # run on that many cores: a decode worker and an inference thread per CPU
+    node_options = replace(cpu_options, workers=share, inference_threads=share)
+    return [_Pool("cpu", actors, float(share), 0.0, node_options)]
 
 
 def _cpu_actor_shape(nodes: list[dict]) -> tuple[int, int]:
@@ -318,6 +409,60 @@ def _cpus_beside_each_gpu(nodes: list[dict]) -> float:
     if not shares:
         return float(GPU_ACTOR_DECODERS)
     return float(min(GPU_ACTOR_DECODERS, math.floor(min(shares))))
+
+
+def _cpus_left(nodes: list[dict], held: float) -> int:
+    """Whole CPUs of the alive nodes beyond the ``held`` ones: how many 1-CPU actors fit.
+
+    Each node's CPUs are counted whole (a 1-CPU actor cannot use two halves on two
+    nodes); the GPU actors hold whole CPUs, so the difference is exact.
+    """
+    whole = sum(
+        math.floor(node.get("Resources", {}).get("CPU", 0.0)) for node in nodes if node.get("Alive")
+    )
+    return max(0, int(whole - held))
+
+
+def _start_dispenser(ray):
+    """The :class:`~ingest.ray_actor.Dispenser` of a mixed run, on the driver's own node.
+
+    It holds no CPU (its calls are tiny), so it never competes with an actor for one,
+    and it lives where the driver does: a lost worker node cannot take it away.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ingest.ray_actor import Dispenser
+
+    here = ray.get_runtime_context().get_node_id()
+    return (
+        ray.remote(Dispenser)
+        .options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True))
+        .remote()
+    )
+
+
+def _reserve(ray, pool: _Pool):
+    """A placement group holding each GPU actor's GPU and CPUs, or a clear failure."""
+    from ray.util.placement_group import placement_group
+
+    bundles = [{"CPU": pool.num_cpus, "GPU": pool.num_gpus} for _ in range(pool.size)]
+    group = placement_group(bundles, strategy="SPREAD")
+    try:
+        ray.get(group.ready(), timeout=RESERVE_SECONDS)
+    except Exception as exc:
+        ray.util.remove_placement_group(group)
+        raise DistributedIngestError(
+            f"could not reserve {pool.size} GPU(s) with {pool.num_cpus:g} CPU(s) each on the "
+            f"Ray cluster within {RESERVE_SECONDS:.0f} s ({type(exc).__name__}): "
+            "is it busy with other work?"
+        ) from exc
+    return group
+
+
+def _in_group(group):
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=False)
 
 
 def ingest_on_ray(

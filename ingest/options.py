@@ -65,6 +65,7 @@ class IngestSummary:
     other_model_tracks: int = 0  # analysed by another model: out of search until redone
     yielded_seconds: float = 0.0  # time the network stood aside for a busy `sonic serve`
     nodes: dict[str, int] = field(default_factory=dict)  # files per Ray node (--ray only)
+    ray_actors: dict[str, int] = field(default_factory=dict)  # files per Ray actor kind (gpu, cpu)
     library_genres: int = 0  # tracks the library genre model (learn-genres) predicted now
 
     @property
@@ -93,5 +94,6 @@ class IngestSummary:
             "yielded_seconds": self.yielded_seconds,
             "claimed_elsewhere": self.claimed_elsewhere,
             "nodes": self.nodes,
+            "ray_actors": self.ray_actors,
             "library_genres": self.library_genres,
         }

@@ -52,6 +52,7 @@ class Outcome:
     node_unreadable: bool = False
     inference: str | None = None  # the path the network ran on, in words
     note: str | None = None  # what the driver should say once about this actor (a fallback)
+    actor: str = "cpu"  # the kind of actor that analysed the file: "gpu" or "cpu"
 
 
 def node_name() -> str:
@@ -145,6 +146,34 @@ class NodeRun(IngestRun):
         self.outcomes.append(Outcome("reusable", state.task.task_id, self.node, state.facts))
 
 
+class Dispenser:
+    """Hands each file to one of two actor pools that both walk the whole plan.
+
+    A mixed run (:mod:`ingest.distributed`) gives the GPU pool and the CPU pool the
+    same files, in opposite orders; before analysing a batch an actor asks here which
+    of its files are its pool's. The first pool to reach a file gets it, so each pool
+    does as much as its speed allows and the two meet wherever that is, with no
+    estimate of either's throughput. A file belongs to a *pool*, not an actor: when
+    Ray runs a lost actor's batch again on another actor of the same pool, that actor
+    is granted the same files, so Ray Data's retries keep working as in a one-pool run.
+    Run as one Ray actor on the driver's node (it dies only with the driver).
+    """
+
+    def __init__(self) -> None:
+        self.owners: dict[int, str] = {}
+
+    def claim(self, pool: str, task_ids: list[int]) -> list[int]:
+        """The ids among ``task_ids`` that ``pool`` analyses (new ones become its own)."""
+        return [t for t in task_ids if self.owners.setdefault(t, pool) == pool]
+
+    def counts(self) -> dict[str, int]:
+        """Files granted per pool (for tests and notes)."""
+        out: dict[str, int] = {}
+        for pool in self.owners.values():
+            out[pool] = out.get(pool, 0) + 1
+        return out
+
+
 class TrackAnalyser:
     """The stateful class Ray Data's ``map_batches`` runs as a pool of actors.
 
@@ -152,7 +181,9 @@ class TrackAnalyser:
     copy, so every node runs the very weights the catalog records), the network is
     prepared for inference and the decode workers are started. Each call takes a
     batch of pickled :class:`~ingest.worker.Task` objects and returns one pickled
-    :class:`Outcome` per task.
+    :class:`Outcome` per task. In a mixed run (``dispenser`` given) it analyses only
+    the tasks the :class:`Dispenser` grants its ``kind`` of pool, and returns nothing
+    for the others (the other pool's).
     """
 
     def __init__(
@@ -161,7 +192,11 @@ class TrackAnalyser:
         options: dict,
         heatmaps_dir: str,
         moved_hashes: frozenset[str],
+        kind: str = "cpu",
+        dispenser: list | None = None,
     ) -> None:
+        self.kind = kind
+        self.dispenser = dispenser[0] if dispenser else None  # a list: Ray leaves it alone
 
         # Every decode process is started from one thread that lives as long as the
         # actor: the kernel's parent-death signal (PR_SET_PDEATHSIG, ingest.worker)
@@ -199,15 +234,20 @@ class TrackAnalyser:
     def _analyse(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         run = self.run
         run.outcomes = []
-        for blob in batch["task"]:
-            task: Task = pickle.loads(blob)
+        tasks: list[Task] = [pickle.loads(blob) for blob in batch["task"]]
+        if self.dispenser is not None:
+            import ray
+
+            mine = set(ray.get(self.dispenser.claim.remote(self.kind, [t.task_id for t in tasks])))
+            tasks = [t for t in tasks if t.task_id in mine]
+        for task in tasks:
             run.states[task.task_id] = run._new_state(task)
             self.pool.submit(task)
         # An error here is a bug, as in a local run's loop: it ends the run (the driver
         # says so) rather than marking the batch's files failed for good.
         run._drain(self.pool)
         for outcome in run.outcomes:
-            outcome.inference, outcome.note = self.inference, self.note
+            outcome.inference, outcome.note, outcome.actor = self.inference, self.note, self.kind
         return {
             "task_id": np.array([o.task_id for o in run.outcomes], dtype=np.int64),
             "outcome": np.array([pickle.dumps(o) for o in run.outcomes], dtype=object),

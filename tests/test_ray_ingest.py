@@ -437,37 +437,50 @@ def test_a_ray_ingest_and_a_local_one_on_one_postgresql_catalog_analyse_each_fil
         assert set(catalog.index().ids().tolist()) == {r.id for r in rows}
 
 
+def _in_thread(run, timeout: float = 900) -> dict:
+    """``run()`` on a thread, given ``timeout`` s: {"summary": ...} or {"error": ...}."""
+    outcome: dict = {}
+
+    def target() -> None:
+        try:
+            outcome["summary"] = run()
+        except Exception as exc:  # noqa: BLE001 (reported by the caller)
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(timeout=timeout)  # an actor's start-up takes minutes on a loaded 2-core box
+    assert not thread.is_alive(), "an actor was never scheduled"
+    return outcome
+
+
 def test_ray_gpus_runs_on_the_gpu_node_and_falls_back_to_the_cpu_without_cuda(
     cluster, tmp_path, model
 ):
     """``--ray-gpus 1`` on a cluster whose third node declares one (logical) GPU.
 
-    The GPU actor must be placed on that node, and only there (``--ray-gpus`` runs
-    GPU actors only: the CPU nodes get no files); the node has no CUDA, so the actor
-    says so and analyses on the CPU, with the results of a CPU run. The GPU node has
-    one CPU: a GPU actor asking for more CPUs than its node has would never start.
+    With ``--no-ray-cpu-actors`` the GPU actor must be placed on that node, and only
+    there (the CPU nodes get no files); the node has no CUDA, so the actor says so and
+    analyses on the CPU, with the results of a CPU run. The GPU node has one CPU: a
+    GPU actor asking for more CPUs than its node has would never start. Then the
+    default, a mixed run: the GPU actor on that node and a CPU actor on each of the
+    two CPUs it does not hold, both pools analysing files, each file once.
     """
-    count = 2
+    count = 8
     library = _library(tmp_path / "music", count)
     local = run_ingest([library], tmp_path / "local", model)
     gpu_node = cluster.add_node(**NODE, num_gpus=1)
     cluster.wait_for_nodes()
-    outcome: dict = {}
-    notes = _Notes()
-
-    def on_the_gpu() -> None:
-        try:
-            outcome["summary"] = _on_ray(
-                [library], tmp_path / "gpu", model, cluster.address, notes, gpus=1
-            )
-        except Exception as exc:  # noqa: BLE001 (reported below)
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=on_the_gpu)
+    notes, mixed_notes = _Notes(), _Notes()
     try:
-        thread.start()
-        thread.join(timeout=900)  # an actor's start-up takes minutes on a loaded 2-core box
-        assert not thread.is_alive(), "the GPU actor was never scheduled"
+        outcome = _in_thread(lambda: _on_ray(
+            [library], tmp_path / "gpu", model, cluster.address, notes, gpus=1,
+            cpu_actors=False,
+        ))  # fmt: skip
+        mixed = _in_thread(lambda: _on_ray(
+            [library], tmp_path / "mixed", model, cluster.address, mixed_notes, gpus=1,
+            files_per_batch=1,
+        ))  # fmt: skip
     finally:
         cluster.remove_node(gpu_node)
     assert "summary" in outcome, outcome
@@ -475,16 +488,31 @@ def test_ray_gpus_runs_on_the_gpu_node_and_falls_back_to_the_cpu_without_cuda(
     assert summary.analysed == local.analysed == count and not summary.failed
     (node,) = summary.nodes  # one node analysed everything: the one with the GPU
     assert f"node {gpu_node.node_id[:8]})" in node, (node, gpu_node.node_id)
+    assert summary.ray_actors == {"gpu": count}
     (note,) = notes.notes
     assert "CUDA is not usable" in note and "analyses on the CPU" in note and node in note
     assert " on cuda" not in summary.inference  # the network ran on the CPU
 
-    here, there = tracks_by_path(tmp_path / "local"), tracks_by_path(tmp_path / "gpu")
+    assert "summary" in mixed, mixed
+    both = mixed["summary"]
+    assert both.analysed == count and not both.failed
+    # both pools analysed files, each file once, the GPU pool's on the GPU node only
+    assert set(both.ray_actors) == {"gpu", "cpu"} and sum(both.ray_actors.values()) == count
+    assert both.nodes.get(node, 0) == both.ray_actors["gpu"], (both.nodes, both.ray_actors)
+    assert sum(both.nodes.values()) == count and len(both.nodes) >= 2, both.nodes
+    _assert_complete(tmp_path / "mixed", library, count)
+
+    here = tracks_by_path(tmp_path / "local")
+    local_probs = _genre_probabilities(tmp_path / "local")
+    for data_dir in (tmp_path / "gpu", tmp_path / "mixed"):
+        _assert_like_local(here, local_probs, data_dir, model)
+
+
+def _assert_like_local(here: dict, local_probs: dict, data_dir: Path, model) -> None:
+    """The rows, embeddings (cosine >= 0.999) and genres of a local run of the same files."""
+    there = tracks_by_path(data_dir)
     assert sorted(here) == sorted(there)
-    local_probs, gpu_probs = (
-        _genre_probabilities(tmp_path / "local"),
-        _genre_probabilities(tmp_path / "gpu"),
-    )
+    gpu_probs = _genre_probabilities(data_dir)
     for path, a in here.items():
         b = there[path]
         assert (a.genre, a.n_segments, a.content_hash) == (b.genre, b.n_segments, b.content_hash)
@@ -555,3 +583,35 @@ def test_the_lean_head_settings_start_a_cluster_that_runs_an_ingest(tmp_path, mo
         os.environ.update(saved)
         if module_cluster:
             ray.init(address=module_cluster, log_to_driver=False)
+
+
+def test_mixed_pools_take_the_cpus_the_gpu_actors_leave_and_share_files_first_come():
+    """The pools a ``--ray-gpus`` run makes, and how the Dispenser gives each file to one."""
+    from ingest.distributed import actor_pools
+    from ingest.ray_actor import Dispenser
+
+    def node(cpus: float, gpus: float = 0) -> dict:
+        return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
+
+    nodes = [node(8), node(8, 1), node(2)]  # 4 CPUs beside the GPU; 14 left for CPU actors
+    resources = {"CPU": 18.0, "GPU": 1.0}
+    gpu, cpu = actor_pools(IngestOptions(), RayOptions(gpus=1), resources, nodes)
+    assert (gpu.kind, gpu.size, gpu.num_cpus, gpu.num_gpus) == ("gpu", 1, 4.0, 1.0)
+    assert gpu.options.workers == 4 and gpu.options.device == "cuda"
+    assert (cpu.kind, cpu.size, cpu.num_cpus, cpu.num_gpus) == ("cpu", 14, 1.0, 0.0)
+    assert cpu.options.device == "cpu" and cpu.options.workers == 1
+    (alone,) = actor_pools(IngestOptions(), RayOptions(gpus=1, cpu_actors=False), resources, nodes)
+    assert alone.kind == "gpu"
+    # a GPU node with its CPUs all held: no CPU pool
+    (only,) = actor_pools(IngestOptions(), RayOptions(gpus=1), {"CPU": 1.0, "GPU": 1.0},
+                          [node(1, 1)])  # fmt: skip
+    assert only.kind == "gpu"
+    # without GPUs: one actor per node holding its CPUs
+    (plain,) = actor_pools(IngestOptions(), RayOptions(), {"CPU": 4.0}, [node(2), node(2)])
+    assert (plain.size, plain.num_cpus, plain.options.workers) == (2, 2.0, 2)
+
+    dispenser = Dispenser()
+    assert dispenser.claim("gpu", [0, 1, 2]) == [0, 1, 2]
+    assert dispenser.claim("cpu", [5, 4, 3, 2]) == [5, 4, 3]  # 2 is the GPU pool's
+    assert dispenser.claim("gpu", [2, 3]) == [2]  # a batch run again: the same files
+    assert dispenser.counts() == {"gpu": 3, "cpu": 3}

@@ -132,6 +132,9 @@ def _print_ingest_summary(data: dict) -> None:
         )
     for node, files in sorted(data["nodes"].items()):
         typer.echo(f"  on Ray node {node}: {files} files")
+    if len(data.get("ray_actors") or {}) > 1:  # a mixed run: how the two pools shared it
+        shares = sorted(data["ray_actors"].items())
+        typer.echo("  " + ", ".join(f"{n} files by {kind.upper()} actors" for kind, n in shares))
     if data["previous_model_id"]:
         typer.echo(
             f"the model changed from {data['previous_model_id']} to {data['model_id']}: "
@@ -165,13 +168,14 @@ def _print_ingest_summary(data: dict) -> None:
         )
 
 
-def _ingest_on_ray(paths, catalog, genre_model, options, bar, held, address: str, gpus: int):
+def _ingest_on_ray(
+    paths, catalog, genre_model, options, bar, held, address: str, gpus: int, cpu_actors: bool
+):
     from ingest.distributed import DistributedIngestError, RayOptions, ingest_on_ray
 
+    ray_options = RayOptions(address, gpus, cpu_actors=cpu_actors)
     try:
-        return ingest_on_ray(
-            paths, catalog, genre_model, options, bar, held, RayOptions(address, gpus)
-        )
+        return ingest_on_ray(paths, catalog, genre_model, options, bar, held, ray_options)
     except DistributedIngestError as exc:
         _fail(f"{exc}; finished tracks are saved: run the same command to continue")
 
@@ -252,8 +256,19 @@ def ingest(
     ] = None,
     ray_gpus: Annotated[
         int,
-        typer.Option(help="With --ray: one GPU actor per GPU, on this many GPUs.", min=0),
+        typer.Option(
+            help="With --ray: one GPU actor per GPU, on this many GPUs, and CPU actors on the "
+            "CPUs the GPU actors leave free (see --no-ray-cpu-actors).",
+            min=0,
+        ),
     ] = 0,
+    ray_cpu_actors: Annotated[
+        bool,
+        typer.Option(
+            help="With --ray-gpus: also run a CPU actor on each CPU the GPU actors do not hold; "
+            "--no-ray-cpu-actors runs the GPU actors only.",
+        ),
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     as_json: JsonFlag = False,
 ) -> None:
@@ -293,8 +308,9 @@ def ingest(
                     summary = run_ingest(paths, catalog, genre_model, options, bar, held)
                 else:
                     summary = _ingest_on_ray(
-                        paths, catalog, genre_model, options, bar, held, ray, ray_gpus
-                    )
+                        paths, catalog, genre_model, options, bar, held, ray, ray_gpus,
+                        ray_cpu_actors,
+                    )  # fmt: skip
         except (CatalogBusyError, GenreMappingError) as exc:
             _fail(str(exc))
         except KeyboardInterrupt:
