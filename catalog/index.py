@@ -62,14 +62,19 @@ _IO_CHUNK = 1 << 20  # bytes per write or read when the index file is streamed
 def read_header(path: Path) -> IndexHeader:
     """The header of an index file, without reading the vectors."""
     with open(path, "rb") as fh:
-        head = fh.read(len(MAGIC) + _HEADER_LEN.size)
-        if not head.startswith(MAGIC) or len(head) < len(MAGIC) + _HEADER_LEN.size:
-            raise ValueError(f"{path} is not a Sonic Catalog index file")
-        (length,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
-        try:
-            return IndexHeader(**json.loads(fh.read(length)))
-        except Exception as exc:
-            raise ValueError(f"{path} has a damaged header: {exc}") from exc
+        return _read_header(fh, path)
+
+
+def _read_header(fh, path: Path) -> IndexHeader:
+    """The header from an open index file, which is left just past it (at the index)."""
+    head = fh.read(len(MAGIC) + _HEADER_LEN.size)
+    if not head.startswith(MAGIC) or len(head) < len(MAGIC) + _HEADER_LEN.size:
+        raise ValueError(f"{path} is not a Sonic Catalog index file")
+    (length,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+    try:
+        return IndexHeader(**json.loads(fh.read(length)))
+    except Exception as exc:
+        raise ValueError(f"{path} has a damaged header: {exc}") from exc
 
 
 def _search_single_threaded(index: faiss.Index, queries: np.ndarray, k: int, params=None):
@@ -367,12 +372,8 @@ class VectorIndex:
     def load(cls, path: Path) -> VectorIndex:
         """Read an index saved by :meth:`save`; raises ``ValueError`` if unreadable."""
         with open(path, "rb") as fh:
-            head = fh.read(len(MAGIC) + _HEADER_LEN.size)
-            if not head.startswith(MAGIC) or len(head) < len(MAGIC) + _HEADER_LEN.size:
-                raise ValueError(f"{path} is not a Sonic Catalog index file")
-            (length,) = _HEADER_LEN.unpack_from(head, len(MAGIC))
+            header = _read_header(fh, path)
             try:
-                header = IndexHeader(**json.loads(fh.read(length)))
                 # read straight into the index, a chunk at a time: the file's bytes in
                 # memory and a copy to deserialise would be two more whole copies
                 index = faiss.read_index(faiss.PyCallbackIOReader(fh.read, _IO_CHUNK))
