@@ -382,11 +382,7 @@ def _cpu_actor_shape(nodes: list[dict]) -> tuple[int, int]:
     has actors of one size, so the size is the smallest whole CPU count among the
     alive nodes (a bigger node runs several), and the count is how many of them fit.
     """
-    counts = [
-        int(node["Resources"].get("CPU", 0.0))
-        for node in nodes
-        if node.get("Alive") and node.get("Resources", {}).get("CPU", 0.0) >= 1
-    ]
+    counts = [c for c in _whole_cpus(nodes) if c >= 1]
     if not counts:
         return 1, 1
     share = min(counts)
@@ -417,10 +413,14 @@ def _cpus_left(nodes: list[dict], held: float) -> int:
     Each node's CPUs are counted whole (a 1-CPU actor cannot use two halves on two
     nodes); the GPU actors hold whole CPUs, so the difference is exact.
     """
-    whole = sum(
+    return max(0, int(sum(_whole_cpus(nodes)) - held))
+
+
+def _whole_cpus(nodes: list[dict]) -> list[int]:
+    """Each alive node's CPUs, counted whole (an actor's CPUs are all on one node)."""
+    return [
         math.floor(node.get("Resources", {}).get("CPU", 0.0)) for node in nodes if node.get("Alive")
-    )
-    return max(0, int(whole - held))
+    ]
 
 
 def _start_dispenser(ray):

@@ -19,6 +19,7 @@ import os
 import pickle
 import socket
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,10 +169,7 @@ class Dispenser:
 
     def counts(self) -> dict[str, int]:
         """Files granted per pool (for tests and notes)."""
-        out: dict[str, int] = {}
-        for pool in self.owners.values():
-            out[pool] = out.get(pool, 0) + 1
-        return out
+        return dict(Counter(self.owners.values()))
 
 
 class TrackAnalyser:
