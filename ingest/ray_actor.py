@@ -28,7 +28,7 @@ import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from embeddings.checkpoint import GenreModel
-from ingest.pipeline import IngestOptions, IngestRun, _TrackState, _WorkerPool
+from ingest.pipeline import IngestOptions, IngestRun, _one_blas_thread, _TrackState, _WorkerPool
 from ingest.worker import Task
 
 
@@ -220,6 +220,11 @@ class TrackAnalyser:
         run.executor = ThreadPoolExecutor(run.threads, thread_name_prefix="sonic-infer")
         if run.threads > 1:
             op_threads(1)
+        # NumPy's BLAS on one thread for the actor's life, as a local run has it while
+        # it analyses (ingest.pipeline._one_blas_thread): without it OpenBLAS's threads
+        # spun on every small product, 3.5 CPU-s of an actor's 20 for 48 tracks
+        self._blas = _one_blas_thread()
+        self._blas.__enter__()
         self.run = run
         self.inference = run.predictor.describe()
         self.pool = _WorkerPool(
@@ -251,7 +256,19 @@ class TrackAnalyser:
             "outcome": np.array([pickle.dumps(o) for o in run.outcomes], dtype=object),
         }
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Stop the decode workers and give NumPy back its BLAS threads."""
         pool = getattr(self, "pool", None)
         if pool is not None:
             pool.close()
+            self.pool = None
+        blas = getattr(self, "_blas", None)
+        if blas is not None:
+            self._blas = None
+            try:  # from the thread that set it: OpenBLAS ignores a restore from another
+                self._home.submit(blas.__exit__, None, None, None).result()
+            except RuntimeError:  # the home thread is gone (interpreter exit): no matter
+                pass
+
+    def __del__(self) -> None:
+        self.close()
