@@ -28,6 +28,16 @@ about when all nodes share two cores.
     nice -n 10 python bench/scale.py /tmp/scale-corpus --nodes 1 2 3 --repeats 3 \
         --json /tmp/scale.json
 
+With ``--cli`` every run is instead the command a user types, ``sonic ingest CORPUS
+--json`` (plus ``--ray ADDRESS`` for a Ray run), as a child process on a fresh data
+directory: the local run then pays, as it does for a user, for importing torch and
+loading the model, which the in-process local run finds already done (this process
+loaded the model once for all runs). The cluster is still started here beforehand,
+so its processes are in the measured tree; the steady window needs per-track times,
+which a child process does not report, so it is left out.
+
+    python bench/scale.py /tmp/scale-corpus --cli --nodes 1 2 3 --repeats 2 --no-catalog
+
 If ``bench/scale_catalog.py`` (PostgreSQL against SQLite writes and ``similar`` at
 100k tracks) is present it is run afterwards, unless ``--no-catalog``.
 """
@@ -106,9 +116,44 @@ def _measure(label: str, corpus: Path, work: Path, model, run) -> dict:
     return result
 
 
+def _measure_cli(label: str, corpus: Path, work: Path, extra: list[str]) -> dict:
+    """One ``sonic ingest`` command as a child process, its whole tree's CPU counted."""
+    data_dir = work / label.replace(" ", "-")
+    command = [sys.executable, "-m", "ui.cli", "ingest", str(corpus), "--data-dir",
+               str(data_dir), "--no-progress", "--json", *extra]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with TreeCpu(0.5) as cpu:
+        started = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
+        wall = time.monotonic() - started
+    shutil.rmtree(data_dir, ignore_errors=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{label}: sonic ingest failed ({done.returncode}):\n{done.stderr}")
+    summary = json.loads(done.stdout)
+    assert not summary["failed"], summary["failed"]
+    audio_min = summary["audio_hours"] * 60
+    result = {
+        "run": label,
+        "tracks": summary["analysed"],
+        "audio_minutes": audio_min,
+        "wall_s": wall,
+        "audio_min_per_min": audio_min / (wall / 60),
+        "steady_audio_min_per_min": None,
+        "cpu_s": cpu.total(),
+        "cpu_s_per_audio_min": cpu.total() / audio_min,
+        "steady_cpu_s_per_audio_min": None,
+        "processes": cpu.processes(),
+        "nodes_used": len(summary["nodes"]) or None,
+        "inference": summary["inference"],
+        "load_average": os.getloadavg()[0],
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
 def _ray_run(
     corpus: Path, work: Path, model, nodes: int, cores: int, settings: str = "lean",
-    actors: int | None = None,
+    actors: int | None = None, cli: bool = False,
 ) -> dict:  # fmt: skip
     """One Ray ingest on a fresh local cluster of ``nodes`` nodes.
 
@@ -116,6 +161,7 @@ def _ray_run(
     start`` (``ingest.ray_settings``: no dashboard, no log monitor, no metrics, no
     task events); ``default`` only turns the dashboard off, as this bench did before.
     ``actors``: passed to ``RayOptions`` (None: one actor per node holding its CPUs).
+    ``cli``: the ingest is ``sonic ingest --ray`` in a child process (``--cli``).
     """
     import ray
     from ray.cluster_utils import Cluster
@@ -139,10 +185,12 @@ def _ray_run(
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     shape = "1-cpu actors" if actors else "node actors"
+    label = f"ray {nodes}n x {per_node}cpu {settings} {shape}"
     try:
+        if cli:
+            return _measure_cli(label, corpus, work, ["--ray", cluster.address])
         return _measure(
-            f"ray {nodes}n x {per_node}cpu {settings} {shape}",
-            corpus, work, model,
+            label, corpus, work, model,
             lambda catalog, clock: ingest_on_ray(
                 [corpus], catalog, model, IngestOptions(), clock, None,
                 RayOptions(address=cluster.address, actors=actors),
@@ -207,11 +255,17 @@ def main() -> None:
         "--actor-shape", nargs="+", choices=("node", "cpu"), default=["node"],
         help="node: one actor per node holding its CPUs (the default); cpu: one per CPU",
     )  # fmt: skip
+    parser.add_argument(
+        "--cli", action="store_true",
+        help="run each ingest as the `sonic ingest` command in a child process (whole call)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument(
         "--no-catalog", action="store_true", help="do not run bench/scale_catalog.py after"
     )
     args = parser.parse_args()
+    if args.cli and "cpu" in args.actor_shape:
+        parser.error("--cli runs what `sonic ingest --ray` does: one actor per node only")
     cores = os.cpu_count() or 1
     # every Ray shape, in this order within each round
     shapes = [(n, st, a) for n in args.nodes for st in args.settings for a in args.actor_shape]
@@ -224,6 +278,8 @@ def main() -> None:
     try:
 
         def local(label: str) -> dict:
+            if args.cli:
+                return _measure_cli(label, args.corpus, work, [])
             return _measure(
                 label, args.corpus, work, model,
                 lambda catalog, clock: ingest([args.corpus], catalog, model, IngestOptions(),
@@ -236,14 +292,16 @@ def main() -> None:
             results.append({**local(f"local {repeat + 1}"), "nodes": 0})
             for nodes, settings, shape in shapes:
                 actors = nodes * (cores if nodes == 1 else 1) if shape == "cpu" else None
-                run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors)
+                run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors, args.cli)
                 results.append({**run, "nodes": nodes,
                                 "variant": _variant(nodes, settings, shape)})  # fmt: skip
         results.append({**local(f"local {args.repeats + 1}"), "nodes": 0})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = compare(results, variants)
-    print(f"\n{cores} cores ({_cpu_flags()}); corpus {args.corpus}; {args.repeats} repeats")
+    how = "sonic ingest commands" if args.cli else "ingest calls in this process"
+    print(f"\n{cores} cores ({_cpu_flags()}); corpus {args.corpus}; {args.repeats} repeats; "
+          f"{how}")  # fmt: skip
     print(f"{'run':<34} {'wall s':>7} {'amin/min':>9} {'steady':>8} {'CPU s':>7} "
           f"{'CPU s/amin':>10} {'steady':>7} {'procs':>6} {'load':>5}")  # fmt: skip
     for r in results:
@@ -271,7 +329,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"cores": cores, "cpu": _cpu_flags(), "results": results, "ratios": summary},
+                {"cores": cores, "cpu": _cpu_flags(), "cli": args.cli, "results": results,
+                 "ratios": summary},  # fmt: skip
                 indent=2,
             )  # fmt: skip
         )
