@@ -153,7 +153,7 @@ def _measure_cli(label: str, corpus: Path, work: Path, extra: list[str]) -> dict
 
 def _ray_run(
     corpus: Path, work: Path, model, nodes: int, cores: int, settings: str = "lean",
-    actors: int | None = None, cli: bool = False,
+    actors: int | None = None, cli: bool = False, files_per_batch: int | None = None,
 ) -> dict:  # fmt: skip
     """One Ray ingest on a fresh local cluster of ``nodes`` nodes.
 
@@ -162,6 +162,7 @@ def _ray_run(
     task events); ``default`` only turns the dashboard off, as this bench did before.
     ``actors``: passed to ``RayOptions`` (None: one actor per node holding its CPUs).
     ``cli``: the ingest is ``sonic ingest --ray`` in a child process (``--cli``).
+    ``files_per_batch``: files per actor call per CPU (None: ``RayOptions``' default).
     """
     import ray
     from ray.cluster_utils import Cluster
@@ -186,6 +187,9 @@ def _ray_run(
     ray.init(address=cluster.address, log_to_driver=False)
     shape = "1-cpu actors" if actors else "node actors"
     label = f"ray {nodes}n x {per_node}cpu {settings} {shape}"
+    batching = {} if files_per_batch is None else {"files_per_batch": files_per_batch}
+    if batching:
+        label += f" {files_per_batch}fpb"
     try:
         if cli:
             return _measure_cli(label, corpus, work, ["--ray", cluster.address])
@@ -193,7 +197,7 @@ def _ray_run(
             label, corpus, work, model,
             lambda catalog, clock: ingest_on_ray(
                 [corpus], catalog, model, IngestOptions(), clock, None,
-                RayOptions(address=cluster.address, actors=actors),
+                RayOptions(address=cluster.address, actors=actors, **batching),
             ),
         )  # fmt: skip
     finally:
@@ -259,17 +263,25 @@ def main() -> None:
         "--cli", action="store_true",
         help="run each ingest as the `sonic ingest` command in a child process (whole call)",
     )  # fmt: skip
+    parser.add_argument(
+        "--files-per-batch", type=int, nargs="+", default=[None], metavar="N",
+        help="files per actor call per CPU, one Ray run per value (default: RayOptions')",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument(
         "--no-catalog", action="store_true", help="do not run bench/scale_catalog.py after"
     )
     args = parser.parse_args()
-    if args.cli and "cpu" in args.actor_shape:
-        parser.error("--cli runs what `sonic ingest --ray` does: one actor per node only")
+    if args.cli and ("cpu" in args.actor_shape or args.files_per_batch != [None]):
+        parser.error("--cli runs what `sonic ingest --ray` does: one actor per node, "
+                     "the default batches")  # fmt: skip
     cores = os.cpu_count() or 1
     # every Ray shape, in this order within each round
-    shapes = [(n, st, a) for n in args.nodes for st in args.settings for a in args.actor_shape]
-    variants = [_variant(n, st, a) for n, st, a in shapes]
+    shapes = [
+        (n, st, a, f) for n in args.nodes for st in args.settings for a in args.actor_shape
+        for f in args.files_per_batch
+    ]  # fmt: skip
+    variants = [_variant(n, st, a, f) for n, st, a, f in shapes]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         model = load_model()
@@ -290,11 +302,12 @@ def main() -> None:
         # that every Ray run has a local run on either side (the load of the machine drifts)
         for repeat in range(args.repeats):
             results.append({**local(f"local {repeat + 1}"), "nodes": 0})
-            for nodes, settings, shape in shapes:
+            for nodes, settings, shape, per_batch in shapes:
                 actors = nodes * (cores if nodes == 1 else 1) if shape == "cpu" else None
-                run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors, args.cli)
-                results.append({**run, "nodes": nodes,
-                                "variant": _variant(nodes, settings, shape)})  # fmt: skip
+                run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors,
+                               args.cli, per_batch)  # fmt: skip
+                variant = _variant(nodes, settings, shape, per_batch)
+                results.append({**run, "nodes": nodes, "variant": variant})
         results.append({**local(f"local {args.repeats + 1}"), "nodes": 0})
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -339,9 +352,10 @@ def main() -> None:
         subprocess.run([sys.executable, str(companion)], check=True)
 
 
-def _variant(nodes: int, settings: str, shape: str) -> str:
-    """How the summary names one Ray shape: nodes, cluster settings, actor shape."""
-    return f"{nodes}n {settings} {shape}-actors"
+def _variant(nodes: int, settings: str, shape: str, files_per_batch: int | None = None) -> str:
+    """How the summary names one Ray shape: nodes, cluster settings, actor shape, batches."""
+    name = f"{nodes}n {settings} {shape}-actors"
+    return name if files_per_batch is None else f"{name} {files_per_batch}fpb"
 
 
 def _cpu_flags() -> str:

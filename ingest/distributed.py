@@ -51,7 +51,13 @@ if TYPE_CHECKING:
     from embeddings.checkpoint import GenreModel
     from ingest.ray_actor import Outcome
 
-FILES_PER_BATCH = 4  # small: results reach the catalog soon, a lost node loses little
+# Files per actor call, per CPU the actor holds. An actor drains its decoders and
+# inference threads at the end of each call (the call returns its batch's results),
+# so every batch ends with a core idle for about one track; at 4 files per CPU that
+# cost a 2-CPU actor 1.31x a local run's wall time on 4 audio-hours, at 16 1.16x
+# (bench/scale.py --files-per-batch, docs/benchmarks.md). Larger still would make the
+# progress bar move in bigger steps and a lost node redo more.
+FILES_PER_BATCH = 16
 GPU_ACTOR_DECODERS = 4  # decode processes feeding each GPU actor (and the CPUs it holds)
 # How long the GPU actors' CPUs and GPUs may take to be reserved (a placement group)
 # before the run fails rather than waits: on an idle cluster it takes well under a second.
