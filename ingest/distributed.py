@@ -265,8 +265,10 @@ class DistributedIngestRun(IngestRun):
                 # a batch keeps each of an actor's decode workers busy with
                 # files_per_batch files; no more actors than batches (an idle actor
                 # still holds its CPUs)
-                per_batch = self.ray_options.files_per_batch * max(1, int(pool.num_cpus))
-                batches = math.ceil(len(items) / max(1, per_batch))
+                per_batch = _files_per_call(
+                    len(items), pool.size, self.ray_options.files_per_batch * int(pool.num_cpus)
+                )
+                batches = math.ceil(len(items) / per_batch)
                 ordered = items if number == 0 else items[::-1]
                 dataset = ray.data.from_items(ordered, override_num_blocks=batches)
                 with warnings.catch_warnings():
@@ -278,7 +280,11 @@ class DistributedIngestRun(IngestRun):
                         TrackAnalyser,
                         batch_size=per_batch,
                         batch_format="numpy",
-                        compute=ActorPoolStrategy(size=min(pool.size, batches)),
+                        # one call at a time per actor: a call queued behind a running
+                        # one would wait there while another actor sits idle at the end
+                        compute=ActorPoolStrategy(
+                            size=min(pool.size, batches), max_tasks_in_flight_per_actor=1
+                        ),
                         num_cpus=pool.num_cpus,
                         num_gpus=pool.num_gpus,
                         fn_constructor_kwargs={
@@ -374,6 +380,16 @@ def actor_pools(
     # run on that many cores: a decode worker and an inference thread per CPU
     node_options = replace(cpu_options, workers=share, inference_threads=share)
     return [_Pool("cpu", actors, float(share), 0.0, node_options)]
+
+
+def _files_per_call(files: int, actors: int, most: int) -> int:
+    """Files per actor call: at most ``most``, and few enough that each actor gets two.
+
+    The calls are handed out as actors finish their last, so the run ends when the
+    slowest actor's last call does; a short run cut into fewer calls than two per actor
+    leaves some actors idle for a whole call while others work through theirs.
+    """
+    return max(1, min(most, math.ceil(files / (2 * max(1, actors)))))
 
 
 def _cpu_actor_shape(nodes: list[dict]) -> tuple[int, int]:

@@ -165,11 +165,14 @@ def test_the_node_side_run_hands_back_outcomes_and_never_touches_a_catalog(
     assert "cannot read file" in lost.reason
 
 
-def test_an_actor_keeps_numpys_blas_on_one_thread_as_a_local_run_does(cluster, tmp_path, model):
-    """OpenBLAS's threads spun on every small product in the actor: 3.5 CPU-s of 20 per hour
-    of audio that a local run, which limits them while it analyses, never spent."""
+def test_an_actor_analyses_set_up_as_a_local_run_is(cluster, tmp_path, model):
+    """Two settings a local run makes in IngestRun._analyse, missed by the actor once each:
+    NumPy's BLAS on one thread (OpenBLAS's threads spun on every small product: 3.5 CPU-s
+    of 20 per hour of audio) and a network call queued behind each inference thread's
+    running one (without it the threads waited for the actor's loop: cores 1.7 busy of 2)."""
     from dataclasses import asdict
 
+    import torch
     from threadpoolctl import threadpool_info
 
     from ingest.ray_actor import TrackAnalyser
@@ -178,14 +181,16 @@ def test_an_actor_keeps_numpys_blas_on_one_thread_as_a_local_run_does(cluster, t
         libs = threadpool_info()
         return [lib["num_threads"] for lib in libs if "numpy" in lib["filepath"]]
 
-    before = blas_threads()
+    before, torch_threads = blas_threads(), torch.get_num_threads()
     assert before and max(before) > 1, f"NumPy's BLAS threads not seen or already 1: {before}"
-    options = asdict(IngestOptions(workers=1, inference_threads=1))
+    options = asdict(IngestOptions(workers=1, inference_threads=2))
     actor = TrackAnalyser([ray.put(model)], options, str(tmp_path / "heatmaps"), frozenset())
     try:
         assert blas_threads() == [1] * len(before)
+        assert actor.run.threads == 2 and actor.run.yielder.slots() == 3
     finally:
         actor.close()
+        torch.set_num_threads(torch_threads)  # the actor set one op thread per call
     assert blas_threads() == before  # given back when the actor closes
 
 
@@ -571,6 +576,19 @@ def test_cpu_actors_hold_a_whole_node_and_bigger_nodes_run_several():
     assert _cpu_actor_shape([node(4), node(8), node(9)]) == (4, 1 + 2 + 2)
     assert _cpu_actor_shape([node(16, alive=False), node(0.5), node(6)]) == (6, 1)
     assert _cpu_actor_shape([]) == (1, 1)
+
+
+def test_actor_calls_are_large_but_every_actor_gets_two_on_a_short_run():
+    """A call ends with an actor's cores draining (large calls: fewer drains), and the
+    run ends with the slowest actor's last call (every actor gets work, two calls each)."""
+    from ingest.distributed import _files_per_call
+
+    assert _files_per_call(10_000, actors=3, most=16) == 16  # a library: the largest call
+    assert _files_per_call(48, actors=1, most=32) == 24  # 1 actor, 2 calls
+    assert _files_per_call(48, actors=2, most=16) == 12  # not 16, 16, 16 for two actors
+    assert _files_per_call(48, actors=3, most=16) == 8
+    assert _files_per_call(3, actors=4, most=16) == 1
+    assert _files_per_call(0, actors=0, most=0) == 1  # never zero: a dataset needs blocks
 
 
 def test_the_lean_head_settings_start_a_cluster_that_runs_an_ingest(tmp_path, model):
