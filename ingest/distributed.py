@@ -297,7 +297,12 @@ class DistributedIngestRun(IngestRun):
                     )
                 streams.append(mapped)
             results = streams[0].union(*streams[1:]) if len(streams) > 1 else streams[0]
-            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+            # no prefetch: with Ray Data's default of one batch, each call's results
+            # reached this loop only when the next call had finished, so the progress
+            # bar ran a call behind and a killed driver lost a call more
+            for batch in results.iter_batches(
+                batch_size=None, batch_format="numpy", prefetch_batches=0
+            ):
                 for blob in batch["outcome"]:
                     self._apply_outcome(pickle.loads(blob), retries)
                 self._maybe_save_index()
