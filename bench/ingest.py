@@ -125,17 +125,20 @@ AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
 BLISS_PYTHON = Path("/work/venvs/bliss/bin/python")
 
 
-def _ours(folder: Path, extra: list[str], env: dict, tree: Path = REPO) -> dict:
+def _ours(
+    folder: Path, extra: list[str], env: dict, tree: Path = REPO, first: Path | None = None
+) -> dict:
     """``sonic ingest`` with its defaults, but at the peer's CPU priority (``--nice 0``).
 
     Its default ``--nice 10`` yields the CPU to everything else, the peer included,
     which on a shared machine would measure the other work rather than the ingest.
     ``tree``: the source tree to run (``--baseline-tree``: another checkout, imported
-    through PYTHONPATH). Every process of the ingest's tree is checked for the
-    ``--avx2`` caps in its environment, and the ingest reports PyTorch's own
-    kernel choice (``cpu_capability``), so a cap that did not arrive shows.
+    through PYTHONPATH); ``first``: a folder before it there (``--pythonpath``). Every
+    process of the ingest's tree is checked for the ``--avx2`` caps in its environment,
+    and the ingest reports PyTorch's own kernel choice (``cpu_capability``), so a cap
+    that did not arrive shows.
     """
-    env = {**env, "PYTHONPATH": str(tree)}
+    env = {**env, "PYTHONPATH": os.pathsep.join(str(p) for p in (first, tree) if p)}
     with tempfile.TemporaryDirectory(prefix="sonic-bench-") as data_dir:
         cmd = [sys.executable, "-m", "ui.cli", "ingest", str(folder), "--data-dir", data_dir,
                "--json", "--no-progress", "--nice", "0", *extra]  # fmt: skip
@@ -182,9 +185,12 @@ def peer_comparison(folder: Path, files: list[Path], args) -> dict:
         order = contenders[k:] + contenders[:k]  # each goes first in turn
         for who in order if r % 2 == 0 else order[::-1]:
             if who == "ours":
-                runs["ours"].append(_ours(folder, args.ingest_arg, env))
+                runs["ours"].append(_ours(folder, args.ingest_arg, env, first=args.pythonpath))
             elif who == "base":
-                runs["base"].append(_ours(folder, args.ingest_arg, env, args.baseline_tree))
+                base_args = args.ingest_arg if args.baseline_arg is None else args.baseline_arg
+                runs["base"].append(
+                    _ours(folder, base_args, env, args.baseline_tree, args.pythonpath)
+                )
             else:
                 runs["bliss"].append(_bliss(files, args.bliss_python, args.bliss_processes))
     med = {who: {k: float(np.median([x[k] for x in rs])) for k in ("wall_s", "cpu_s",
@@ -192,7 +198,9 @@ def peer_comparison(folder: Path, files: list[Path], args) -> dict:
     audio_min = runs["ours"][0]["audio_min"]
     result = {
         "peer": "bliss-audio 0.1.6", "repeats": args.repeats, "avx2_only": args.avx2,
-        "ingest_args": args.ingest_arg, "files": len(files), "audio_min": audio_min,
+        "ingest_args": args.ingest_arg, "baseline_args": args.baseline_arg,
+        "pythonpath": str(args.pythonpath) if args.pythonpath else None,
+        "files": len(files), "audio_min": audio_min,
         "inference": runs["ours"][0]["inference"], "analysis": runs["ours"][0]["analysis"],
         "torch_capability_fresh_process": torch_capability(env),
         "ours": med["ours"], "bliss": med["bliss"], "runs": runs,
@@ -256,6 +264,13 @@ def main() -> None:
                         "alternating with ours and the peer")  # fmt: skip
     parser.add_argument("--ingest-arg", action="append", default=[],
                         help="extra argument for sonic ingest (repeatable)")  # fmt: skip
+    parser.add_argument("--baseline-arg", action="append", default=None,
+                        help="with --baseline-tree: extra argument for the baseline's ingest "
+                        "instead of --ingest-arg (repeatable; e.g. the same tree, another "
+                        "--precision)")  # fmt: skip
+    parser.add_argument("--pythonpath", type=Path, default=None,
+                        help="put this folder first on every ingest's PYTHONPATH (e.g. the "
+                        "AVX2-capped ONNX Runtime of bench/ort_avx2.py)")  # fmt: skip
     args = parser.parse_args()
 
     files = list(iter_audio_files([args.folder]))
