@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import pickle
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,6 +104,27 @@ class _Retries:
         self.tasks.append(task)
 
 
+def _join_hint(env: Mapping[str, str], home: Path | None = None) -> str:
+    """What to try when joining failed and the cluster may want a token.
+
+    Ray 2.60's ``ray start --head`` turns token authentication on by itself when
+    ``~/.ray/auth_token`` exists on the head (a local ``ray.init()`` once wrote one),
+    but a client sends the token only when ``RAY_AUTH_MODE=token`` is set: the join
+    then fails with nothing but "Failed to connect" (the GCS logs "Missing
+    authorization header"). Said only where that may be the cause.
+    """
+    if env.get("RAY_AUTH_MODE"):
+        return ""
+    token = (home or Path.home()) / ".ray" / "auth_token"
+    if not (token.is_file() or env.get("RAY_AUTH_TOKEN")):
+        return ""
+    return (
+        ". If the cluster uses token authentication (Ray turns it on when the head has "
+        "~/.ray/auth_token), run with RAY_AUTH_MODE=token and the head's token in "
+        "~/.ray/auth_token or RAY_AUTH_TOKEN"
+    )
+
+
 def connect(address: str):
     """Join the cluster at ``address`` (or reuse this process's connection); returns ray."""
     try:
@@ -117,7 +139,7 @@ def connect(address: str):
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise DistributedIngestError(
-                f"cannot join the Ray cluster at {address}: {exc}"
+                f"cannot join the Ray cluster at {address}: {exc}{_join_hint(os.environ)}"
             ) from exc
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the driver shows its own bar

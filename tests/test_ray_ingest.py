@@ -578,6 +578,20 @@ def test_cpu_actors_hold_a_whole_node_and_bigger_nodes_run_several():
     assert _cpu_actor_shape([]) == (1, 1)
 
 
+def test_a_failed_join_names_token_authentication_only_where_it_may_be_the_cause(tmp_path):
+    """Ray 2.60 heads turn token auth on when ~/.ray/auth_token exists; a client without
+    RAY_AUTH_MODE=token then fails with only "Failed to connect" (seen on this machine)."""
+    from ingest.distributed import _join_hint
+
+    assert _join_hint({}, tmp_path) == ""  # no token anywhere: not the cause
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("0" * 64)
+    hint = _join_hint({}, tmp_path)
+    assert "RAY_AUTH_MODE=token" in hint and "auth_token" in hint
+    assert _join_hint({"RAY_AUTH_MODE": "token"}, tmp_path) == ""  # already asked for
+    assert "RAY_AUTH_MODE=token" in _join_hint({"RAY_AUTH_TOKEN": "x"}, tmp_path / "none")
+
+
 def test_actor_calls_are_large_but_every_actor_gets_two_on_a_short_run():
     """A call ends with an actor's cores draining (large calls: fewer drains), and the
     run ends with the slowest actor's last call (every actor gets work, two calls each)."""
