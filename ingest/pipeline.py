@@ -141,7 +141,6 @@ class IngestRun(Planning, Batching, Recording):
         self.summary.cpu_capability = _cpu_capability()
         self.summary.analysis = describe_analysis(self.options.analysis_seconds)
         tasks = [replace(t, analysis_s=self.options.analysis_seconds) for t in tasks]
-        threads = max(1, self.options.inference_threads)
         pool = WorkerPool(
             max(1, self.options.workers),
             self.model.frontend.to_dict(),
@@ -149,11 +148,8 @@ class IngestRun(Planning, Batching, Recording):
             self.options.stall_seconds,
             self.catalog.paths.root if self.options.yield_to_service else None,
         )
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="sonic-infer")
-        self.threads = threads
         watch = BusyWatch(self.catalog.paths.root) if self.options.yield_to_service else None
-        self.yielder = Yielder(watch, threads)
-        previous_threads = op_threads(1) if threads > 1 else None
+        previous_threads = self._start_inference_threads(watch)
         self.progress.start(len(tasks))
         if self.summary.previous_model_id:
             # a large library takes hours to redo; say why before the bar starts moving
@@ -176,6 +172,21 @@ class IngestRun(Planning, Batching, Recording):
             self.summary.yielded_seconds = round(self.yielder.rested_s, 1)
             self.yielder.close()
             pool.close()
+
+    def _start_inference_threads(self, watch: BusyWatch | None) -> int | None:
+        """The inference threads and how calls are handed to them, for every analysis.
+
+        One place, because a Ray actor (``ingest.ray_actor``) that set these up itself
+        once kept one slot per thread, no call queued behind a running one, and left
+        its cores 1.7 busy of 2. ``watch``: the service to yield to (None: never).
+        Returns the op-thread count to put back when the run ends (None: unchanged).
+        """
+        from embeddings.inference import op_threads
+
+        self.threads = max(1, self.options.inference_threads)
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="sonic-infer")
+        self.yielder = Yielder(watch, self.threads)
+        return op_threads(1) if self.threads > 1 else None
 
     def _note_unreadable_folders(self) -> None:
         """Say which folders were out of sight (after ``start``, so a progress bar shows it)."""

@@ -28,7 +28,6 @@ import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
 from embeddings.checkpoint import GenreModel
-from ingest.busy_signal import Yielder
 from ingest.pipeline import IngestOptions, IngestRun, _one_blas_thread, _TrackState, _WorkerPool
 from ingest.worker import Task
 
@@ -210,22 +209,14 @@ class TrackAnalyser:
     ) -> None:
         import ray
 
-        from embeddings.inference import Predictor, op_threads
+        from embeddings.inference import Predictor
 
         model = ray.get(model_ref[0])  # wrapped in a list so Ray does not resolve it early
         opts = IngestOptions(**options)
         run = NodeRun(model, opts, Path(heatmaps_dir))
         device, self.note = usable_device(opts.device, run.node)
         run.predictor = Predictor(model, device, opts.precision)
-        run.threads = max(1, opts.inference_threads)
-        run.executor = ThreadPoolExecutor(run.threads, thread_name_prefix="sonic-infer")
-        # a network call queued behind each thread's running one, as a local run has it
-        # (IngestRun._analyse): with only one slot per thread, a thread that finished its
-        # call waited while this actor's one loop thread ran Grad-CAM or a heatmap, and
-        # a 2-CPU actor kept its cores 1.7 busy of 2 where a local run keeps 1.93
-        run.yielder = Yielder(None, run.threads)
-        if run.threads > 1:
-            op_threads(1)
+        run._start_inference_threads(None)  # as a local run; no service to yield to here
         # NumPy's BLAS on one thread for the actor's life, as a local run has it while
         # it analyses (ingest.pipeline._one_blas_thread): without it OpenBLAS's threads
         # spun on every small product, 3.5 CPU-s of an actor's 20 for 48 tracks
