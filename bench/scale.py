@@ -98,18 +98,30 @@ def _measure(label: str, corpus: Path, work: Path, model, run) -> dict:
     if len(clock.times) >= 3:
         steady_audio_min = sum(clock.audio[1:]) / 60
         steady_cpu = (cpu.at(clock.times[-1]) - cpu.at(clock.times[0])) / steady_audio_min
+    return _result(
+        label, summary.analysed, audio_min, wall, cpu, len(summary.nodes),
+        clock.steady_rate(), steady_cpu,
+    )  # fmt: skip
+
+
+def _result(
+    label: str, tracks: int, audio_min: float, wall: float, cpu: TreeCpu, nodes: int,
+    steady_rate: float | None = None, steady_cpu: float | None = None, **extra,
+) -> dict:  # fmt: skip
+    """One run's figures, as every mode reports them (printed as a JSON line too)."""
     result = {
         "run": label,
-        "tracks": summary.analysed,
+        "tracks": tracks,
         "audio_minutes": audio_min,
         "wall_s": wall,
-        "audio_min_per_min": summary.audio_seconds / wall,
-        "steady_audio_min_per_min": clock.steady_rate(),
+        "audio_min_per_min": audio_min * 60 / wall,
+        "steady_audio_min_per_min": steady_rate,
         "cpu_s": cpu.total(),
         "cpu_s_per_audio_min": cpu.total() / audio_min,
         "steady_cpu_s_per_audio_min": steady_cpu,
         "processes": cpu.processes(),
-        "nodes_used": len(summary.nodes) or None,
+        "nodes_used": nodes or None,
+        **extra,
         "load_average": os.getloadavg()[0],
     }
     print(json.dumps(result), flush=True)
@@ -131,24 +143,10 @@ def _measure_cli(label: str, corpus: Path, work: Path, extra: list[str]) -> dict
         raise SystemExit(f"{label}: sonic ingest failed ({done.returncode}):\n{done.stderr}")
     summary = json.loads(done.stdout)
     assert not summary["failed"], summary["failed"]
-    audio_min = summary["audio_hours"] * 60
-    result = {
-        "run": label,
-        "tracks": summary["analysed"],
-        "audio_minutes": audio_min,
-        "wall_s": wall,
-        "audio_min_per_min": audio_min / (wall / 60),
-        "steady_audio_min_per_min": None,
-        "cpu_s": cpu.total(),
-        "cpu_s_per_audio_min": cpu.total() / audio_min,
-        "steady_cpu_s_per_audio_min": None,
-        "processes": cpu.processes(),
-        "nodes_used": len(summary["nodes"]) or None,
-        "inference": summary["inference"],
-        "load_average": os.getloadavg()[0],
-    }
-    print(json.dumps(result), flush=True)
-    return result
+    return _result(
+        label, summary["analysed"], summary["audio_hours"] * 60, wall, cpu,
+        len(summary["nodes"]), inference=summary["inference"],
+    )  # fmt: skip
 
 
 def _ray_run(
@@ -186,10 +184,8 @@ def _ray_run(
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     shape = "1-cpu actors" if actors else "node actors"
-    label = f"ray {nodes}n x {per_node}cpu {settings} {shape}"
+    label = f"ray {nodes}n x {per_node}cpu {settings} {shape}" + _batches(files_per_batch)
     batching = {} if files_per_batch is None else {"files_per_batch": files_per_batch}
-    if batching:
-        label += f" {files_per_batch}fpb"
     try:
         if cli:
             return _measure_cli(label, corpus, work, ["--ray", cluster.address])
@@ -354,8 +350,12 @@ def main() -> None:
 
 def _variant(nodes: int, settings: str, shape: str, files_per_batch: int | None = None) -> str:
     """How the summary names one Ray shape: nodes, cluster settings, actor shape, batches."""
-    name = f"{nodes}n {settings} {shape}-actors"
-    return name if files_per_batch is None else f"{name} {files_per_batch}fpb"
+    return f"{nodes}n {settings} {shape}-actors" + _batches(files_per_batch)
+
+
+def _batches(files_per_batch: int | None) -> str:
+    """The suffix that names a run's files per actor call (none for the default)."""
+    return "" if files_per_batch is None else f" {files_per_batch}fpb"
 
 
 def _cpu_flags() -> str:
