@@ -25,20 +25,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from catalog.column_types import BIG_INTEGER, FsPath, SafeText
+from catalog.track_status import TrackStatus as TrackStatus  # where it has always been
 
 
 class Base(DeclarativeBase):
     pass
-
-
-class TrackStatus:
-    """Values of ``tracks.status``."""
-
-    OK = "ok"  # analysed; embedding stored and indexed
-    FAILED = "failed"  # could not be analysed; ``error`` says why; retried when the file changes
-    MISSING = "missing"  # the file is gone; row kept so a reappearing/moved file keeps its id
-
-    ALL = (OK, FAILED, MISSING)
 
 
 class Track(Base):

@@ -29,13 +29,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catalog.claims import Claims
-from catalog.store import Catalog
 from embeddings.model_handle import LazyModel, loaded
 from embeddings.windows import describe_analysis
 from ingest.batching import POLL_SECONDS, Batching
 from ingest.busy_signal import BusyWatch, Yielder
-from ingest.library_genres import apply as apply_library_genres
-from ingest.library_genres import remember_shipped_threshold
 from ingest.lock import HeldLock, ingest_lock
 from ingest.messages import Alive, Begin, Chunk, Done, Fail, Hashed, Message, Meta, ends_decoding
 from ingest.options import IngestOptions, IngestSummary
@@ -47,6 +44,8 @@ from ingest.worker import Task
 from ingest.worker_pool import WorkerPool
 
 if TYPE_CHECKING:  # torch-backed modules load only when there is audio to analyse
+    # and a Ray actor, which has no catalog, need not import SQLAlchemy and Alembic
+    from catalog.store import Catalog
     from embeddings.checkpoint import GenreModel
     from embeddings.inference import Predictor
 
@@ -126,7 +125,12 @@ class IngestRun(Planning, Batching, Recording):
             self.summary.missing = self.catalog.mark_missing(unclaimed)
             self.catalog.save_index()
             self.summary.other_model_tracks = self.catalog.tracks_of_other_models()
-            # the library's own genre model, on the new embeddings only (no audio again)
+            # the library's own genre model, on the new embeddings only (no audio again);
+            # imported here: it needs SQLAlchemy, which a Ray actor (an IngestRun with
+            # no catalog) would otherwise import for nothing, on every node
+            from ingest.library_genres import apply as apply_library_genres
+            from ingest.library_genres import remember_shipped_threshold
+
             remember_shipped_threshold(self.catalog)
             self.summary.library_genres = apply_library_genres(self.catalog)
         self.summary.wall_seconds = time.monotonic() - started

@@ -15,12 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from catalog.schema import Track, TrackStatus
+from catalog.track_status import TrackStatus
 from ingest.worker import Task, file_facts
 from ingest.worker_pool import WorkerPool
 
 if TYPE_CHECKING:
     from catalog.claims import Claims
+    from catalog.schema import Track
     from catalog.store import Catalog
     from ingest.options import IngestSummary
     from ingest.progress import ProgressSink

@@ -13,13 +13,16 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from catalog.schema import TrackStatus
-from catalog.track_lookups import FileState
+from catalog.track_status import TrackStatus
 from embeddings.audio import AUDIO_EXTENSIONS as AUDIO_EXTENSIONS  # training's very list
 from embeddings.audio import iter_audio_files
 from ingest.moves import Moves
 from ingest.worker import Task
+
+if TYPE_CHECKING:  # the catalog's rows only; a Ray actor imports this without SQLAlchemy
+    from catalog.track_lookups import FileState
 
 
 @dataclass
