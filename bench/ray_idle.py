@@ -181,14 +181,14 @@ def one(variant: str, nodes: int, seconds: float, corpus: Path | None = None) ->
     os.environ["PYTHONPATH"] = str(REPO)  # the cluster's workers import this tree
     if variant == "lean":
         os.environ.update(lean_env())
-        node = lean_node_args(node)
+        head, worker = lean_node_args(node), lean_node_args(node, head=False)
     else:
-        node = {**node, "include_dashboard": False}
+        head, worker = {**node, "include_dashboard": False}, node
     me = os.getpid()
     t0, c0 = time.monotonic(), self_cpu()
-    cluster = Cluster(initialize_head=True, head_node_args=node)
+    cluster = Cluster(initialize_head=True, head_node_args=head)
     for _ in range(nodes - 1):
-        cluster.add_node(**{k: v for k, v in node.items() if k != "include_dashboard"})
+        cluster.add_node(**worker)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
     start_wall = time.monotonic() - t0
