@@ -129,12 +129,26 @@ def load_checkpoint(path: Path) -> GenreModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model checkpoint not found: {path}")
+    return _from_source(path, str(path))
+
+
+def checkpoint_from_bytes(data: bytes, name: str) -> GenreModel:
+    """:func:`load_checkpoint` of a checkpoint file's bytes, read elsewhere.
+
+    A Ray driver sends the file's bytes to its actors rather than the network, so
+    that it never imports torch itself; ``name`` is the file the bytes came from,
+    for error messages.
+    """
+    return _from_source(io.BytesIO(data), name)
+
+
+def _from_source(source: Path | io.BytesIO, name: str) -> GenreModel:
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise ValueError(f"{path} is not a readable Sonic Catalog checkpoint: {exc}") from exc
+        raise ValueError(f"{name} is not a readable Sonic Catalog checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise ValueError(f"{path} is not a Sonic Catalog checkpoint (no state_dict)")
+        raise ValueError(f"{name} is not a Sonic Catalog checkpoint (no state_dict)")
     network = build_model(payload["arch"], len(payload["genres"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
     network.load_state_dict(state)
@@ -178,7 +192,16 @@ def load_model(path: Path | None = None) -> GenreModel:
     Refuses a pretrained backbone (:class:`BackboneOnlyError`): it has no genre head,
     and indexing a library with it would store genre labels it cannot predict.
     """
-    model = load_checkpoint(path) if path else load_default_model()
+    return _usable(load_checkpoint(path) if path else load_default_model(), path)
+
+
+def load_model_bytes(data: bytes, name: str) -> GenreModel:
+    """:func:`load_model` of a checkpoint file's bytes (see :func:`checkpoint_from_bytes`)."""
+    return _usable(checkpoint_from_bytes(data, name), Path(name))
+
+
+def _usable(model: GenreModel, path: Path | None) -> GenreModel:
+    """``model``, refused if it is a backbone, with a warning if it is untrained."""
     if model.is_backbone:
         raise BackboneOnlyError(
             f"{path} is a self-supervised pretrained backbone ({model.model_id}) without "
@@ -191,6 +214,6 @@ def load_model(path: Path | None = None) -> GenreModel:
             f"model {model.model_id} has UNTRAINED weights: genre predictions are "
             "meaningless and sound-alike search uses random convolutional features",
             UntrainedModelWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of load_model
         )
     return model

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from catalog.claims import rows_by_path
 from catalog.store import Catalog
-from embeddings.model_handle import LazyModel, loaded
+from embeddings.model_handle import LazyModel, shippable
 from embeddings.windows import describe_analysis
 from ingest.lock import HeldLock
 from ingest.pipeline import (
@@ -67,6 +68,22 @@ RESERVE_SECONDS = 300.0
 
 class DistributedIngestError(RuntimeError):
     """The cluster could not finish the run; what was committed stays committed."""
+
+
+def _cause(exc: BaseException) -> str:
+    """What went wrong on the cluster, in one line a user can read.
+
+    Ray's error for an actor whose constructor raised carries the whole remote
+    traceback in its message (2.7 kB for a checkpoint that changed); its last line is
+    the error the actor raised, which is what the user needs. The traceback stays
+    in the chained exception and the worker's log.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Ray colours the actor's name
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith('File "') for line in lines):
+        first = lines[0].split(",")[0]  # "The actor died because of an error raised in ..."
+        return f"{type(exc).__name__}: {first}: {lines[-1]}"
+    return f"{type(exc).__name__}: {text}"
 
 
 @dataclass
@@ -167,7 +184,6 @@ class DistributedIngestRun(IngestRun):
 
     def _analyse(self, tasks: list[Task]) -> None:
         ray = connect(self.ray_options.address)
-        self.model = loaded(self.model)
         self.summary.analysis = describe_analysis(self.options.analysis_seconds)
         # the analysis budget travels in each task, as in a local run: without it the
         # nodes would decode whole tracks and their embeddings differ from a local run's
@@ -183,7 +199,9 @@ class DistributedIngestRun(IngestRun):
         if not tasks:  # another ingest holds or has done every file: no actor to start
             self.progress.close()
             return
-        model_ref = ray.put(self.model)
+        # the checkpoint's bytes where the network is not loaded here: the driver then
+        # never imports torch, and each actor loads the network as a local run would
+        model_ref = ray.put(shippable(self.model))
         try:
             pending = tasks
             while pending:  # a second round only for copies of a move another copy claimed
@@ -198,7 +216,7 @@ class DistributedIngestRun(IngestRun):
             raise
         except Exception as exc:  # Ray's own errors: a lost object, an actor that died
             raise DistributedIngestError(
-                f"the Ray cluster could not finish: {type(exc).__name__}: {exc}"
+                f"the Ray cluster could not finish: {_cause(exc)}"
             ) from exc
         finally:
             self.progress.close()

@@ -10,7 +10,8 @@ commits it through the same writer (:mod:`ingest.distributed`). Nothing here wri
 to the catalog, so a node that dies takes no half-written track with it.
 
 This module imports no Ray at import time: Ray calls the class, the class never
-calls Ray except to fetch the model it was given.
+calls Ray except to fetch the model it was given. Nor torch: the driver imports it
+for the class it hands Ray, and loads no network (the actors do).
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
-from embeddings.checkpoint import GenreModel
+from embeddings.model_handle import loaded
 from ingest.pipeline import IngestOptions, IngestRun, _one_blas_thread, _TrackState, _WorkerPool
 from ingest.worker import Task
+
+if TYPE_CHECKING:  # torch: the driver imports this module for the class it hands Ray
+    from embeddings.checkpoint import GenreModel
 
 
 @dataclass
@@ -211,7 +216,9 @@ class TrackAnalyser:
 
         from embeddings.inference import Predictor
 
-        model = ray.get(model_ref[0])  # wrapped in a list so Ray does not resolve it early
+        # wrapped in a list so Ray does not resolve it early; a LazyModel carrying the
+        # checkpoint's bytes (embeddings.model_handle.shippable), or the network itself
+        model = loaded(ray.get(model_ref[0]))
         opts = IngestOptions(**options)
         run = NodeRun(model, opts, Path(heatmaps_dir))
         device, self.note = usable_device(opts.device, run.node)

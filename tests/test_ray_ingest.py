@@ -241,6 +241,42 @@ def test_ray_ingest_matches_a_local_ingest(cluster, tmp_path, model):
     assert (row.id, row.embedding) == (before.id, before.embedding)
 
 
+def test_the_driver_sends_the_checkpoint_file_and_never_loads_the_network(
+    cluster, tmp_path, model
+):
+    """A ``sonic ingest --ray`` driver spent 1.3 CPU-s importing torch and loading the
+    network only to pickle it for the actors; it now sends the checkpoint's bytes and
+    each actor loads them, checking they are the model the catalog planned with."""
+    from embeddings.model_handle import DEFAULT_CHECKPOINT, LazyModel, ModelIdentity
+
+    def refuse():
+        raise AssertionError("the driver loaded the network")
+
+    library = _library(tmp_path / "music", 3)
+    lazy = LazyModel(ModelIdentity.of(model), refuse, checkpoint=DEFAULT_CHECKPOINT)
+    local = run_ingest([library], tmp_path / "local", model)
+    remote = _on_ray([library], tmp_path / "ray", lazy, cluster.address)
+    assert (remote.analysed, remote.failed) == (local.analysed, local.failed) == (3, [])
+    _assert_complete(tmp_path / "ray", library, 3)
+    here, there = tracks_by_path(tmp_path / "local"), tracks_by_path(tmp_path / "ray")
+    for path, a in here.items():
+        va, vb = (np.frombuffer(t.embedding, dtype=np.float32) for t in (a, there[path]))
+        assert float(va @ vb) / float(np.linalg.norm(va) * np.linalg.norm(vb)) >= 0.999
+        assert (a.genre, a.model_id) == (there[path].genre, there[path].model_id)
+
+    # the file is no longer the model the catalog remembered: the actors refuse it
+    # rather than index with another network under this model's id
+    other = ModelIdentity(
+        "someone-elses-model", tuple(model.genres), model.embedding_dim, True
+    )
+    stale = LazyModel(other, refuse, checkpoint=DEFAULT_CHECKPOINT)
+    with pytest.raises(DistributedIngestError, match="checkpoint changed") as failed:
+        _on_ray([library], tmp_path / "stale", stale, cluster.address)
+    # one line the user can read, not Ray's remote traceback
+    assert "\n" not in str(failed.value) and 'File "' not in str(failed.value), failed.value
+    assert _committed(tmp_path / "stale" / "catalog.db") == 0
+
+
 def test_asking_for_more_gpus_than_the_cluster_has_is_refused_clearly(cluster, tmp_path, model):
     library = _library(tmp_path / "music", 2)
     with pytest.raises(DistributedIngestError, match=r"--ray-gpus 2: the Ray cluster has 0 GPU"):
@@ -321,6 +357,27 @@ def test_a_sigkilled_driver_then_a_rerun_completes_the_catalog(cluster, tmp_path
     assert rerun.returncode == 0, err
     assert f'"analysed": {count - first},' in out
     _assert_complete(data_dir, library, count)
+
+
+def test_a_ray_driver_with_a_remembered_checkpoint_never_imports_torch(cluster, tmp_path):
+    """The whole command: the second ``sonic ingest --ray`` of a catalog knows the
+    checkpoint, so its driver plans, sends the file's bytes and commits without torch."""
+    library = _library(tmp_path / "music", 2)
+    command = ("ingest", str(library), "--data-dir", str(tmp_path / "data"), "--ray",
+               cluster.address, "--no-progress", "--json")  # fmt: skip
+    first = _sonic(*command)
+    assert first.communicate(timeout=600)[0] and first.returncode == 0
+    write(library / "album9" / "new.flac", chord([330, 440], 7.0, SR), SR)
+    second = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "ui.cli", *command],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(second.stdout)["analysed"] == 1
+    imported = {line.split("|")[-1].strip() for line in second.stderr.splitlines()
+                if line.startswith("import time:")}  # fmt: skip
+    assert "ingest.ray_actor" in imported  # the measure would see an import of torch
+    assert "torch" not in imported
 
 
 def _can_hide_a_folder() -> bool:

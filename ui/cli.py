@@ -80,7 +80,9 @@ def _model_for_ingest(catalog, model_path: Path | None):
     path = checkpoint_argument(model_path) if model_path else DEFAULT_CHECKPOINT
     known = catalog.remembered_checkpoint(path) if path.is_file() else None
     if known is not None:
-        return LazyModel(ModelIdentity.from_dict(known), lambda: load_model(model_path))
+        return LazyModel(
+            ModelIdentity.from_dict(known), lambda: load_model(model_path), checkpoint=path
+        )
     genre_model = load_model(model_path)
     if path.is_file():
         catalog.remember_checkpoint(path, ModelIdentity.of(genre_model).to_dict())
