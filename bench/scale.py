@@ -128,9 +128,22 @@ def _result(
     return result
 
 
-def _measure_cli(label: str, corpus: Path, work: Path, extra: list[str]) -> dict:
-    """One ``sonic ingest`` command as a child process, its whole tree's CPU counted."""
+def _measure_cli(
+    label: str, corpus: Path, work: Path, extra: list[str], model=None
+) -> dict:  # fmt: skip
+    """One ``sonic ingest`` command as a child process, its whole tree's CPU counted.
+
+    ``model``: the catalog starts out remembering the shipped checkpoint as this
+    model (what any earlier ingest into it leaves), so the command plans with a
+    :class:`~embeddings.model_handle.LazyModel`, as a user's second and later
+    ingests do; None: a catalog made by this very command (its first ingest).
+    """
     data_dir = work / label.replace(" ", "-")
+    if model is not None:
+        from embeddings.model_handle import DEFAULT_CHECKPOINT, ModelIdentity
+
+        with Catalog(data_dir) as catalog:
+            catalog.remember_checkpoint(DEFAULT_CHECKPOINT, ModelIdentity.of(model).to_dict())
     command = [sys.executable, "-m", "ui.cli", "ingest", str(corpus), "--data-dir",
                str(data_dir), "--no-progress", "--json", *extra]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -152,6 +165,7 @@ def _measure_cli(label: str, corpus: Path, work: Path, extra: list[str]) -> dict
 def _ray_run(
     corpus: Path, work: Path, model, nodes: int, cores: int, settings: str = "lean",
     actors: int | None = None, cli: bool = False, files_per_batch: int | None = None,
+    remembered: bool = True, warm: bool = False,
 ) -> dict:  # fmt: skip
     """One Ray ingest on a fresh local cluster of ``nodes`` nodes.
 
@@ -161,6 +175,9 @@ def _ray_run(
     ``actors``: passed to ``RayOptions`` (None: one actor per node holding its CPUs).
     ``cli``: the ingest is ``sonic ingest --ray`` in a child process (``--cli``).
     ``files_per_batch``: files per actor call per CPU (None: ``RayOptions``' default).
+    ``remembered``: see :func:`_measure_cli`. ``warm``: a first, unmeasured ingest of
+    two files starts Ray Data's helper actors, which live as long as the cluster:
+    what every ingest but a fresh cluster's first finds.
     """
     import ray
     from ray.cluster_utils import Cluster
@@ -186,9 +203,14 @@ def _ray_run(
     shape = "1-cpu actors" if actors else "node actors"
     label = f"ray {nodes}n x {per_node}cpu {settings} {shape}" + _batches(files_per_batch)
     batching = {} if files_per_batch is None else {"files_per_batch": files_per_batch}
+    label += " warm" if warm else ""
     try:
+        if warm:
+            _warm_up(corpus, work, cluster.address)
         if cli:
-            return _measure_cli(label, corpus, work, ["--ray", cluster.address])
+            return _measure_cli(
+                label, corpus, work, ["--ray", cluster.address], model if remembered else None
+            )
         return _measure(
             label, corpus, work, model,
             lambda catalog, clock: ingest_on_ray(
@@ -201,6 +223,21 @@ def _ray_run(
         cluster.shutdown()
         os.environ.clear()
         os.environ.update(saved)
+
+
+def _warm_up(corpus: Path, work: Path, address: str) -> None:
+    """An unmeasured ``sonic ingest --ray`` of two of the corpus's files."""
+    files = sorted(p for p in corpus.rglob("*") if p.is_file())[:2]
+    warm = work / "warm-corpus"
+    warm.mkdir(exist_ok=True)
+    for number, path in enumerate(files):
+        shutil.copy(path, warm / f"{number}{path.suffix}")
+    data_dir = work / "warm-data"
+    command = [sys.executable, "-m", "ui.cli", "ingest", str(warm), "--data-dir",
+               str(data_dir), "--no-progress", "--ray", address]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(command, capture_output=True, check=True, env=env, cwd=REPO)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _ratio(value: float | None, before: float | None, after: float | None) -> float | None:
@@ -263,6 +300,16 @@ def main() -> None:
         "--files-per-batch", type=int, nargs="+", default=[None], metavar="N",
         help="files per actor call per CPU, one Ray run per value (default: RayOptions')",
     )  # fmt: skip
+    parser.add_argument(
+        "--fresh-catalog", action="store_true",
+        help="--cli: each command makes its catalog, so it loads the model up front (a "
+        "catalog's first ingest); default: the catalog remembers the checkpoint (later ones)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warm-cluster", nargs="+", choices=("cold", "warm"), default=["cold"],
+        help="cold: each Ray run is a fresh cluster's first ingest; warm: an unmeasured "
+        "two-file ingest runs first (Ray Data's helper actors are up, as for every later one)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the results here too")
     parser.add_argument(
         "--no-catalog", action="store_true", help="do not run bench/scale_catalog.py after"
@@ -274,10 +321,10 @@ def main() -> None:
     cores = os.cpu_count() or 1
     # every Ray shape, in this order within each round
     shapes = [
-        (n, st, a, f) for n in args.nodes for st in args.settings for a in args.actor_shape
-        for f in args.files_per_batch
+        (n, st, a, f, w) for n in args.nodes for st in args.settings for a in args.actor_shape
+        for f in args.files_per_batch for w in args.warm_cluster
     ]  # fmt: skip
-    variants = [_variant(n, st, a, f) for n, st, a, f in shapes]
+    variants = [_variant(n, st, a, f, w == "warm") for n, st, a, f, w in shapes]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UntrainedModelWarning)
         model = load_model()
@@ -287,7 +334,8 @@ def main() -> None:
 
         def local(label: str) -> dict:
             if args.cli:
-                return _measure_cli(label, args.corpus, work, [])
+                remembered = None if args.fresh_catalog else model
+                return _measure_cli(label, args.corpus, work, [], remembered)
             return _measure(
                 label, args.corpus, work, model,
                 lambda catalog, clock: ingest([args.corpus], catalog, model, IngestOptions(),
@@ -298,17 +346,20 @@ def main() -> None:
         # that every Ray run has a local run on either side (the load of the machine drifts)
         for repeat in range(args.repeats):
             results.append({**local(f"local {repeat + 1}"), "nodes": 0})
-            for nodes, settings, shape, per_batch in shapes:
+            for nodes, settings, shape, per_batch, warm in shapes:
                 actors = nodes * (cores if nodes == 1 else 1) if shape == "cpu" else None
                 run = _ray_run(args.corpus, work, model, nodes, cores, settings, actors,
-                               args.cli, per_batch)  # fmt: skip
-                variant = _variant(nodes, settings, shape, per_batch)
+                               args.cli, per_batch, not args.fresh_catalog,
+                               warm == "warm")  # fmt: skip
+                variant = _variant(nodes, settings, shape, per_batch, warm == "warm")
                 results.append({**run, "nodes": nodes, "variant": variant})
         results.append({**local(f"local {args.repeats + 1}"), "nodes": 0})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = compare(results, variants)
     how = "sonic ingest commands" if args.cli else "ingest calls in this process"
+    if args.cli:
+        how += ", each on a new catalog" if args.fresh_catalog else ", catalogs that know the model"
     print(f"\n{cores} cores ({_cpu_flags()}); corpus {args.corpus}; {args.repeats} repeats; "
           f"{how}")  # fmt: skip
     print(f"{'run':<34} {'wall s':>7} {'amin/min':>9} {'steady':>8} {'CPU s':>7} "
@@ -338,7 +389,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"cores": cores, "cpu": _cpu_flags(), "cli": args.cli, "results": results,
+                {"cores": cores, "cpu": _cpu_flags(), "cli": args.cli,
+                 "fresh_catalog": args.fresh_catalog, "results": results,
                  "ratios": summary},  # fmt: skip
                 indent=2,
             )  # fmt: skip
@@ -348,9 +400,13 @@ def main() -> None:
         subprocess.run([sys.executable, str(companion)], check=True)
 
 
-def _variant(nodes: int, settings: str, shape: str, files_per_batch: int | None = None) -> str:
-    """How the summary names one Ray shape: nodes, cluster settings, actor shape, batches."""
-    return f"{nodes}n {settings} {shape}-actors" + _batches(files_per_batch)
+def _variant(
+    nodes: int, settings: str, shape: str, files_per_batch: int | None = None, warm: bool = False
+) -> str:  # fmt: skip
+    """How the summary names one Ray shape: nodes, settings, actor shape, batches, warm."""
+    return f"{nodes}n {settings} {shape}-actors" + _batches(files_per_batch) + (
+        " warm" if warm else ""
+    )
 
 
 def _batches(files_per_batch: int | None) -> str:
