@@ -30,7 +30,11 @@ from torch import nn
 from embeddings.atomic import atomic_write
 from embeddings.frontend import FrontendConfig
 from embeddings.model import build_model, build_seeded_model
-from embeddings.model_handle import DEFAULT_CHECKPOINT, WEIGHTS_DIR  # noqa: F401 (re-exported)
+from embeddings.model_handle import (
+    DEFAULT_CHECKPOINT,  # noqa: F401 (re-exported)
+    WEIGHTS_DIR,  # noqa: F401 (re-exported)
+    untrained_warning,
+)
 
 GTZAN_GENRES: tuple[str, ...] = (
     "blues", "classical", "country", "disco", "hiphop",
@@ -211,8 +215,7 @@ def _usable(model: GenreModel, path: Path | None) -> GenreModel:
         )
     if not model.trained:
         warnings.warn(
-            f"model {model.model_id} has UNTRAINED weights: genre predictions are "
-            "meaningless and sound-alike search uses random convolutional features",
+            untrained_warning(model.model_id),
             UntrainedModelWarning,
             stacklevel=3,  # the caller of load_model
         )

@@ -92,14 +92,13 @@ class LazyModel:
             self._model = model
         return self._model
 
-
     def shippable(self) -> GenreModel | LazyModel:
         """This model as another process (a Ray actor) should receive it.
 
         Not loaded yet and read from a file: a :class:`LazyModel` of the same identity
-        that loads from the file's bytes, carried with it. A Ray driver sends that, so
-        it never imports torch and loads the network only to pickle it (1.3 CPU-s and
-        as long on the critical path, before any actor starts; the bytes are the
+        that loads from the file's bytes, carried with it. A Ray driver sends that
+        rather than import torch and load the network only to pickle it (1.3 CPU-s,
+        and as long on the critical path before any actor starts; the bytes are the
         fp16 file, half the size of the pickled fp32 network). The receiver's
         :meth:`load` checks the identity, as here: a checkpoint replaced since the
         catalog remembered it fails the run rather than mixing two models.
@@ -109,6 +108,14 @@ class LazyModel:
             return self.load()
         data = self.checkpoint.read_bytes()
         return LazyModel(self.identity, partial(_load_bytes, data, str(self.checkpoint)))
+
+
+def untrained_warning(model_id: str) -> str:
+    """What a user is told when a model's weights are untrained (on load, or on Ray)."""
+    return (
+        f"model {model_id} has UNTRAINED weights: genre predictions are "
+        "meaningless and sound-alike search uses random convolutional features"
+    )
 
 
 def _load_bytes(data: bytes, name: str) -> GenreModel:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from catalog.claims import rows_by_path
 from catalog.store import Catalog
-from embeddings.model_handle import LazyModel, shippable
+from embeddings.model_handle import LazyModel, shippable, untrained_warning
 from embeddings.windows import describe_analysis
 from ingest.lock import HeldLock
 from ingest.pipeline import (
@@ -201,7 +201,11 @@ class DistributedIngestRun(IngestRun):
             return
         # the checkpoint's bytes where the network is not loaded here: the driver then
         # never imports torch, and each actor loads the network as a local run would
-        model_ref = ray.put(shippable(self.model))
+        shipped = shippable(self.model)
+        model_ref = ray.put(shipped)
+        if isinstance(shipped, LazyModel) and not shipped.trained:
+            # only the actors load it, and their warnings reach no one: say it here
+            self.progress.note(f"warning: {untrained_warning(shipped.model_id)}")
         try:
             pending = tasks
             while pending:  # a second round only for copies of a move another copy claimed

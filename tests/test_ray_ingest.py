@@ -277,6 +277,24 @@ def test_the_driver_sends_the_checkpoint_file_and_never_loads_the_network(
     assert _committed(tmp_path / "stale" / "catalog.db") == 0
 
 
+def test_a_ray_run_of_an_untrained_checkpoint_warns_on_the_driver(cluster, tmp_path):
+    """Only the actors load a shipped checkpoint; the untrained warning is the driver's."""
+    from embeddings.checkpoint import save_checkpoint, untrained_model
+    from embeddings.model_handle import LazyModel, ModelIdentity
+
+    random = untrained_model()
+    path = tmp_path / "random.pt"
+    model_id = save_checkpoint(path, random.network, random.arch, random.genres,
+                               random.frontend, trained=False)  # fmt: skip
+    identity = ModelIdentity(model_id, tuple(random.genres), random.embedding_dim, False)
+    notes = _Notes()
+    lazy = LazyModel(identity, None, checkpoint=path)
+    summary = _on_ray([_library(tmp_path / "music", 1)], tmp_path / "data", lazy,
+                      cluster.address, notes)  # fmt: skip
+    assert summary.analysed == 1
+    assert [n for n in notes.notes if "UNTRAINED" in n], notes.notes
+
+
 def test_asking_for_more_gpus_than_the_cluster_has_is_refused_clearly(cluster, tmp_path, model):
     library = _library(tmp_path / "music", 2)
     with pytest.raises(DistributedIngestError, match=r"--ray-gpus 2: the Ray cluster has 0 GPU"):
