@@ -125,9 +125,24 @@ AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
 BLISS_PYTHON = Path("/work/venvs/bliss/bin/python")
 
 
+# what any earlier ingest into a catalog leaves: the shipped checkpoint remembered,
+# so the ingest plans with a LazyModel (in the tree's own code, whatever it keeps)
+_KNOWN_MODEL = """
+import sys, warnings
+from pathlib import Path
+from catalog.store import Catalog
+from embeddings.checkpoint import load_model
+from embeddings.model_handle import DEFAULT_CHECKPOINT, ModelIdentity
+warnings.simplefilter("ignore")
+with Catalog(Path(sys.argv[1])) as catalog:
+    catalog.remember_checkpoint(DEFAULT_CHECKPOINT, ModelIdentity.of(load_model()).to_dict())
+"""
+
+
 def _ours(
-    folder: Path, extra: list[str], env: dict, tree: Path = REPO, first: Path | None = None
-) -> dict:
+    folder: Path, extra: list[str], env: dict, tree: Path = REPO, first: Path | None = None,
+    known_model: bool = False,
+) -> dict:  # fmt: skip
     """``sonic ingest`` with its defaults, but at the peer's CPU priority (``--nice 0``).
 
     Its default ``--nice 10`` yields the CPU to everything else, the peer included,
@@ -136,10 +151,14 @@ def _ours(
     through PYTHONPATH); ``first``: a folder before it there (``--pythonpath``). Every
     process of the ingest's tree is checked for the ``--avx2`` caps in its environment,
     and the ingest reports PyTorch's own kernel choice (``cpu_capability``), so a cap
-    that did not arrive shows.
+    that did not arrive shows. ``known_model``: the catalog starts out knowing the
+    shipped checkpoint (``--known-model``), as for every ingest into it but the first.
     """
     env = {**env, "PYTHONPATH": os.pathsep.join(str(p) for p in (first, tree) if p)}
     with tempfile.TemporaryDirectory(prefix="sonic-bench-") as data_dir:
+        if known_model:  # before the measured command, in the tree's own code
+            subprocess.run([sys.executable, "-c", _KNOWN_MODEL, data_dir], cwd=tree, env=env,
+                           check=True, capture_output=True)  # fmt: skip
         cmd = [sys.executable, "-m", "ui.cli", "ingest", str(folder), "--data-dir", data_dir,
                "--json", "--no-progress", "--nice", "0", *extra]  # fmt: skip
         run = run_measured(cmd, cwd=tree, env=env, env_keys=tuple(AVX2_ENV))
@@ -185,11 +204,13 @@ def peer_comparison(folder: Path, files: list[Path], args) -> dict:
         order = contenders[k:] + contenders[:k]  # each goes first in turn
         for who in order if r % 2 == 0 else order[::-1]:
             if who == "ours":
-                runs["ours"].append(_ours(folder, args.ingest_arg, env, first=args.pythonpath))
+                runs["ours"].append(_ours(folder, args.ingest_arg, env, first=args.pythonpath,
+                                          known_model=args.known_model))  # fmt: skip
             elif who == "base":
                 base_args = args.ingest_arg if args.baseline_arg is None else args.baseline_arg
                 runs["base"].append(
-                    _ours(folder, base_args, env, args.baseline_tree, args.pythonpath)
+                    _ours(folder, base_args, env, args.baseline_tree, args.pythonpath,
+                          args.known_model)  # fmt: skip
                 )
             else:
                 runs["bliss"].append(_bliss(files, args.bliss_python, args.bliss_processes))
@@ -200,7 +221,7 @@ def peer_comparison(folder: Path, files: list[Path], args) -> dict:
         "peer": "bliss-audio 0.1.6", "repeats": args.repeats, "avx2_only": args.avx2,
         "ingest_args": args.ingest_arg, "baseline_args": args.baseline_arg,
         "pythonpath": str(args.pythonpath) if args.pythonpath else None,
-        "files": len(files), "audio_min": audio_min,
+        "known_model": args.known_model, "files": len(files), "audio_min": audio_min,
         "inference": runs["ours"][0]["inference"], "analysis": runs["ours"][0]["analysis"],
         "torch_capability_fresh_process": torch_capability(env),
         "ours": med["ours"], "bliss": med["bliss"], "runs": runs,
@@ -268,6 +289,9 @@ def main() -> None:
                         help="with --baseline-tree: extra argument for the baseline's ingest "
                         "instead of --ingest-arg (repeatable; e.g. the same tree, another "
                         "--precision)")  # fmt: skip
+    parser.add_argument("--known-model", action="store_true",
+                        help="each ingest's catalog already knows the shipped checkpoint, as "
+                        "for every ingest into a catalog but its first")  # fmt: skip
     parser.add_argument("--pythonpath", type=Path, default=None,
                         help="put this folder first on every ingest's PYTHONPATH (e.g. the "
                         "AVX2-capped ONNX Runtime of bench/ort_avx2.py)")  # fmt: skip

@@ -175,3 +175,71 @@ def test_a_lazy_model_refuses_a_checkpoint_that_is_not_the_one_remembered(model)
     stale = ModelIdentity("someone-else", tuple(model.genres), model.embedding_dim, True)
     with pytest.raises(RuntimeError, match="checkpoint changed"):
         LazyModel(stale, lambda: model).load()
+
+
+def test_a_lazy_model_knows_its_front_end_without_loading_and_refuses_another(model):
+    """The decode workers need the front end's parameters; a remembered identity has
+    them, so a run starts its workers before torch. One that does not match the file
+    (a checkpoint with the same weights and another front end) is refused on load."""
+    from dataclasses import replace
+
+    from embeddings.model_handle import LazyModel, ModelIdentity, frontend_of
+
+    def refuse():
+        raise AssertionError("loaded the network to learn the front end")
+
+    identity = ModelIdentity.from_dict(ModelIdentity.of(model).to_dict())  # via the catalog
+    assert identity.frontend == model.frontend.to_dict()
+    assert frontend_of(LazyModel(identity, refuse)) == model.frontend.to_dict()
+    assert {identity, identity} == {identity}  # still hashable, frontend apart
+
+    other = replace(identity, frontend={**identity.frontend, "n_mels": 64})
+    with pytest.raises(RuntimeError, match="checkpoint changed"):
+        LazyModel(other, lambda: model).load()
+
+    # remembered before the front end was kept: learnt by loading, and accepted
+    old = {k: v for k, v in identity.to_dict().items() if k != "frontend"}
+    lazy = LazyModel(ModelIdentity.from_dict(old), lambda: model)
+    assert frontend_of(lazy) == model.frontend.to_dict() and lazy.load() is model
+
+
+def test_an_ingest_starts_its_decode_workers_before_it_loads_the_network(
+    tmp_path: Path, data_dir: Path, model
+):
+    import multiprocessing
+
+    from embeddings.model_handle import LazyModel, ModelIdentity
+    from helpers import run_ingest
+
+    seen: list[int] = []
+
+    def load():
+        workers = [p for p in multiprocessing.active_children() if p.name.startswith("sonic-decode-")]
+        seen.append(len(workers))
+        return model
+
+    music = tmp_path / "music"
+    for i in range(3):
+        write(music / f"{i}.wav", tone(220 + 110 * i, 4.0), 22050)
+    summary = run_ingest([music], data_dir, LazyModel(ModelIdentity.of(model), load))  # 2 workers
+    assert summary.analysed == 3
+    assert seen == [2], "the network was loaded before the decode workers started"
+
+
+def test_a_checkpoint_remembered_without_its_front_end_is_loaded_once_and_remembered_again(
+    tmp_path: Path,
+):
+    from embeddings.model_handle import DEFAULT_CHECKPOINT, LazyModel, ModelIdentity
+    from ui.cli import _model_for_ingest
+
+    with Catalog(tmp_path / "data") as catalog:
+        first = _model_for_ingest(catalog, None)  # a new catalog: loaded, remembered
+        known = catalog.remembered_checkpoint(DEFAULT_CHECKPOINT)
+        assert known["frontend"] == first.frontend.to_dict()
+        catalog.remember_checkpoint(  # as a catalog from before the front end was kept
+            DEFAULT_CHECKPOINT, {k: v for k, v in known.items() if k != "frontend"}
+        )
+        assert not isinstance(_model_for_ingest(catalog, None), LazyModel)
+        assert catalog.remembered_checkpoint(DEFAULT_CHECKPOINT) == known
+        lazy = _model_for_ingest(catalog, None)
+        assert isinstance(lazy, LazyModel) and lazy.identity == ModelIdentity.from_dict(known)
