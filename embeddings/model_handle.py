@@ -13,7 +13,7 @@ This module imports nothing heavy: it is read at start-up.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,35 +33,20 @@ class ModelIdentity:
     genres: tuple[str, ...]
     embedding_dim: int
     trained: bool
-    # the log-mel front end's parameters (``FrontendConfig.to_dict()``): the decode
-    # workers need them, and knowing them they start while torch is still loading.
-    # None in what a catalog remembered before they were kept. Compared apart
-    # (LazyModel.load): a dict would make the identity unhashable.
-    frontend: dict | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def of(cls, model: GenreModel) -> ModelIdentity:
-        return cls(
-            model.model_id, tuple(model.genres), model.embedding_dim, model.trained,
-            model.frontend.to_dict(),
-        )  # fmt: skip
+        return cls(model.model_id, tuple(model.genres), model.embedding_dim, model.trained)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "genres": list(self.genres)}
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelIdentity:
-        frontend = data.get("frontend")
         return cls(
             str(data["model_id"]), tuple(data["genres"]), int(data["embedding_dim"]),
-            bool(data["trained"]), dict(frontend) if frontend is not None else None,
+            bool(data["trained"]),
         )  # fmt: skip
-
-    def matches(self, model: GenreModel) -> bool:
-        """Whether ``model`` is the model this identity describes (front end included)."""
-        if ModelIdentity.of(model) != self:
-            return False
-        return self.frontend is None or self.frontend == model.frontend.to_dict()
 
 
 class LazyModel:
@@ -99,20 +84,13 @@ class LazyModel:
         """The network; raises if the checkpoint is no longer the one remembered."""
         if self._model is None:
             model = self._loader()
-            if not self.identity.matches(model):
+            if ModelIdentity.of(model) != self.identity:
                 raise RuntimeError(
                     f"the checkpoint changed while the run started: expected model "
                     f"{self.identity.model_id}, found {model.model_id}; run the ingest again"
                 )
             self._model = model
         return self._model
-
-    @property
-    def frontend(self) -> dict:
-        """The front end's parameters: from the identity if known, else by loading."""
-        if self.identity.frontend is not None:
-            return dict(self.identity.frontend)
-        return self.load().frontend.to_dict()
 
     def shippable(self) -> GenreModel | LazyModel:
         """This model as another process (a Ray actor) should receive it.
@@ -150,15 +128,6 @@ def _load_bytes(data: bytes, name: str) -> GenreModel:
 def shippable(model: GenreModel | LazyModel) -> GenreModel | LazyModel:
     """``model`` as another process should receive it (see :meth:`LazyModel.shippable`)."""
     return model.shippable() if isinstance(model, LazyModel) else model
-
-
-def frontend_of(model: GenreModel | LazyModel) -> dict:
-    """``model``'s front-end parameters, without loading the network where they are known.
-
-    What the decode workers are started with: a run starts them before it loads
-    torch and the network (about 1.3 CPU-s), so they decode meanwhile.
-    """
-    return model.frontend if isinstance(model, LazyModel) else model.frontend.to_dict()
 
 
 def loaded(model: GenreModel | LazyModel) -> GenreModel:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catalog.claims import Claims
-from embeddings.model_handle import LazyModel, frontend_of, loaded
+from embeddings.model_handle import LazyModel, loaded
 from embeddings.windows import describe_analysis
 from ingest.batching import POLL_SECONDS, Batching
 from ingest.busy_signal import BusyWatch, Yielder
@@ -139,42 +139,31 @@ class IngestRun(Planning, Batching, Recording):
     def _analyse(self, tasks: list[Task]) -> None:
         from embeddings.inference import Predictor, op_threads
 
+        self.model = loaded(self.model)  # torch and the network, now that there is work
+        self.predictor = Predictor(self.model, self.options.device, self.options.precision)
+        self.summary.inference = self.predictor.describe()
+        self.summary.cpu_capability = _cpu_capability()
+        self.summary.analysis = describe_analysis(self.options.analysis_seconds)
         tasks = [replace(t, analysis_s=self.options.analysis_seconds) for t in tasks]
-        # The decode workers start, and get their first files, before this process
-        # imports torch and loads the network (about 1.3 CPU-s on one core): they
-        # decode meanwhile instead of waiting. frontend_of needs no torch when the
-        # catalog knows the checkpoint.
         pool = WorkerPool(
             max(1, self.options.workers),
-            frontend_of(self.model),
+            self.model.frontend.to_dict(),
             self.plan.moved_hashes,
             self.options.stall_seconds,
             self.catalog.paths.root if self.options.yield_to_service else None,
         )
-        previous_threads = None
-        try:
-            self.progress.start(len(tasks))
-            if self.summary.previous_model_id:
-                # a large library takes hours to redo; say why before the bar moves
-                self.progress.note(
-                    f"the model changed from {self.summary.previous_model_id} to "
-                    f"{self.model.model_id}: tracks analysed with the old one are analysed "
-                    "again, and search covers only those redone so far"
-                )
-            self._note_unreadable_folders()
-            self.pending = deque(tasks)
-            self._feed(pool, self._ahead())
-            self.model = loaded(self.model)  # torch and the network, now that there is work
-            self.predictor = Predictor(self.model, self.options.device, self.options.precision)
-            self.summary.inference = self.predictor.describe()
-            self.summary.cpu_capability = _cpu_capability()
-            self.summary.analysis = describe_analysis(self.options.analysis_seconds)
-            watch = BusyWatch(self.catalog.paths.root) if self.options.yield_to_service else None
-            previous_threads = self._start_inference_threads(watch)
-        except BaseException:
-            self.progress.close()
-            pool.close()
-            raise
+        watch = BusyWatch(self.catalog.paths.root) if self.options.yield_to_service else None
+        previous_threads = self._start_inference_threads(watch)
+        self.progress.start(len(tasks))
+        if self.summary.previous_model_id:
+            # a large library takes hours to redo; say why before the bar starts moving
+            self.progress.note(
+                f"the model changed from {self.summary.previous_model_id} to "
+                f"{self.model.model_id}: tracks analysed with the old one are analysed "
+                "again, and search covers only those redone so far"
+            )
+        self._note_unreadable_folders()
+        self.pending = deque(tasks)
         try:
             with _one_blas_thread():
                 self._drain(pool)
@@ -187,10 +176,6 @@ class IngestRun(Planning, Batching, Recording):
             self.summary.yielded_seconds = round(self.yielder.rested_s, 1)
             self.yielder.close()
             pool.close()
-
-    def _ahead(self) -> int:
-        """How many files are handed to the decoders ahead of the network."""
-        return max(4, 4 * max(1, self.options.workers))
 
     def _start_inference_threads(self, watch: BusyWatch | None) -> int | None:
         """The inference threads and how calls are handed to them, for every analysis.
@@ -214,7 +199,7 @@ class IngestRun(Planning, Batching, Recording):
 
     def _drain(self, pool: WorkerPool) -> None:
         quiet_since = last_turn = last_stall_check = time.monotonic()
-        ahead = self._ahead()
+        ahead = max(4, 4 * max(1, self.options.workers))
         while self.states or self.pending:
             self._feed(pool, ahead)
             if not self.states:

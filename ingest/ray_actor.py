@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from catalog.records import Analysis, AudioFacts, Explanation, FileFacts, Tags
-from embeddings.model_handle import frontend_of, loaded
+from embeddings.model_handle import loaded
 from ingest.pipeline import IngestOptions, IngestRun, _one_blas_thread, _TrackState, _WorkerPool
 from ingest.worker import Task
 
@@ -218,21 +218,11 @@ class TrackAnalyser:
 
         # wrapped in a list so Ray does not resolve it early; a LazyModel carrying the
         # checkpoint's bytes (embeddings.model_handle.shippable), or the network itself
-        shipped = ray.get(model_ref[0])
+        model = loaded(ray.get(model_ref[0]))
         opts = IngestOptions(**options)
-        # the decode workers start (and import) while torch and the network load, as
-        # in a local run (IngestRun._analyse)
-        self.pool = _WorkerPool(
-            max(1, opts.workers), frontend_of(shipped), moved_hashes, opts.stall_seconds
-        )
-        try:
-            model = loaded(shipped)
-            run = NodeRun(model, opts, Path(heatmaps_dir))
-            device, self.note = usable_device(opts.device, run.node)
-            run.predictor = Predictor(model, device, opts.precision)
-        except BaseException:
-            self.pool.close()
-            raise
+        run = NodeRun(model, opts, Path(heatmaps_dir))
+        device, self.note = usable_device(opts.device, run.node)
+        run.predictor = Predictor(model, device, opts.precision)
         run._start_inference_threads(None)  # as a local run; no service to yield to here
         # NumPy's BLAS on one thread for the actor's life, as a local run has it while
         # it analyses (ingest.pipeline._one_blas_thread): without it OpenBLAS's threads
@@ -241,6 +231,9 @@ class TrackAnalyser:
         self._blas.__enter__()
         self.run = run
         self.inference = run.predictor.describe()
+        self.pool = _WorkerPool(
+            max(1, opts.workers), model.frontend.to_dict(), moved_hashes, opts.stall_seconds
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._home.submit(self._analyse, batch).result()

@@ -79,9 +79,7 @@ def _model_for_ingest(catalog, model_path: Path | None):
 
     path = checkpoint_argument(model_path) if model_path else DEFAULT_CHECKPOINT
     known = catalog.remembered_checkpoint(path) if path.is_file() else None
-    # remembered before the front end was kept: load once more and remember it all,
-    # so later runs start their decode workers before torch
-    if known is not None and known.get("frontend") is not None:
+    if known is not None:
         return LazyModel(
             ModelIdentity.from_dict(known), lambda: load_model(model_path), checkpoint=path
         )
